@@ -1,0 +1,22 @@
+# Every target bootstraps first (idempotent, quiet when there is nothing to do).
+PY := .venv/bin/python
+DURATION ?= 30
+
+.PHONY: run test bench bootstrap probes clean
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+run: bootstrap
+	$(PY) -m bcgov.cli agent run --duration $(DURATION)
+
+probes: bootstrap
+	$(PY) -m bcgov.cli agent probes
+
+test: bootstrap
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: bootstrap
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf .venv var build *.egg-info

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Bring a fresh Debian 12 machine (or an agent image) to the point where `bcgov` runs:
+# Debian packages (BCC, kernel headers, the servers the tests drive), tracefs, and .venv.
+# Idempotent and quiet when there is nothing to do; every step checks before it acts.
+#
+#   BCGOV_BOOTSTRAP_SERVERS=0  skip the Debian servers used only by tests (agent image)
+#   BCGOV_BOOTSTRAP_VENV=0     skip .venv (the image installs into its own venv path)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${BCGOV_VENV:-$root/.venv}
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 2; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (BPF, tracefs and apt need it): run 'sudo make ...'"
+command -v apt-get >/dev/null || die "apt-get not found: bcgov's bootstrap supports Debian/Ubuntu; install python3-bpfcc and kernel headers by hand elsewhere"
+
+agent_pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip iproute2 kmod)
+server_pkgs=(prometheus prometheus-alertmanager nftables util-linux procps)
+pkgs=("${agent_pkgs[@]}")
+[ "${BCGOV_BOOTSTRAP_SERVERS:-1}" = 1 ] && pkgs+=("${server_pkgs[@]}")
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+missing=()
+for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  apt_install "${missing[@]}"
+fi
+
+# BCC compiles against /lib/modules/$(uname -r)/build. The running kernel's own headers are right;
+# when the archive lacks them, the generic ones serve tracepoint-only programs (they read no structs).
+kver=$(uname -r)
+moddir=/lib/modules/$kver
+if [ ! -e "$moddir/build/include" ]; then
+  apt_updated_before=$apt_updated
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
+  if apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then
+    say "installing linux-headers-$kver"
+    apt_install "linux-headers-$kver"
+  else
+    installed linux-headers-amd64 || { say "no headers for $kver in the archive; using the generic ones"; apt_install linux-headers-amd64; }
+    gen=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1)
+    common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n1)
+    [ -n "$gen" ] && [ -n "$common" ] || die "generic kernel headers not found under /usr/src after installing linux-headers-amd64"
+    mkdir -p "$moddir"
+    ln -sfn "$gen" "$moddir/build"
+    ln -sfn "$common" "$moddir/source"
+    say "linked $moddir/build -> $gen"
+  fi
+  : "$apt_updated_before"
+fi
+
+# tracefs: BCC reads tracepoint layouts from it and attaches through it.
+if [ ! -e /sys/kernel/tracing/events ]; then
+  mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || die "cannot mount tracefs at /sys/kernel/tracing: the kernel needs CONFIG_TRACING"
+  say "mounted tracefs at /sys/kernel/tracing"
+fi
+
+if [ "${BCGOV_BOOTSTRAP_VENV:-1}" = 1 ]; then
+  # The Debian Python, with system site packages, is what makes `import bcc` work inside the venv.
+  if [ ! -x "$venv/bin/python" ]; then
+    say "creating $venv from /usr/bin/python3 (system site packages for bcc)"
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+  fi
+  stamp="$venv/.bcgov-installed"
+  want=$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing bcgov (editable, dev extras) into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[dev]" 2> >(grep -v "^WARNING: Location" >&2)
+    echo "$want" >"$stamp"
+  fi
+  "$venv/bin/python" -c 'import bcc' 2>/dev/null || die "python3-bpfcc is installed but 'import bcc' fails in $venv: recreate it with 'rm -rf $venv && make test'"
+fi
