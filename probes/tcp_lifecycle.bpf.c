@@ -1,0 +1,340 @@
+/* tcp_lifecycle: one record per finished TCP connection, plus in-kernel counts.
+ *
+ * Traces sock:inet_sock_set_state. A connection is tracked from SYN_SENT (active: the connect()
+ * caller is current, so pid/comm/cgroup are right) or SYN_RECV (passive: softirq context, so the
+ * owner comes from the listening socket's owner and is then replaced by the first process that
+ * sends or receives on the socket). At CLOSE one record goes to user space and the per-cgroup
+ * counter is bumped. Optional tracepoints add bytes (sock_send_length/sock_recv_length, 6.3+),
+ * retransmit timestamps and reset marks for the connection's span.
+ *
+ * Cost: a hash update per open, a lookup per send/recv when byte counting is on, one ring buffer
+ * record (~200 bytes) per close.
+ */
+#include "bcgov_common.h"
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+#define DIR_ACTIVE 1
+#define DIR_PASSIVE 2
+
+#define OWNER_CONNECT 1   /* the connect() caller */
+#define OWNER_LISTENER 2  /* the process that called listen() on the local port */
+#define OWNER_IO 3        /* the first process that sent or received on the socket */
+
+#define F_ESTABLISHED 1
+#define F_RESET_RECEIVED 2
+#define F_RESET_SENT 4
+#define F_BYTES_KNOWN 8
+
+#define OUTCOME_NORMAL 0
+#define OUTCOME_RESET 1
+#define OUTCOME_FAILED 2
+
+#ifndef RTX_SLOTS
+#define RTX_SLOTS 4
+#endif
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 256
+#endif
+
+struct owner {
+    u64 cgroup_id;
+    u32 tgid;
+    u32 tid;
+    char comm[16];
+};
+
+struct conn {
+    u64 start_ns;
+    u64 established_ns;
+    u64 reset_ns;
+    u64 bytes_sent;
+    u64 bytes_received;
+    u64 rtx_ns[RTX_SLOTS];
+    struct owner owner;
+    u32 retransmits;
+    u8 direction;
+    u8 flags;
+    u8 owner_source;
+    u8 _pad;
+};
+
+/* The record user space decodes; mirrored by probes/tcp_lifecycle.py:TcpCloseRecord and checked
+ * field by field against BCC's view of this struct (the `layout` map) when the probe loads. */
+struct tcp_close_record {
+    u64 start_ns;
+    u64 established_ns;
+    u64 end_ns;
+    u64 reset_ns;
+    u64 bytes_sent;
+    u64 bytes_received;
+    u64 rtx_ns[RTX_SLOTS];
+    u64 cgroup_id;
+    u64 sock;
+    u32 tgid;
+    u32 tid;
+    u32 retransmits;
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u8 direction;
+    u8 flags;
+    u8 owner_source;
+    u8 oldstate;
+    u8 saddr[16];
+    u8 daddr[16];
+    char comm[16];
+};
+
+struct conn_count_key {
+    u64 cgroup_id;
+    u8 direction;
+    u8 outcome;
+    u8 _pad[6];
+};
+
+BPF_HASH(conns, u64, struct conn, 65536);
+BPF_HASH(listeners, u16, struct owner, 4096);
+BPF_HASH(tcp_connections, struct conn_count_key, u64, 16384);
+BPF_PERCPU_ARRAY(tcp_opens, u64, 3);
+BPF_PERCPU_ARRAY(stats, u64, BCGOV_STAT_MAX);
+
+/* BCC rewrites map methods only in the probe's own file, so each probe carries this helper. */
+static __always_inline void stat_inc(int idx)
+{
+    u64 *v = stats.lookup(&idx);
+    if (v)
+        *v += 1;
+}
+BPF_ARRAY(layout, struct tcp_close_record, 1);
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+
+static __always_inline void fill_owner(struct owner *o)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    o->tgid = pid_tgid >> 32;
+    o->tid = (u32)pid_tgid;
+    o->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&o->comm, sizeof(o->comm));
+}
+
+static __always_inline void count_open(int direction)
+{
+    u64 *v = tcp_opens.lookup(&direction);
+    if (v) *v += 1;
+}
+
+static __always_inline void track(u64 sk, int direction, u16 sport)
+{
+    struct conn c = {};
+    c.start_ns = bpf_ktime_get_ns();
+    c.direction = direction;
+    if (direction == DIR_ACTIVE) {
+        fill_owner(&c.owner);
+        c.owner_source = OWNER_CONNECT;
+    } else {
+        struct owner *l = listeners.lookup(&sport);
+        if (l) {
+            c.owner = *l;
+            c.owner_source = OWNER_LISTENER;
+        }
+    }
+    if (conns.update(&sk, &c) != 0)
+        stat_inc(BCGOV_STAT_MAP_FULL);
+    count_open(direction);
+}
+
+/* Counts the finished connection and reserves its record, filled from the tracked state; the
+ * caller adds the endpoints from the tracepoint and submits. NULL: untracked or ring buffer full. */
+static __always_inline struct tcp_close_record *finish(u64 sk)
+{
+    struct conn *c = conns.lookup(&sk);
+    if (!c) {
+        stat_inc(BCGOV_STAT_UNTRACKED);
+        return 0;
+    }
+    struct conn_count_key key = {};
+    key.cgroup_id = c->owner.cgroup_id;
+    key.direction = c->direction;
+    if (!(c->flags & F_ESTABLISHED))
+        key.outcome = OUTCOME_FAILED;
+    else if (c->flags & (F_RESET_RECEIVED | F_RESET_SENT))
+        key.outcome = OUTCOME_RESET;
+    else
+        key.outcome = OUTCOME_NORMAL;
+    u64 zero = 0;
+    u64 *count = tcp_connections.lookup_or_try_init(&key, &zero);
+    if (count)
+        lock_xadd(count, 1);
+    else
+        stat_inc(BCGOV_STAT_MAP_FULL);
+
+    struct tcp_close_record *r = events.ringbuf_reserve(sizeof(struct tcp_close_record));
+    if (!r) {
+        stat_inc(BCGOV_STAT_LOST);
+        conns.delete(&sk);
+        return 0;
+    }
+    r->start_ns = c->start_ns;
+    r->established_ns = c->established_ns;
+    r->end_ns = bpf_ktime_get_ns();
+    r->reset_ns = c->reset_ns;
+    r->bytes_sent = c->bytes_sent;
+    r->bytes_received = c->bytes_received;
+#pragma unroll
+    for (int i = 0; i < RTX_SLOTS; i++)
+        r->rtx_ns[i] = c->rtx_ns[i];
+    r->cgroup_id = c->owner.cgroup_id;
+    r->sock = sk;
+    r->tgid = c->owner.tgid;
+    r->tid = c->owner.tid;
+    r->retransmits = c->retransmits;
+    r->direction = c->direction;
+    r->flags = c->flags;
+    r->owner_source = c->owner_source;
+    __builtin_memcpy(r->comm, c->owner.comm, sizeof(r->comm));
+    conns.delete(&sk);
+    return r;
+}
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    if (args->protocol != BCGOV_IPPROTO_TCP)
+        return 0;
+    u64 sk = (u64)args->skaddr;
+    int newstate = args->newstate;
+
+    if (newstate == TCP_LISTEN) {
+        /* listen() runs in the owner's context: remember who serves this port. */
+        struct owner o = {};
+        fill_owner(&o);
+        u16 port = args->sport;
+        if (listeners.update(&port, &o) != 0)
+            stat_inc(BCGOV_STAT_MAP_FULL);
+        return 0;
+    }
+    if (newstate == TCP_SYN_SENT) {
+        track(sk, DIR_ACTIVE, 0);
+        return 0;
+    }
+    if (newstate == TCP_SYN_RECV) {
+        track(sk, DIR_PASSIVE, args->sport);
+        return 0;
+    }
+    if (newstate == TCP_ESTABLISHED) {
+        struct conn *c = conns.lookup(&sk);
+        if (c) {
+            c->flags |= F_ESTABLISHED;
+            c->established_ns = bpf_ktime_get_ns();
+        }
+        return 0;
+    }
+    if (newstate == TCP_CLOSE) {
+        if (args->oldstate == TCP_LISTEN) {
+            u16 port = args->sport;
+            listeners.delete(&port);
+            return 0;
+        }
+        struct tcp_close_record *r = finish(sk);
+        if (!r)
+            return 0;
+        r->family = args->family;
+        r->sport = args->sport;
+        r->dport = args->dport;
+        r->oldstate = args->oldstate;
+        __builtin_memset(r->saddr, 0, sizeof(r->saddr));
+        __builtin_memset(r->daddr, 0, sizeof(r->daddr));
+        if (args->family == BCGOV_AF_INET) {
+            __builtin_memcpy(r->saddr, args->saddr, 4);
+            __builtin_memcpy(r->daddr, args->daddr, 4);
+        } else {
+            __builtin_memcpy(r->saddr, args->saddr_v6, 16);
+            __builtin_memcpy(r->daddr, args->daddr_v6, 16);
+        }
+        events.ringbuf_submit(r, 0);
+        stat_inc(BCGOV_STAT_EMITTED);
+    }
+    return 0;
+}
+
+#ifdef HAVE_SOCK_LENGTH
+/* Runs in the sending/receiving process: the reliable owner of an accepted socket. */
+static __always_inline void account(u64 sk, u16 family, u16 protocol, int ret, int sending)
+{
+    if (protocol != BCGOV_IPPROTO_TCP || (family != BCGOV_AF_INET && family != BCGOV_AF_INET6))
+        return;
+    struct conn *c = conns.lookup(&sk);
+    if (!c)
+        return;
+    if (c->owner_source != OWNER_IO && c->direction == DIR_PASSIVE) {
+        fill_owner(&c->owner);
+        c->owner_source = OWNER_IO;
+    }
+    c->flags |= F_BYTES_KNOWN;
+    if (ret <= 0)
+        return;
+    if (sending)
+        c->bytes_sent += ret;
+    else
+        c->bytes_received += ret;
+}
+
+TRACEPOINT_PROBE(sock, sock_send_length)
+{
+    account((u64)args->sk, args->family, args->protocol, args->ret, 1);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sock, sock_recv_length)
+{
+    account((u64)args->sk, args->family, args->protocol, args->ret, 0);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TCP_RETRANSMIT_SKB
+TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
+{
+    u64 sk = (u64)args->skaddr;
+    struct conn *c = conns.lookup(&sk);
+    if (!c)
+        return 0;
+    u32 n = c->retransmits;
+    if (n < RTX_SLOTS)
+        c->rtx_ns[n & (RTX_SLOTS - 1)] = bpf_ktime_get_ns();
+    c->retransmits = n + 1;
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TCP_RECEIVE_RESET
+TRACEPOINT_PROBE(tcp, tcp_receive_reset)
+{
+    u64 sk = (u64)args->skaddr;
+    struct conn *c = conns.lookup(&sk);
+    if (c) {
+        c->flags |= F_RESET_RECEIVED;
+        c->reset_ns = bpf_ktime_get_ns();
+    }
+    return 0;
+}
+#endif
+
+#ifdef HAVE_TCP_SEND_RESET
+TRACEPOINT_PROBE(tcp, tcp_send_reset)
+{
+    u64 sk = (u64)args->skaddr;
+    if (!sk)
+        return 0;
+    struct conn *c = conns.lookup(&sk);
+    if (c) {
+        c->flags |= F_RESET_SENT;
+        c->reset_ns = bpf_ktime_get_ns();
+    }
+    return 0;
+}
+#endif
