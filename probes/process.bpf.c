@@ -30,7 +30,7 @@
 struct exec_args {
     u32 argc;
     u32 truncated;
-    char argv[ARGS_MAX][ARG_LEN];
+    char argv[ARGS_MAX * ARG_LEN];
 };
 
 struct exec_record {
@@ -44,7 +44,8 @@ struct exec_record {
     u32 _pad;
     char comm[16];
     char filename[FILENAME_LEN];
-    char argv[ARGS_MAX][ARG_LEN];
+    /* flat, ARG_LEN bytes per argument: BCC's ctypes view loses the inner dimension of 2-D arrays */
+    char argv[ARGS_MAX * ARG_LEN];
 };
 
 struct exit_record {
@@ -97,8 +98,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve)
         bpf_probe_read_user(&p, sizeof(p), &argv[i]);
         if (!p)
             goto done;
-        if (bpf_probe_read_user_str(a->argv[i], ARG_LEN, p) < 0)
-            a->argv[i][0] = 0;
+        if (bpf_probe_read_user_str(&a->argv[i * ARG_LEN], ARG_LEN, p) < 0)
+            a->argv[i * ARG_LEN] = 0;
         a->argc = i + 1;
     }
     {
@@ -160,7 +161,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     } else {
         r->argc = 0;
         r->truncated = 0;
-        r->argv[0][0] = 0;
+        r->argv[0] = 0;
     }
     events.ringbuf_submit(r, 0);
     stat_inc(BCGOV_STAT_EMITTED);

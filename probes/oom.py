@@ -1,0 +1,54 @@
+"""oom: OOM kills (see oom.bpf.c)."""
+
+from __future__ import annotations
+
+import ctypes
+
+from probes.events import OomKill
+from probes.records import c_string
+from probes.spec import ProbeSpec
+
+
+class OomRecord(ctypes.Structure):
+    """Mirror of `struct oom_record`."""
+
+    _fields_ = [
+        ("ts_ns", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
+        ("total_vm_kb", ctypes.c_uint64),
+        ("anon_rss_kb", ctypes.c_uint64),
+        ("file_rss_kb", ctypes.c_uint64),
+        ("shmem_rss_kb", ctypes.c_uint64),
+        ("pid", ctypes.c_uint32),
+        ("trigger_tgid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("cgroup_source", ctypes.c_uint32),
+        ("comm", ctypes.c_char * 16),
+    ]
+
+
+def decode(raw: bytes) -> OomKill:
+    """Decode one OOM kill record."""
+    r = OomRecord.from_buffer_copy(raw)
+    return OomKill(
+        ts_ns=r.ts_ns,
+        pid=r.pid,
+        comm=c_string(r.comm),
+        cgroup_id=r.cgroup_id,
+        trigger_pid=r.trigger_tgid,
+        uid=r.uid,
+        total_vm_kb=r.total_vm_kb,
+        anon_rss_kb=r.anon_rss_kb,
+        file_rss_kb=r.file_rss_kb,
+        shmem_rss_kb=r.shmem_rss_kb,
+    )
+
+
+SPEC = ProbeSpec(
+    name="oom",
+    summary="OOM kills: victim pid, comm, memory and cgroup",
+    required=("oom:mark_victim", "sched:sched_process_fork", "sched:sched_process_exec"),
+    layouts={"layout": OomRecord},
+    ring_buffer="events",
+    decoder=decode,
+)

@@ -1,0 +1,115 @@
+"""process: exec and exit with argv, exit code and lifetime (see process.bpf.c)."""
+
+from __future__ import annotations
+
+import ctypes
+
+from probes.events import ProcessExec, ProcessExit
+from probes.records import c_string
+from probes.spec import FieldFeature, ProbeSpec
+
+ARGS_MAX = 16
+ARG_LEN = 64
+FILENAME_LEN = 128
+KIND_EXEC, KIND_EXIT = 1, 2
+EXIT_KINDS = {0: "unknown", 1: "exited", 2: "signaled"}
+
+
+class ExecRecord(ctypes.Structure):
+    """Mirror of `struct exec_record`."""
+
+    _fields_ = [
+        ("kind", ctypes.c_uint32),
+        ("tgid", ctypes.c_uint32),
+        ("ts_ns", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
+        ("uid", ctypes.c_uint32),
+        ("argc", ctypes.c_uint32),
+        ("truncated", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("comm", ctypes.c_char * 16),
+        ("filename", ctypes.c_char * FILENAME_LEN),
+        ("argv", ctypes.c_char * (ARG_LEN * ARGS_MAX)),
+    ]
+
+
+class ExitRecord(ctypes.Structure):
+    """Mirror of `struct exit_record`."""
+
+    _fields_ = [
+        ("kind", ctypes.c_uint32),
+        ("tgid", ctypes.c_uint32),
+        ("ts_ns", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
+        ("start_ns", ctypes.c_uint64),
+        ("code", ctypes.c_int32),
+        ("exit_kind", ctypes.c_uint32),
+        ("comm", ctypes.c_char * 16),
+    ]
+
+
+def exit_status(exit_kind: int, code: int) -> tuple[str, int | None, int | None]:
+    """(kind, exit code, signal) from the kernel's exit_group code or fatal signal.
+
+    exit_group() takes an int but the status a parent sees is its low byte, so report that.
+    """
+    kind = EXIT_KINDS.get(exit_kind, "unknown")
+    if kind == "exited":
+        return kind, code & 0xFF, None
+    if kind == "signaled":
+        return kind, None, code
+    return kind, None, None
+
+
+def decode(raw: bytes) -> ProcessExec | ProcessExit:
+    """Decode an exec or exit record, told apart by their leading `kind`."""
+    kind = int.from_bytes(raw[:4], "little")
+    if kind == KIND_EXEC:
+        r = ExecRecord.from_buffer_copy(raw)
+        flat = bytes(r.argv)
+        argv = tuple(
+            c_string(flat[i * ARG_LEN : (i + 1) * ARG_LEN]) for i in range(min(r.argc, ARGS_MAX))
+        )
+        return ProcessExec(
+            ts_ns=r.ts_ns,
+            pid=r.tgid,
+            uid=r.uid,
+            comm=c_string(r.comm),
+            filename=c_string(r.filename),
+            argv=argv,
+            argv_truncated=bool(r.truncated),
+            cgroup_id=r.cgroup_id,
+        )
+    if kind == KIND_EXIT:
+        x = ExitRecord.from_buffer_copy(raw)
+        exit_kind, code, sig = exit_status(x.exit_kind, x.code)
+        return ProcessExit(
+            ts_ns=x.ts_ns,
+            pid=x.tgid,
+            comm=c_string(x.comm),
+            cgroup_id=x.cgroup_id,
+            start_ns=x.start_ns,
+            exit_kind=exit_kind,
+            exit_code=code,
+            signal=sig,
+        )
+    raise ValueError(f"process probe record of unknown kind {kind}")
+
+
+SPEC = ProbeSpec(
+    name="process",
+    summary="process exec (argv redacted) and exit with exit code and lifetime",
+    required=(
+        "sched:sched_process_exec",
+        "sched:sched_process_exit",
+        "sched:sched_process_fork",
+        "syscalls:sys_enter_execve",
+        "syscalls:sys_enter_exit_group",
+        "signal:signal_deliver",
+    ),
+    field_features=(FieldFeature("sched:sched_process_exit", "group_dead", "HAVE_GROUP_DEAD"),),
+    layouts={"layout_exec": ExecRecord, "layout_exit": ExitRecord},
+    ring_buffer="events",
+    decoder=decode,
+    defines=(f"ARGS_MAX={ARGS_MAX}",),
+)

@@ -1,0 +1,60 @@
+"""The declarative description of a probe: what it needs from the kernel and what it yields.
+
+A probe is `probes/<name>.bpf.c` plus a `ProbeSpec` in `probes/<name>.py`. The spec names the
+tracepoints the program cannot run without, the optional ones that add detail (each switched on
+with a `-D` define when tracefs has it), the ring buffer records it emits (ctypes layouts checked
+against BCC's view of the C struct at load time) and a decoder turning raw bytes into events.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+PROBES_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Optional:
+    """Tracepoints that add detail; all present -> `define` is passed to the compiler."""
+
+    tracepoints: tuple[str, ...]
+    define: str
+    adds: str
+
+
+@dataclass(frozen=True)
+class FieldFeature:
+    """A compile-time switch chosen from a tracepoint's field layout (feature, not version)."""
+
+    tracepoint: str
+    field: str
+    define: str
+    type_contains: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """Everything the loader and the agent need to know about one probe."""
+
+    name: str
+    summary: str
+    required: tuple[str, ...]
+    optional: tuple[Optional, ...] = ()
+    field_features: tuple[FieldFeature, ...] = ()
+    # layout map name in the C program -> ctypes mirror of its value struct
+    layouts: Mapping[str, type[ctypes.Structure]] = field(default_factory=dict)
+    ring_buffer: str | None = None
+    decoder: Callable[[bytes], object] | None = None
+    defines: tuple[str, ...] = ()
+
+    @property
+    def source_path(self) -> Path:
+        """Path of the probe's BPF C source."""
+        return PROBES_DIR / f"{self.name}.bpf.c"
+
+    def tracepoints(self) -> tuple[str, ...]:
+        """Every tracepoint the probe may attach, required first."""
+        return self.required + tuple(tp for o in self.optional for tp in o.tracepoints)

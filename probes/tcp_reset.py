@@ -1,0 +1,53 @@
+"""tcp_reset: resets sent and received, counted per 4-tuple in the kernel (see tcp_reset.bpf.c)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from probes.records import ip_from_bytes, sockaddr_endpoint
+from probes.spec import FieldFeature, ProbeSpec
+
+DIRECTIONS = {1: "sent", 2: "received"}
+ADDR_TUPLE, ADDR_SOCKADDR = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class ResetTuple:
+    """Decoded key of the tcp_resets map: who reset whom (local is this host's side)."""
+
+    direction: str
+    family: int
+    local_addr: str
+    local_port: int
+    remote_addr: str
+    remote_port: int
+
+
+def decode_key(key: object) -> ResetTuple:
+    """Decode a `struct reset_key` (BCC's ctypes key) in either address layout."""
+    saddr, daddr = bytes(key.saddr), bytes(key.daddr)  # type: ignore[attr-defined]
+    direction = DIRECTIONS.get(key.direction, "unknown")  # type: ignore[attr-defined]
+    if key.addr_kind == ADDR_SOCKADDR:  # type: ignore[attr-defined]
+        family, local, lport = sockaddr_endpoint(saddr)
+        _, remote, rport = sockaddr_endpoint(daddr)
+        return ResetTuple(direction, family, local, lport, remote, rport)
+    family = key.family  # type: ignore[attr-defined]
+    return ResetTuple(
+        direction,
+        family,
+        ip_from_bytes(family, saddr),
+        key.sport,  # type: ignore[attr-defined]
+        ip_from_bytes(family, daddr),
+        key.dport,  # type: ignore[attr-defined]
+    )
+
+
+SPEC = ProbeSpec(
+    name="tcp_reset",
+    summary="TCP resets sent and received, counted per 4-tuple in the kernel, read at scrape time",
+    required=("tcp:tcp_send_reset", "tcp:tcp_receive_reset"),
+    field_features=(
+        FieldFeature("tcp:tcp_send_reset", "saddr", "SEND_RESET_SOCKADDR", "[28]"),
+        FieldFeature("tcp:tcp_send_reset", "reason", "NEED_ENUM_SK_RST_REASON", "sk_rst_reason"),
+    ),
+)
