@@ -145,7 +145,7 @@ def run_informer(
             if stopping.is_set():
                 break
             stats["watch_errors"] += 1
-            log.warning("pod watch dropped (%s); relisting in %.1fs", type(e).__name__, delay)
+            log.warning("pod watch dropped (%s: %.200s); relisting in %.1fs", type(e).__name__, e, delay)
         rv = None
         stopping.wait(delay)
         delay = min(delay * 2, max_delay)

@@ -54,7 +54,7 @@ def pod_info_from_api(pod: Any, owners: OwnerResolver) -> PodInfo:
     ips: list[str] = []
     containers: dict[str, str] = {}
     if status is not None:
-        ips = [p.ip for p in (status.pod_i_ps or []) if p.ip] or ([status.pod_ip] if status.pod_ip else [])
+        ips = [p.ip for p in (status.pod_ips or []) if p.ip] or ([status.pod_ip] if status.pod_ip else [])
         for group in (status.container_statuses, status.init_container_statuses,
                       status.ephemeral_container_statuses):
             for cs in group or ():
@@ -134,10 +134,14 @@ class PodCache:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the watcher thread, interrupting a blocked watch read."""
         self._stopping.set()
-        if self._watcher is not None:
-            self._watcher.interrupt()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        # Interrupt repeatedly: a watch request may be in flight (not yet interruptible) at first.
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            if self._watcher is not None:
+                self._watcher.interrupt()
+            self._thread.join(0.05)
 
     def wait_synced(self, timeout: float) -> bool:
         """Block until the first list has been applied (True) or the timeout passes (False)."""
