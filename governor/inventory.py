@@ -1,0 +1,95 @@
+"""The inventory model: metric -> series (label sets) -> label -> values.
+
+Series are stored as sorted tuples of (label, value) pairs without `__name__`, so every count the
+governor reports (series per metric, distinct values per label, series left after dropping a label)
+is computed exactly from the series set, never estimated.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import sys
+from typing import Iterable, Mapping
+
+LabelSet = tuple[tuple[str, str], ...]
+
+
+def label_set(labels: Mapping[str, str]) -> LabelSet:
+    """A canonical, hashable label set from a mapping; `__name__` is left out, empty values too
+    (Prometheus treats an empty label as an absent one)."""
+    # Interning label names keeps millions of series from each holding their own copy of "instance".
+    return tuple(sorted((sys.intern(k), v) for k, v in labels.items() if k != "__name__" and v != ""))
+
+
+@dataclasses.dataclass
+class MetricInventory:
+    """One metric's series. `count` equals `len(series)` unless the series set was not fetched
+    (`truncated`: the metric exceeded a bound), in which case only the count is known."""
+
+    name: str
+    series: frozenset[LabelSet]
+    count: int
+    type: str | None = None
+    truncated: bool = False
+
+    @classmethod
+    def of(cls, name: str, series: Iterable[LabelSet], type: str | None = None) -> "MetricInventory":
+        s = frozenset(series)
+        return cls(name=name, series=s, count=len(s), type=type)
+
+    def label_names(self) -> list[str]:
+        """Every label name that occurs on at least one series, sorted."""
+        return sorted({k for s in self.series for k, _ in s})
+
+    def value_counts(self, label: str) -> collections.Counter[str]:
+        """Series per value of `label` (series without the label are not counted)."""
+        return collections.Counter(v for s in self.series for k, v in s if k == label)
+
+    def distinct_values(self, label: str) -> int:
+        return len({v for s in self.series for k, v in s if k == label})
+
+    def series_without(self, labels: Iterable[str]) -> int:
+        """Exact number of distinct series left if `labels` were removed from every series."""
+        drop = frozenset(labels)
+        return len({tuple(p for p in s if p[0] not in drop) for s in self.series})
+
+    def savings(self, labels: Iterable[str]) -> int:
+        """Series saved by removing `labels`: current count minus distinct series after removal."""
+        return self.count - self.series_without(labels)
+
+    def subset(self, series: Iterable[LabelSet]) -> "MetricInventory":
+        """The same metric restricted to `series` (used to split a metric across tiers)."""
+        return MetricInventory.of(self.name, series, self.type)
+
+
+@dataclasses.dataclass
+class Inventory:
+    """Everything one collection saw. `head` carries the TSDB head stats when the source has them."""
+
+    metrics: dict[str, MetricInventory]
+    source: str
+    collected_at: float
+    head: dict[str, float] | None = None
+
+    @property
+    def total_series(self) -> int:
+        return sum(m.count for m in self.metrics.values())
+
+    @property
+    def truncated_metrics(self) -> list[str]:
+        return sorted(n for n, m in self.metrics.items() if m.truncated)
+
+    def merged(self, other: "Inventory") -> "Inventory":
+        """Union of two inventories (several scrape targets): series sets of a metric are united."""
+        metrics = dict(self.metrics)
+        for name, m in other.metrics.items():
+            if name in metrics:
+                old = metrics[name]
+                if old.truncated or m.truncated:
+                    metrics[name] = MetricInventory(name, frozenset(), old.count + m.count, old.type or m.type, True)
+                else:
+                    metrics[name] = MetricInventory.of(name, old.series | m.series, old.type or m.type)
+            else:
+                metrics[name] = m
+        return Inventory(metrics, f"{self.source}, {other.source}", max(self.collected_at, other.collected_at), self.head)

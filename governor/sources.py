@@ -1,0 +1,54 @@
+"""Picking sources from options: a Prometheus API, scrape targets, or the local agent by default."""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence
+
+from governor import http
+from governor.inventory import Inventory
+from governor.promapi import Limits, PrometheusSource
+from governor.scrape import DEFAULT_AGENT_URL, ScrapeSource
+
+
+class Source(Protocol):
+    """Anything that can produce an inventory."""
+
+    def describe(self) -> str: ...
+
+    def collect(self, progress: Callable[[int, int], None] | None = None) -> Inventory: ...
+
+    def close(self) -> None: ...
+
+
+class MultiScrape:
+    """Several scrape targets as one source; their series sets are united per metric."""
+
+    def __init__(self, sources: Sequence[ScrapeSource]) -> None:
+        self.sources = list(sources)
+
+    def describe(self) -> str:
+        return ", ".join(s.describe() for s in self.sources)
+
+    def collect(self, progress: Callable[[int, int], None] | None = None) -> Inventory:
+        inv: Inventory | None = None
+        for i, s in enumerate(self.sources):
+            part = s.collect()
+            inv = part if inv is None else inv.merged(part)
+            if progress:
+                progress(i + 1, len(self.sources))
+        assert inv is not None
+        return inv
+
+    def close(self) -> None:
+        for s in self.sources:
+            s.close()
+
+
+def from_options(prometheus: str | None, scrape: Sequence[str], options: http.HttpOptions,
+                 limits: Limits | None = None) -> Source:
+    """The source the flags ask for; with neither flag, the local agent's /metrics."""
+    if prometheus:
+        return PrometheusSource(prometheus, options, limits)
+    urls = list(scrape) or [DEFAULT_AGENT_URL]
+    scrapers = [ScrapeSource(u, options) for u in urls]
+    return scrapers[0] if len(scrapers) == 1 else MultiScrape(scrapers)

@@ -1,0 +1,65 @@
+"""Assigning series to tiers.
+
+Order, first hit wins: the series' tier label (when it names a configured tier), the longest
+matching metric name prefix (it identifies the exporter, so kube-state-metrics series about a
+Kafka namespace stay in platform), the `job` label, the `namespace` label. Everything else is
+`unclassified`: reported, and still counted in the totals.
+"""
+
+from __future__ import annotations
+
+from governor.budgets import UNCLASSIFIED, Budgets
+from governor.inventory import Inventory, LabelSet, MetricInventory
+
+
+class Classifier:
+    """Maps (metric name, label set) to a tier name; precomputes lookups from the budgets."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self.tier_label = budgets.defaults.tier_label
+        self.tiers = frozenset(budgets.tiers)
+        # Longest prefix first so `kube_` does not shadow a more specific `kubelet_` elsewhere.
+        self._prefixes = sorted(
+            ((p, t.name) for t in budgets.tiers.values() for p in t.match.metric_prefixes),
+            key=lambda pt: -len(pt[0]),
+        )
+        self._jobs = {j: t.name for t in budgets.tiers.values() for j in t.match.jobs}
+        self._namespaces = {n: t.name for t in budgets.tiers.values() for n in t.match.namespaces}
+
+    def by_metric_name(self, metric: str) -> str | None:
+        for prefix, tier in self._prefixes:
+            if metric.startswith(prefix):
+                return tier
+        return None
+
+    def classify(self, metric: str, labels: LabelSet) -> str:
+        d = dict(labels)
+        explicit = d.get(self.tier_label)
+        if explicit in self.tiers:
+            return explicit  # type: ignore[return-value]
+        by_name = self.by_metric_name(metric)
+        if by_name:
+            return by_name
+        if d.get("job") in self._jobs:
+            return self._jobs[d["job"]]
+        if d.get("namespace") in self._namespaces:
+            return self._namespaces[d["namespace"]]
+        return UNCLASSIFIED
+
+    def split(self, inventory: Inventory) -> dict[str, dict[str, MetricInventory]]:
+        """tier -> metric -> that metric's series in the tier. A truncated metric (no series set)
+        goes whole to the tier its name says, else to unclassified."""
+        out: dict[str, dict[str, MetricInventory]] = {}
+        for name, m in inventory.metrics.items():
+            if m.truncated:
+                out.setdefault(self.by_metric_name(name) or UNCLASSIFIED, {})[name] = m
+                continue
+            parts: dict[str, list[LabelSet]] = {}
+            for s in m.series:
+                parts.setdefault(self.classify(name, s), []).append(s)
+            if len(parts) == 1:
+                out.setdefault(next(iter(parts)), {})[name] = m
+            else:
+                for tier, series in parts.items():
+                    out.setdefault(tier, {})[name] = m.subset(series)
+        return out
