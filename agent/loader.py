@@ -75,6 +75,17 @@ class LoadedProbe:
         """Sum over CPUs of one slot of the probe's `stats` map (see bcgov_common.h)."""
         return int(sum(self.bpf["stats"][index]))
 
+    def detach(self) -> None:
+        """Stop the kernel from running the programs; maps and buffers stay readable."""
+        if self.bpf is None:
+            return
+        for tp in list(getattr(self.bpf, "tracepoint_fds", {})):
+            name = tp.decode() if isinstance(tp, bytes) else tp
+            try:
+                self.bpf.detach_tracepoint(name)
+            except Exception:  # already gone: nothing left to stop
+                pass
+
     def close(self) -> None:
         """Detach and free the program; safe to call twice."""
         if self.bpf is not None:

@@ -1,0 +1,130 @@
+"""Agent configuration: defaults, an optional YAML file, then command-line overrides.
+
+Unknown keys and bad values are errors that name the file, the line and the fix: a typo in a
+config file must not silently run the agent with defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from probes import registry
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names where and how to fix it."""
+
+
+@dataclass
+class AgentConfig:
+    """Everything `bcgov agent run` can be told."""
+
+    metrics_addr: str = "127.0.0.1:9464"
+    otlp_endpoint: str | None = None
+    otlp_protocol: str = "grpc"
+    spans_file: str = "var/spans.jsonl"
+    log_file: str | None = None
+    duration: float | None = None
+    probes: list[str] = field(default_factory=registry.names)
+    ring_buffer_pages: int = 256
+    summary_interval: float = 3.0
+    span_queue_size: int = 16384
+
+    def metrics_host_port(self) -> tuple[str, int] | None:
+        """(host, port) to listen on, or None when metrics serving is off ('' or 'off')."""
+        if self.metrics_addr in ("", "off", "none"):
+            return None
+        host, sep, port = self.metrics_addr.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"metrics_addr {self.metrics_addr!r} is not HOST:PORT (e.g. 127.0.0.1:9464)")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+    def validate(self, where: str = "config") -> None:
+        """Check values that the types alone do not."""
+        self.metrics_host_port()
+        unknown = [p for p in self.probes if p not in registry.names()]
+        if unknown:
+            raise ConfigError(f"{where}: unknown probe(s) {', '.join(unknown)}; known: {', '.join(registry.names())}")
+        if self.otlp_protocol not in ("grpc", "http"):
+            raise ConfigError(f"{where}: otlp_protocol must be 'grpc' or 'http', not {self.otlp_protocol!r}")
+        pages = self.ring_buffer_pages
+        if pages < 1 or pages & (pages - 1):
+            raise ConfigError(f"{where}: ring_buffer_pages must be a power of two (e.g. 256), not {pages}")
+        if self.duration is not None and self.duration < 0:
+            raise ConfigError(f"{where}: duration must be >= 0 seconds")
+
+
+def _line_of(node: yaml.MappingNode, key: str) -> int:
+    for k, _ in node.value:
+        if k.value == key:
+            return k.start_mark.line + 1
+    return node.start_mark.line + 1
+
+
+def load(path: str | None, overrides: dict[str, Any]) -> AgentConfig:
+    """Defaults <- YAML file (agent: section or top level) <- overrides (None values ignored)."""
+    cfg = AgentConfig()
+    names = {f.name: f for f in dataclasses.fields(AgentConfig)}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+            node = yaml.compose(text)
+            data = yaml.safe_load(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        if isinstance(data, dict) and isinstance(data.get("agent"), dict):
+            node = next(v for k, v in node.value if k.value == "agent")
+            data = data["agent"]
+        if data is None:
+            data = {}
+        if not isinstance(data, dict) or not isinstance(node, (yaml.MappingNode, type(None))):
+            raise ConfigError(f"{path}: expected a mapping of agent settings")
+        for key, value in data.items():
+            line = _line_of(node, key) if node is not None else 1
+            if key.replace("-", "_") not in names:
+                raise ConfigError(f"{path} line {line}: unknown field {key!r}; known: {', '.join(sorted(names))}")
+            f = names[key.replace("-", "_")]
+            try:
+                setattr(cfg, f.name, _coerce(f, value))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{path} line {line}: field {key!r}: {exc}") from exc
+        where = path
+    else:
+        where = "config"
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    cfg.validate(where)
+    return cfg
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
+    t = str(f.type)
+    if value is None:
+        if "None" in t:
+            return None
+        raise ValueError("must not be empty")
+    if t.startswith("list"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of names")
+        return value
+    if t.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer, not {value!r}")
+        return value
+    if t.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number, not {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {value!r}")
+    return value

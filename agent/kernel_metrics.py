@@ -1,0 +1,198 @@
+"""Metrics read from the probes' BPF maps at scrape time (a prometheus_client Collector).
+
+Counts live in the kernel, so they are exact whatever the event rate; this collector only sums
+map entries into label sets built by the `Enricher`. Per-4-tuple maps (retransmits, resets) are
+drained with lookup-and-delete batches into cumulative counters here, so the kernel maps hold
+only what changed since the last scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Mapping
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent.enrich import Enricher
+from agent.loader import LoadedProbe
+from probes import tcp_lifecycle, tcp_reset
+from probes.records import ip_from_bytes
+
+log = logging.getLogger("bcgov.agent.metrics")
+
+STAT_EMITTED, STAT_LOST, STAT_MAP_FULL, STAT_UNTRACKED = 0, 1, 2, 3
+EXIT_STATUS = {0: "unknown", 1: "exited", 2: "signaled"}
+
+
+def drain(table: Any) -> list[tuple[Any, int]]:
+    """Read and delete every entry of a BPF hash, atomically per batch where the kernel can."""
+    try:
+        return [(k, int(v.value)) for k, v in table.items_lookup_and_delete_batch()]
+    except Exception:  # pre-5.6 kernels lack batch ops: fall back to read-then-delete
+        out = []
+        for k, v in list(table.items()):
+            out.append((k, int(v.value)))
+            try:
+                del table[k]
+            except KeyError:
+                pass
+        return out
+
+
+class _Cumulative:
+    """Counters fed by drained deltas; keeps the totals Prometheus needs to stay monotonic."""
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[str, ...], int] = defaultdict(int)
+
+    def add(self, labels: tuple[str, ...], n: int) -> None:
+        self.totals[labels] += n
+
+
+class KernelCollector(Collector):
+    """Yields fresh metric families from the loaded probes' maps on every collect()."""
+
+    def __init__(
+        self,
+        probes: Mapping[str, LoadedProbe],
+        known_probes: Iterable[str],
+        enricher: Enricher,
+        received: Callable[[str], int],
+    ) -> None:
+        self._probes = probes
+        self._known = list(known_probes)
+        self._enricher = enricher
+        self._received = received
+        self._lock = threading.Lock()
+        self._retransmits = _Cumulative()
+        self._resets = _Cumulative()
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:  # scrapes may overlap; draining must not
+            yield from self._agent_families()
+            if "tcp_lifecycle" in self._probes:
+                yield from self._tcp_lifecycle(self._probes["tcp_lifecycle"])
+            if "tcp_retransmit" in self._probes:
+                yield self._tcp_retransmits(self._probes["tcp_retransmit"])
+            if "tcp_reset" in self._probes:
+                yield self._tcp_resets(self._probes["tcp_reset"])
+            if "process" in self._probes:
+                yield from self._process(self._probes["process"])
+            if "oom" in self._probes:
+                yield self._oom(self._probes["oom"])
+
+    def _agent_families(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("bcgov_agent_probe_up", "1 when the probe is loaded and attached.", labels=["probe"])
+        events = CounterMetricFamily("bcgov_agent_events", "Records received from the kernel by the agent.", labels=["probe"])
+        lost = CounterMetricFamily(
+            "bcgov_agent_events_lost", "Records the kernel could not hand over (ring buffer full), counted in the kernel.", labels=["probe"]
+        )
+        full = CounterMetricFamily("bcgov_agent_map_full", "Inserts refused by a full BPF map.", labels=["probe"])
+        for name in self._known:
+            p = self._probes.get(name)
+            up.add_metric([name], 1.0 if p is not None and p.bpf is not None else 0.0)
+            if p is None or p.bpf is None:
+                continue
+            if p.plan.spec.ring_buffer:
+                events.add_metric([name], float(self._received(name)))
+                lost.add_metric([name], float(p.stat(STAT_LOST)))
+            full.add_metric([name], float(p.stat(STAT_MAP_FULL)))
+        yield from (up, events, lost, full)
+
+    def _tcp_lifecycle(self, p: LoadedProbe) -> Iterable[Metric]:
+        e = self._enricher
+        conns = CounterMetricFamily(
+            "bcgov_tcp_connections",
+            "Finished TCP connections by direction and outcome, counted in the kernel.",
+            labels=["direction", "outcome", *e.label_names],
+        )
+        sums: dict[tuple[str, ...], int] = defaultdict(int)
+        for k, v in p.bpf["tcp_connections"].items():
+            direction = tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown")
+            outcome = tcp_lifecycle.KERNEL_OUTCOMES.get(k.outcome, "unknown")
+            sums[(direction, outcome, *e.labels_for_cgroup(k.cgroup_id))] += int(v.value)
+        for labels, n in sorted(sums.items()):
+            conns.add_metric(list(labels), float(n))
+        yield conns
+
+        opened = CounterMetricFamily(
+            "bcgov_tcp_connections_opened", "TCP connections opened (SYN sent or received), counted in the kernel.", labels=["direction"]
+        )
+        opens = p.bpf["tcp_opens"]
+        for idx, direction in tcp_lifecycle.DIRECTIONS.items():
+            opened.add_metric([direction], float(sum(opens[idx])))
+        yield opened
+        untracked = CounterMetricFamily(
+            "bcgov_tcp_untracked_closes", "TCP closes of connections opened before the agent started (no record sent)."
+        )
+        untracked.add_metric([], float(p.stat(STAT_UNTRACKED)))
+        yield untracked
+
+    def _tcp_retransmits(self, p: LoadedProbe) -> Metric:
+        e = self._enricher
+        for k, n in drain(p.bpf["tcp_retransmits"]):
+            local = ip_from_bytes(k.family, bytes(k.saddr))
+            remote = ip_from_bytes(k.family, bytes(k.daddr))
+            labels = (*e.labels_for_endpoint(local, k.sport), *e.peer_labels(remote, k.dport))
+            self._retransmits.add(labels, n)
+        fam = CounterMetricFamily(
+            "bcgov_tcp_retransmits",
+            "TCP segments retransmitted, counted in the kernel per connection and summed by workload.",
+            labels=[*e.label_names, *e.peer_label_names],
+        )
+        for labels, n in sorted(self._retransmits.totals.items()):
+            fam.add_metric(list(labels), float(n))
+        return fam
+
+    def _tcp_resets(self, p: LoadedProbe) -> Metric:
+        e = self._enricher
+        for k, n in drain(p.bpf["tcp_resets"]):
+            t = tcp_reset.decode_key(k)
+            labels = (
+                t.direction,
+                *e.labels_for_endpoint(t.local_addr, t.local_port),
+                *e.peer_labels(t.remote_addr, t.remote_port),
+            )
+            self._resets.add(labels, n)
+        fam = CounterMetricFamily(
+            "bcgov_tcp_resets",
+            "TCP resets sent and received, counted in the kernel.",
+            labels=["direction", *e.label_names, *e.peer_label_names],
+        )
+        for labels, n in sorted(self._resets.totals.items()):
+            fam.add_metric(list(labels), float(n))
+        return fam
+
+    def _process(self, p: LoadedProbe) -> Iterable[Metric]:
+        e = self._enricher
+        execs = CounterMetricFamily("bcgov_process_execs", "Successful execs, counted in the kernel.", labels=list(e.label_names))
+        sums: dict[tuple[str, ...], int] = defaultdict(int)
+        for k, v in p.bpf["process_execs"].items():
+            sums[e.labels_for_cgroup(k.value)] += int(v.value)
+        for labels, n in sorted(sums.items()):
+            execs.add_metric(list(labels), float(n))
+        yield execs
+        exits = CounterMetricFamily(
+            "bcgov_process_exits", "Process exits by status (ok, error, signaled, unknown), counted in the kernel.", labels=["status"]
+        )
+        by_status: dict[str, int] = defaultdict(int)
+        for k, v in p.bpf["process_exits"].items():
+            kind = EXIT_STATUS.get(k.kind, "unknown")
+            status = ("ok" if (k.code & 0xFF) == 0 else "error") if kind == "exited" else kind
+            by_status[status] += int(v.value)
+        for status, n in sorted(by_status.items()):
+            exits.add_metric([status], float(n))
+        yield exits
+
+    def _oom(self, p: LoadedProbe) -> Metric:
+        e = self._enricher
+        fam = CounterMetricFamily("bcgov_oom_kills", "OOM killer victims, counted in the kernel.", labels=list(e.label_names))
+        sums: dict[tuple[str, ...], int] = defaultdict(int)
+        for k, v in p.bpf["oom_kills"].items():
+            sums[e.labels_for_cgroup(k.value)] += int(v.value)
+        for labels, n in sorted(sums.items()):
+            fam.add_metric(list(labels), float(n))
+        return fam

@@ -1,0 +1,180 @@
+"""probe -> event -> enrich -> export: what the agent does with each event it receives.
+
+One `EventPipeline.handle` call per decoded event, on the reader thread. Connection events become
+a span (queued for export), a duration observation whose exemplar is that span's trace_id, and a
+log line with the same trace_id: one event, three pillars.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Callable
+
+from agent.clock import MonotonicToWall
+from agent.enrich import Enricher
+from agent.event_log import EventLog
+from agent.instruments import Instruments
+from agent.redact import redact_argv, redact_text
+from agent.spans import (
+    KIND_CLIENT,
+    KIND_SERVER,
+    STATUS_ERROR,
+    IdSource,
+    SpanData,
+    SpanEvent,
+)
+from probes.events import OomKill, ProcessExec, ProcessExit, TcpConnection
+from probes.process import ARG_LEN
+
+ERROR_TYPES = {"refused": "connection_refused", "timeout": "connect_timeout", "reset": "connection_reset"}
+
+
+def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
+    """OTel semantic-convention attributes of a connection as its owner's socket saw it."""
+    attrs: dict[str, Any] = {
+        "network.transport": "tcp",
+        "network.type": "ipv6" if ev.family == socket.AF_INET6 else "ipv4",
+        "network.local.address": ev.local_addr,
+        "network.local.port": ev.local_port,
+        "network.peer.address": ev.remote_addr,
+        "network.peer.port": ev.remote_port,
+        "bcgov.tcp.direction": ev.direction,
+        "bcgov.tcp.outcome": ev.outcome,
+        "bcgov.tcp.retransmits": ev.retransmits,
+        "bcgov.tcp.owner_source": ev.owner_source,
+    }
+    if ev.direction == "active":
+        attrs.update({"server.address": ev.remote_addr, "server.port": ev.remote_port,
+                      "client.address": ev.local_addr, "client.port": ev.local_port})
+    else:
+        attrs.update({"server.address": ev.local_addr, "server.port": ev.local_port,
+                      "client.address": ev.remote_addr, "client.port": ev.remote_port})
+    if ev.pid:
+        attrs["process.pid"] = ev.pid
+        attrs["process.executable.name"] = ev.comm
+    if ev.bytes_sent is not None:
+        attrs["bcgov.tcp.bytes_sent"] = ev.bytes_sent
+        attrs["bcgov.tcp.bytes_received"] = ev.bytes_received
+    if ev.established_ns:
+        attrs["bcgov.tcp.handshake_seconds"] = max(0, ev.established_ns - ev.start_ns) / 1e9
+    if ev.outcome in ERROR_TYPES:
+        attrs["error.type"] = ERROR_TYPES[ev.outcome]
+    return attrs
+
+
+class EventPipeline:
+    """Enriches and exports events; every collaborator comes in through the constructor."""
+
+    def __init__(
+        self,
+        clock: MonotonicToWall,
+        enricher: Enricher,
+        instruments: Instruments,
+        submit_span: Callable[[SpanData], None],
+        event_log: EventLog,
+        ids: IdSource,
+        observers: list[Callable[[object], None]] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._enricher = enricher
+        self._instruments = instruments
+        self._submit_span = submit_span
+        self._log = event_log
+        self._ids = ids
+        self._observers = observers or []
+
+    def handle(self, event: object) -> None:
+        """Route one event to its exporters."""
+        if isinstance(event, TcpConnection):
+            self._connection(event)
+        elif isinstance(event, ProcessExec):
+            self._exec(event)
+        elif isinstance(event, ProcessExit):
+            self._exit(event)
+        elif isinstance(event, OomKill):
+            self._oom(event)
+        for observe in self._observers:
+            observe(event)
+
+    def connection_span(self, ev: TcpConnection) -> SpanData:
+        """The span of one connection endpoint: CLIENT for connect, SERVER for accept."""
+        wall = self._clock.to_wall_ns
+        attrs = connection_attributes(ev)
+        attrs.update(self._enricher.attributes_for(ev.cgroup_id, ev.pid))
+        attrs.update(self._enricher.peer_attributes(ev.remote_addr, ev.remote_port))
+        events = [
+            SpanEvent("tcp.retransmit", wall(ts), {"bcgov.tcp.retransmit.index": i + 1})
+            for i, ts in enumerate(ev.retransmit_ns)
+        ]
+        if ev.reset_ns:
+            who = "received" if ev.reset_received else "sent"
+            events.append(SpanEvent("tcp.reset", wall(ev.reset_ns), {"bcgov.tcp.reset.direction": who}))
+        active = ev.direction == "active"
+        span = SpanData(
+            trace_id=self._ids.trace_id(),
+            span_id=self._ids.span_id(),
+            name="tcp connect" if active else "tcp accept",
+            kind=KIND_CLIENT if active else KIND_SERVER,
+            start_ns=wall(ev.start_ns),
+            end_ns=wall(ev.end_ns),
+            attributes=attrs,
+            events=events,
+        )
+        if ev.outcome in ERROR_TYPES:
+            span.status_code = STATUS_ERROR
+            span.status_message = ERROR_TYPES[ev.outcome].replace("_", " ")
+        return span
+
+    def _connection(self, ev: TcpConnection) -> None:
+        span = self.connection_span(ev)
+        self._submit_span(span)
+        labels = (ev.direction, ev.outcome, *self._enricher.labels_for_cgroup(ev.cgroup_id))
+        self._instruments.duration.labels(*labels).observe(
+            ev.duration_ns / 1e9, exemplar={"trace_id": span.trace_id_hex, "span_id": span.span_id_hex}
+        )
+        self._log.write(
+            span.end_ns,
+            f"tcp connection {ev.outcome}",
+            span.attributes,
+            severity="WARN" if span.status_code == STATUS_ERROR else "INFO",
+            trace_id=span.trace_id_hex,
+            span_id=span.span_id_hex,
+        )
+
+    def _exec(self, ev: ProcessExec) -> None:
+        attrs: dict[str, Any] = {
+            "process.pid": ev.pid,
+            "process.executable.name": ev.comm,
+            "process.executable.path": redact_text(ev.filename),
+            "process.command_args": redact_argv(ev.argv, ARG_LEN),
+            "process.owner.uid": ev.uid,
+        }
+        if ev.argv_truncated:
+            attrs["bcgov.process.args_truncated"] = True
+        attrs.update(self._enricher.attributes_for(ev.cgroup_id, ev.pid))
+        self._log.write(self._clock.to_wall_ns(ev.ts_ns), "process exec", attrs)
+
+    def _exit(self, ev: ProcessExit) -> None:
+        attrs: dict[str, Any] = {"process.pid": ev.pid, "process.executable.name": ev.comm, "bcgov.process.exit_kind": ev.exit_kind}
+        if ev.exit_code is not None:
+            attrs["process.exit.code"] = ev.exit_code
+        if ev.signal is not None:
+            attrs["bcgov.process.signal"] = ev.signal
+        if ev.lifetime_ns is not None:
+            attrs["bcgov.process.lifetime_seconds"] = ev.lifetime_ns / 1e9
+        attrs.update(self._enricher.attributes_for(ev.cgroup_id, ev.pid))
+        failed = ev.exit_kind == "signaled" or (ev.exit_code or 0) != 0
+        self._log.write(self._clock.to_wall_ns(ev.ts_ns), "process exit", attrs, severity="WARN" if failed else "INFO")
+
+    def _oom(self, ev: OomKill) -> None:
+        attrs: dict[str, Any] = {
+            "process.pid": ev.pid,
+            "process.executable.name": ev.comm,
+            "bcgov.oom.trigger_pid": ev.trigger_pid,
+            "bcgov.oom.total_vm_kb": ev.total_vm_kb,
+            "bcgov.oom.anon_rss_kb": ev.anon_rss_kb,
+            "bcgov.oom.file_rss_kb": ev.file_rss_kb,
+            "bcgov.oom.shmem_rss_kb": ev.shmem_rss_kb,
+        }
+        attrs.update(self._enricher.attributes_for(ev.cgroup_id, ev.pid))
+        self._log.write(self._clock.to_wall_ns(ev.ts_ns), "oom kill", attrs, severity="ERROR")

@@ -1,0 +1,185 @@
+"""The agent: load probes, read events, serve metrics, export spans, until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TextIO
+
+from prometheus_client import CollectorRegistry
+
+from agent import loader
+from agent.clock import MonotonicToWall
+from agent.config import AgentConfig
+from agent.enrich import Enricher
+from agent.event_log import EventLog
+from agent.instruments import Instruments
+from agent.kernel_metrics import STAT_LOST, KernelCollector
+from agent.metrics_server import MetricsServer
+from agent.pipeline import EventPipeline
+from agent.readers import RingBufferReader
+from agent.span_queue import SpanQueue
+from agent.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
+from agent.summary import Summary
+from agent.tracefs import Tracefs
+from probes import registry
+
+log = logging.getLogger("bcgov.agent")
+
+
+def version() -> str:
+    """The installed bcgov version."""
+    from importlib.metadata import PackageNotFoundError, version as v
+
+    try:
+        return v("bcgov")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class ProbeReport:
+    """Outcome of trying to load one probe."""
+
+    name: str
+    up: bool
+    reason: str = ""
+    missing_optional: tuple[str, ...] = ()
+
+
+@dataclass
+class AgentParts:
+    """Collaborators that tests and embedders may replace; defaults are built from the config."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    enricher: Enricher = field(default_factory=Enricher)
+    span_exporter: SpanExporter | None = None
+    event_stream: TextIO | None = None
+    clock: MonotonicToWall = field(default_factory=MonotonicToWall)
+    ids: IdSource = field(default_factory=IdSource)
+
+
+class Agent:
+    """One agent run. `start()` loads and attaches; `stop()` detaches, drains and flushes."""
+
+    def __init__(self, config: AgentConfig, tracefs: Tracefs, parts: AgentParts | None = None) -> None:
+        self.config = config
+        self.tracefs = tracefs
+        self.parts = parts or AgentParts()
+        self.instruments = Instruments(self.parts.registry, self.parts.enricher)
+        self.summary = Summary()
+        self.probes: dict[str, loader.LoadedProbe] = {}
+        self.reports: list[ProbeReport] = []
+        self._readers: list[RingBufferReader] = []
+        self._span_queue: SpanQueue | None = None
+        self._event_log: EventLog | None = None
+        self._server: MetricsServer | None = None
+        self._started_at = 0.0
+        self.pipeline: EventPipeline | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load every configured probe (each may fail alone), then start readers and servers."""
+        self._started_at = time.monotonic()
+        p = self.parts
+        resource = {"service.name": "bcgov-agent", "service.version": version(), "host.name": _hostname()}
+        exporter = p.span_exporter or self._default_exporter(resource)
+        self._span_queue = SpanQueue(
+            exporter,
+            on_drop=lambda reason, n: self.instruments.spans_dropped.labels(reason).inc(n),
+            on_export=self.instruments.spans_exported.inc,
+            max_queue=self.config.span_queue_size,
+        )
+        self._event_log = EventLog(p.event_stream or _open_log(self.config.log_file))
+        self.pipeline = EventPipeline(
+            p.clock, p.enricher, self.instruments, self._span_queue.submit, self._event_log, p.ids,
+            observers=[self.summary.observe],
+        )
+        self._load_probes()
+        p.registry.register(
+            KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count)
+        )
+        for probe in self.probes.values():
+            if probe.plan.spec.ring_buffer:
+                reader = RingBufferReader(probe, self.pipeline.handle, self.instruments)
+                reader.start()
+                self._readers.append(reader)
+        hp = self.config.metrics_host_port()
+        if hp is not None:
+            self._server = MetricsServer(hp[0], hp[1], p.registry, ready=lambda: bool(self.probes))
+            self._server.start()
+            log.info("serving metrics on http://%s:%d/metrics", *self._server.address)
+
+    def _default_exporter(self, resource: dict[str, str]) -> SpanExporter:
+        if self.config.otlp_endpoint:
+            return OtlpExporter(self.config.otlp_endpoint, self.config.otlp_protocol, resource, version())
+        return JsonlFileExporter(self.config.spans_file, resource, version())
+
+    def _load_probes(self) -> None:
+        extra = (f"RINGBUF_PAGES={self.config.ring_buffer_pages}",)
+        for name in self.config.probes:
+            spec = registry.get(name)
+            plan = loader.plan(spec, self.tracefs, extra)
+            try:
+                self.probes[name] = loader.load(plan)
+            except loader.ProbeLoadError as exc:
+                # Degrade per probe: report it (probe_up 0, this line) and run the rest.
+                log.error("probe %s not loaded: %s", name, exc)
+                self.reports.append(ProbeReport(name, False, str(exc)))
+                continue
+            self.reports.append(ProbeReport(name, True, "", plan.missing_optional))
+            for missing in plan.missing_optional:
+                log.warning("probe %s runs without %s", name, missing)
+
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None, tick_s: float = 1.0) -> None:
+        """Block until `stop` is set or the configured duration has passed."""
+        deadline = None if not self.config.duration else self._started_at + self.config.duration
+        while not stop.is_set():
+            timeout = tick_s if deadline is None else max(0.0, min(tick_s, deadline - time.monotonic()))
+            if stop.wait(timeout):
+                break
+            if on_tick:
+                on_tick()
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+
+    def stop(self) -> None:
+        """Detach probes, drain their buffers, flush spans and logs, free everything."""
+        for probe in self.probes.values():
+            probe.detach()
+        for reader in self._readers:
+            reader.stop()
+        if self._span_queue:
+            self._span_queue.shutdown()
+        if self._server:
+            self._server.stop()
+        for probe in self.probes.values():
+            probe.close()
+        if self._event_log:
+            self._event_log.close()
+
+    # -- status ----------------------------------------------------------------------------
+    def lost(self) -> int:
+        """Records the kernel dropped because the agent fell behind, over all probes."""
+        return sum(p.stat(STAT_LOST) for p in self.probes.values() if p.bpf is not None and p.plan.spec.ring_buffer)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started_at
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _open_log(path: str | None) -> TextIO:
+    if not path or path == "-":
+        return sys.stderr
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by EventLog.close

@@ -1,0 +1,211 @@
+"""Spans for finished connections, built from kernel facts, and the exporters that ship them.
+
+Spans are synthesised after the fact with kernel timestamps, so the tracer API (which stamps
+"now" and tracks context) is bypassed: a `SpanData` is built directly and exported either as
+OTLP JSON lines (default, no collector needed) or with the OTel SDK's OTLP exporters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+log = logging.getLogger("bcgov.agent.spans")
+
+KIND_SERVER, KIND_CLIENT = 2, 3          # OTLP SpanKind
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+SCOPE_NAME = "bcgov.agent"
+
+
+@dataclass(slots=True)
+class SpanEvent:
+    """A point in time on a span (a retransmit, a reset)."""
+
+    name: str
+    time_ns: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SpanData:
+    """One finished span with wall-clock times in Unix nanoseconds."""
+
+    trace_id: int
+    span_id: int
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    events: list[SpanEvent] = field(default_factory=list)
+    status_code: int = STATUS_UNSET
+    status_message: str = ""
+
+    @property
+    def trace_id_hex(self) -> str:
+        return f"{self.trace_id:032x}"
+
+    @property
+    def span_id_hex(self) -> str:
+        return f"{self.span_id:016x}"
+
+
+class IdSource:
+    """Random, non-zero W3C trace and span ids; seedable for tests."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._rng = random.Random(seed) if seed is not None else random.SystemRandom()
+
+    def trace_id(self) -> int:
+        return self._rng.getrandbits(128) or 1
+
+    def span_id(self) -> int:
+        return self._rng.getrandbits(64) or 1
+
+
+class SpanExporter(Protocol):
+    """Ships batches of spans; returns False on failure (the queue counts the loss)."""
+
+    def export(self, spans: Sequence[SpanData]) -> bool: ...
+
+    def shutdown(self) -> None: ...
+
+
+def _any_value(v: Any) -> dict[str, Any]:
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}  # OTLP JSON encodes int64 as a decimal string
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, (list, tuple)):
+        return {"arrayValue": {"values": [_any_value(x) for x in v]}}
+    return {"stringValue": str(v)}
+
+
+def otlp_attributes(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Attributes in the OTLP JSON shape."""
+    return [{"key": k, "value": _any_value(v)} for k, v in attrs.items()]
+
+
+def otlp_json_request(spans: Sequence[SpanData], resource: dict[str, Any], scope_version: str) -> dict[str, Any]:
+    """An ExportTraceServiceRequest in the OTLP JSON encoding (hex ids, string int64s)."""
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": otlp_attributes(resource)},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": SCOPE_NAME, "version": scope_version},
+                        "spans": [
+                            {
+                                "traceId": s.trace_id_hex,
+                                "spanId": s.span_id_hex,
+                                "name": s.name,
+                                "kind": s.kind,
+                                "startTimeUnixNano": str(s.start_ns),
+                                "endTimeUnixNano": str(s.end_ns),
+                                "attributes": otlp_attributes(s.attributes),
+                                "events": [
+                                    {
+                                        "timeUnixNano": str(e.time_ns),
+                                        "name": e.name,
+                                        "attributes": otlp_attributes(e.attributes),
+                                    }
+                                    for e in s.events
+                                ],
+                                "status": {"code": s.status_code, **({"message": s.status_message} if s.status_message else {})},
+                            }
+                            for s in spans
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+class JsonlFileExporter:
+    """Appends one OTLP JSON ExportTraceServiceRequest per batch, one per line."""
+
+    def __init__(self, path: str, resource: dict[str, Any], scope_version: str) -> None:
+        self.path = path
+        self._resource = resource
+        self._version = scope_version
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held for the agent's life
+
+    def export(self, spans: Sequence[SpanData]) -> bool:
+        try:
+            self._fh.write(json.dumps(otlp_json_request(spans, self._resource, self._version), separators=(",", ":")))
+            self._fh.write("\n")
+            self._fh.flush()
+            return True
+        except OSError as exc:
+            log.error("cannot write spans to %s: %s", self.path, exc)
+            return False
+
+    def shutdown(self) -> None:
+        self._fh.close()
+
+
+class OtlpExporter:
+    """Ships spans over OTLP (gRPC or HTTP/protobuf) with the OTel SDK's exporters."""
+
+    def __init__(self, endpoint: str, protocol: str, resource: dict[str, Any], scope_version: str, timeout_s: float = 10.0) -> None:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+            insecure = endpoint.startswith("http://")
+            self._exporter = Grpc(endpoint=endpoint, insecure=insecure, timeout=timeout_s)
+        elif protocol == "http":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+            url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
+            self._exporter = Http(endpoint=url, timeout=timeout_s)
+        else:
+            raise ValueError(f"unknown OTLP protocol {protocol!r}: use 'grpc' or 'http'")
+        self._resource = Resource.create(resource)
+        self._scope = InstrumentationScope(SCOPE_NAME, scope_version)
+
+    def _readable(self, s: SpanData) -> Any:
+        from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+        kind = SpanKind.SERVER if s.kind == KIND_SERVER else SpanKind.CLIENT
+        status = {
+            STATUS_ERROR: Status(StatusCode.ERROR, s.status_message or None),
+            STATUS_OK: Status(StatusCode.OK),
+        }.get(s.status_code, Status(StatusCode.UNSET))
+        return ReadableSpan(
+            name=s.name,
+            context=SpanContext(s.trace_id, s.span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)),
+            resource=self._resource,
+            attributes=s.attributes,
+            events=[Event(e.name, e.attributes, e.time_ns) for e in s.events],
+            kind=kind,
+            status=status,
+            start_time=s.start_ns,
+            end_time=s.end_ns,
+            instrumentation_scope=self._scope,
+        )
+
+    def export(self, spans: Sequence[SpanData]) -> bool:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        try:
+            return self._exporter.export([self._readable(s) for s in spans]) == SpanExportResult.SUCCESS
+        except Exception as exc:  # an exporter failure must never reach the event path
+            log.warning("OTLP export failed: %s", exc)
+            return False
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()

@@ -1,0 +1,149 @@
+"""`bcgov agent ...`: run the node agent and list which probes load on this kernel."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+
+import click
+
+from agent import config as agent_config
+from agent import loader, preflight
+from agent.tracefs import Tracefs
+from probes import registry
+
+
+def _setup_logging(json_logs: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("bcgov")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"severity": record.levelname, "logger": record.name, "body": record.getMessage()})
+
+
+def _preflight() -> Tracefs:
+    try:
+        return Tracefs(preflight.check())
+    except preflight.PreflightError as exc:
+        click.echo(f"bcgov: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+def agent() -> None:
+    """The node agent: kernel events -> spans, logs and metrics."""
+
+
+@agent.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML agent config.")
+@click.option("--metrics-addr", help="HOST:PORT for /metrics (default 127.0.0.1:9464; 'off' disables).")
+@click.option("--otlp-endpoint", help="Send spans over OTLP here (e.g. http://collector:4317) instead of a file.")
+@click.option("--otlp-protocol", type=click.Choice(["grpc", "http"]), help="OTLP transport (default grpc).")
+@click.option("--spans-file", help="OTLP JSON lines file for spans (default var/spans.jsonl).")
+@click.option("--duration", type=float, help="Stop after this many seconds (0 or absent: until Ctrl-C/SIGTERM).")
+@click.option("--log-file", help="Event log lines go here (default: stderr; on a terminal, var/events.jsonl).")
+@click.option("--probe", "probes", multiple=True, help="Load only these probes (repeatable).")
+def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | None, otlp_protocol: str | None,
+        spans_file: str | None, duration: float | None, log_file: str | None, probes: tuple[str, ...]) -> None:
+    """Run the agent until Ctrl-C, SIGTERM or --duration."""
+    from agent.runtime import Agent, AgentParts
+
+    interactive = sys.stderr.isatty()
+    _setup_logging(json_logs=not interactive)
+    try:
+        cfg = agent_config.load(config_path, {
+            "metrics_addr": metrics_addr, "otlp_endpoint": otlp_endpoint, "otlp_protocol": otlp_protocol,
+            "spans_file": spans_file, "duration": duration or None, "log_file": log_file,
+            "probes": list(probes) or None,
+        })
+    except agent_config.ConfigError as exc:
+        click.echo(f"bcgov: {exc}", err=True)
+        sys.exit(2)
+    if interactive and not cfg.log_file:
+        cfg.log_file = "var/events.jsonl"  # keep the live summary readable
+    tracefs = _preflight()
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    agent_ = Agent(cfg, tracefs, AgentParts())
+    try:
+        agent_.start()
+    except OSError as exc:
+        agent_.stop()
+        click.echo(f"bcgov: {exc}", err=True)
+        sys.exit(2)
+    up = [r.name for r in agent_.reports if r.up]
+    if not up:
+        agent_.stop()
+        click.echo("bcgov: no probe could load on this kernel; see 'bcgov agent probes'", err=True)
+        sys.exit(2)
+    logging.getLogger("bcgov.agent").info(
+        "agent running: probes %s; spans -> %s; events -> %s", ", ".join(up),
+        cfg.otlp_endpoint or cfg.spans_file, cfg.log_file or "stderr")
+    try:
+        if interactive:
+            _run_live(agent_, stop, cfg.summary_interval)
+        else:
+            agent_.run(stop)
+    finally:
+        agent_.stop()
+    click.echo(f"bcgov: agent stopped after {agent_.elapsed():.0f}s; lost records: {agent_.lost()}", err=True)
+
+
+def _run_live(agent_: object, stop: threading.Event, interval: float) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    a = agent_  # type: ignore[assignment]
+    total = len(a.reports)  # type: ignore[attr-defined]
+    up = sum(r.up for r in a.reports)  # type: ignore[attr-defined]
+    with Live(console=Console(stderr=True), refresh_per_second=1, transient=False) as live:
+        def tick() -> None:
+            live.update(a.summary.render(a.lost(), up, total, a.elapsed()))  # type: ignore[attr-defined]
+        tick()
+        a.run(stop, on_tick=tick, tick_s=interval)  # type: ignore[attr-defined]
+        tick()
+
+
+@agent.command("probes")
+@click.option("--no-load", is_flag=True, help="Only check tracepoints; do not compile and load.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def probes_cmd(no_load: bool, as_json: bool) -> None:
+    """Which probes are ready on this kernel, and why not."""
+    tracefs = _preflight()
+    rows = []
+    for spec in registry.ALL:
+        plan = loader.plan(spec, tracefs)
+        ready, why = plan.ready, plan.reason()
+        if ready and not no_load:
+            try:
+                loader.load(plan).close()
+            except loader.ProbeLoadError as exc:
+                ready, why = False, str(exc)
+        rows.append({"probe": spec.name, "ready": ready, "why_not": why, "traces": spec.summary,
+                     "without": list(plan.missing_optional)})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table("probe", "ready", "why not / missing detail", "what it traces")
+        for r in rows:
+            detail = r["why_not"] or "; ".join(f"without {w}" for w in r["without"])
+            t.add_row(r["probe"], "yes" if r["ready"] else "NO", detail, r["traces"])
+        Console().print(t)
+    sys.exit(0 if all(r["ready"] for r in rows) else 1)
