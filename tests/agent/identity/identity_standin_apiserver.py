@@ -83,7 +83,7 @@ class StandInAPIServer:
         self.objects.update({("jobs", o["metadata"]["namespace"], o["metadata"]["name"]): o
                              for o in owners.get("jobs", [])})
         self.log: list[tuple[int, dict[str, Any]]] = []  # (resourceVersion, event)
-        self.compacted = 0  # watches from versions <= this get 410 Gone
+        self.compacted = 0  # watches from versions older than this get 410 Gone
         self.generation = 0  # bumped by expire_watches()/drop_watches() to end open watches
         self.drop = False
         self.cond = threading.Condition()
@@ -200,7 +200,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             s.watch_calls += 1
             gen = s.generation
             s.drop = False
-            if since and since <= s.compacted:
+            if since and since < s.compacted:
                 gone = _status(410, "Expired", f"too old resource version: {since} ({s.compacted + 1})")
                 self._chunk({"type": "ERROR", "object": gone})
                 return self._end()

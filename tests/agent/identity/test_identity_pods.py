@@ -209,3 +209,29 @@ def test_no_kubernetes_config_logs_once_and_stays_empty(tmp_path, monkeypatch, c
     assert len(msgs) == 1 and "no Kubernetes config; running with cgroup identity only" in msgs[0]
     assert not pc.available and pc.pods() == [] and pc.by_ip("10.42.0.20") is None
     pc.stop()  # harmless when never started
+
+
+def test_owner_lookups_are_cached_bounded_and_expire(standin) -> None:
+    from kubernetes.client import V1OwnerReference
+
+    from agent.identity import kube
+    from agent.identity.owners import OwnerResolver
+
+    server, kubeconfig = standin
+    now = [0.0]
+    r = OwnerResolver(*kube.owner_apis(kube.load_api_client(kubeconfig)), max_entries=1, ttl=10.0,
+                      clock=lambda: now[0])
+
+    def resolve(rs: str) -> tuple[str, str]:
+        ref = V1OwnerReference(api_version="apps/v1", kind="ReplicaSet", name=rs, uid="u", controller=True)
+        return r.resolve("trino", "p", {"pod-template-hash": rs.rsplit("-", 1)[1]}, [ref])
+
+    assert resolve("trino-coordinator-6d8f7c9b54") == ("Deployment", "trino-coordinator")
+    assert resolve("trino-coordinator-6d8f7c9b54") == ("Deployment", "trino-coordinator")
+    assert server.owner_gets == 1  # cached
+    assert resolve("gone-abc12") == ("Deployment", "gone")  # 404: naming convention, evicts the first
+    assert resolve("trino-coordinator-6d8f7c9b54") == ("Deployment", "trino-coordinator")
+    assert server.owner_gets == 3  # max_entries=1: re-read
+    now[0] = 11.0
+    resolve("trino-coordinator-6d8f7c9b54")
+    assert server.owner_gets == 4 and r.api_failures == 1  # TTL passed: read again
