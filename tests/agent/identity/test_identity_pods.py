@@ -8,70 +8,22 @@ kubeconfig written by the test.
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import pathlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from agent.identity.pods import PodCache
-from identity_standin_apiserver import StandInAPIServer, make_self_signed_cert, write_kubeconfig
+from identity_helpers import FakeClock, load_fixture, wait_for
+from identity_standin_apiserver import StandInAPIServer
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
-UID = {}  # name -> uid, filled from the fixture
-
-
-def _fixture(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text())
-
-
-POD_LIST = _fixture("pods.json")
-OWNERS = _fixture("owners.json")
-for _p in POD_LIST["items"]:
-    UID[_p["metadata"]["name"]] = _p["metadata"]["uid"]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Poll until predicate() is truthy; fail with a clear message otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-class FakeClock:
-    """An injectable monotonic clock: tests move time instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    return make_self_signed_cert(str(tmp_path_factory.mktemp("tls")))
-
-
-@pytest.fixture
-def standin(cert: tuple[str, str], tmp_path: pathlib.Path) -> Iterator[tuple[StandInAPIServer, str]]:
-    server = StandInAPIServer(POD_LIST, OWNERS)
-    url = server.start(*cert)
-    kubeconfig = str(tmp_path / "kubeconfig")
-    write_kubeconfig(kubeconfig, url, cert[0])
-    try:
-        yield server, kubeconfig
-    finally:
-        server.stop()
+POD_LIST = load_fixture("pods.json")
+UID = {p["metadata"]["name"]: p["metadata"]["uid"] for p in POD_LIST["items"]}
 
 
 @pytest.fixture
 def cache(standin: tuple[StandInAPIServer, str]) -> Iterator[tuple[PodCache, StandInAPIServer, FakeClock]]:
+    """A started PodCache on node-a, synced against the stand-in, with an injected clock."""
     server, kubeconfig = standin
     clock = FakeClock()
     pc = PodCache("node-a", kubeconfig=kubeconfig, grace_period=300.0, clock=clock,
