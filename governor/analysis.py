@@ -60,6 +60,16 @@ class MetricReport:
 
 
 @dataclasses.dataclass
+class LabelCount:
+    """Distinct values of one label of one metric in a tier, with the cap that applies to it."""
+
+    metric: str
+    label: str
+    distinct_values: int
+    cap: int
+
+
+@dataclasses.dataclass
 class TierReport:
     name: str
     series: int
@@ -73,6 +83,8 @@ class TierReport:
     recommendations: list[Recommendation]
     projected_savings: int
     memory_bytes: int
+    top_labels: list[LabelCount]       # top N (metric, label) by distinct values over all metrics
+    label_explosions: list[LabelCount]  # every (metric, label) above its cap (explicit or default)
     growth: Growth | None = None
 
 
@@ -142,8 +154,10 @@ def _tier_report(name: str, metrics: dict[str, MetricInventory], tier: Tier | No
     ranked = sorted(metrics.values(), key=lambda m: (-m.count, m.name))
     problems: list[str] = []
     reports: list[MetricReport] = []
+    label_counts: list[LabelCount] = []
     for m in ranked:
         mr = _metric_report(m, tier, d.max_label_values, usage, churn.get(m.name))
+        label_counts += [LabelCount(m.name, ls.label, ls.distinct_values, ls.cap or d.max_label_values) for ls in mr.labels]
         if mr.over_cap:
             problems.append(f"{m.name} has {m.count} series, over its cap of {mr.cap}")
         for ls in mr.labels:
@@ -170,6 +184,8 @@ def _tier_report(name: str, metrics: dict[str, MetricInventory], tier: Tier | No
         recommendations=recs,
         projected_savings=sum(r.saved for r in recs),
         memory_bytes=series * d.bytes_per_series,
+        top_labels=sorted(label_counts, key=lambda c: (-c.distinct_values, c.metric, c.label))[: d.top_n],
+        label_explosions=[c for c in label_counts if c.distinct_values > c.cap],
         growth=growth,
     )
 
