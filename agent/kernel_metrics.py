@@ -27,19 +27,23 @@ STAT_EMITTED, STAT_LOST, STAT_MAP_FULL, STAT_UNTRACKED = 0, 1, 2, 3
 EXIT_STATUS = {0: "unknown", 1: "exited", 2: "signaled"}
 
 
+def _int(v: Any) -> int:
+    return int(getattr(v, "value", v))
+
+
 def drain(table: Any) -> list[tuple[Any, int]]:
     """Read and delete every entry of a BPF hash, atomically per batch where the kernel can."""
     try:
-        return [(k, int(v.value)) for k, v in table.items_lookup_and_delete_batch()]
+        batch = list(table.items_lookup_and_delete_batch())
     except Exception:  # pre-5.6 kernels lack batch ops: fall back to read-then-delete
-        out = []
+        batch = []
         for k, v in list(table.items()):
-            out.append((k, int(v.value)))
+            batch.append((k, v))
             try:
                 del table[k]
             except KeyError:
                 pass
-        return out
+    return [(k, _int(v)) for k, v in batch]
 
 
 class _Cumulative:

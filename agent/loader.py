@@ -82,7 +82,7 @@ class LoadedProbe:
         for tp in list(getattr(self.bpf, "tracepoint_fds", {})):
             name = tp.decode() if isinstance(tp, bytes) else tp
             try:
-                self.bpf.detach_tracepoint(name)
+                self.bpf.detach_tracepoint(name.encode())
             except Exception:  # already gone: nothing left to stop
                 pass
 

@@ -25,7 +25,8 @@ from agent.span_queue import SpanQueue
 from agent.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
 from agent.summary import Summary
 from agent.tracefs import Tracefs
-from probes import registry
+from probes import registry as probe_registry
+from probes.spec import ProbeSpec
 
 log = logging.getLogger("bcgov.agent")
 
@@ -60,6 +61,7 @@ class AgentParts:
     event_stream: TextIO | None = None
     clock: MonotonicToWall = field(default_factory=MonotonicToWall)
     ids: IdSource = field(default_factory=IdSource)
+    specs: tuple[ProbeSpec, ...] = probe_registry.ALL
 
 
 class Agent:
@@ -120,8 +122,9 @@ class Agent:
 
     def _load_probes(self) -> None:
         extra = (f"RINGBUF_PAGES={self.config.ring_buffer_pages}",)
+        by_name = {s.name: s for s in self.parts.specs}
         for name in self.config.probes:
-            spec = registry.get(name)
+            spec = by_name[name]
             plan = loader.plan(spec, self.tracefs, extra)
             try:
                 self.probes[name] = loader.load(plan)

@@ -29,7 +29,7 @@ class ExecRecord(ctypes.Structure):
         ("_pad", ctypes.c_uint32),
         ("comm", ctypes.c_char * 16),
         ("filename", ctypes.c_char * FILENAME_LEN),
-        ("argv", ctypes.c_char * (ARG_LEN * ARGS_MAX)),
+        ("argv", ctypes.c_uint8 * (ARG_LEN * ARGS_MAX)),  # bytes: a c_char array stops at the first NUL
     ]
 
 

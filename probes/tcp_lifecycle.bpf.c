@@ -16,6 +16,7 @@
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
 #define TCP_LISTEN 10
 
 #define DIR_ACTIVE 1
@@ -150,12 +151,19 @@ static __always_inline void track(u64 sk, int direction, u16 sport)
 
 /* Counts the finished connection and reserves its record, filled from the tracked state; the
  * caller adds the endpoints from the tracepoint and submits. NULL: untracked or ring buffer full. */
-static __always_inline struct tcp_close_record *finish(u64 sk)
+static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate)
 {
     struct conn *c = conns.lookup(&sk);
     if (!c) {
         stat_inc(BCGOV_STAT_UNTRACKED);
         return 0;
+    }
+    /* An orderly close passes through FIN states; straight from ESTABLISHED or CLOSE_WAIT to
+     * CLOSE is an abort. A received reset was already marked by tcp_receive_reset; otherwise this
+     * side aborted (SO_LINGER 0, unread data) and sends its reset just after this transition. */
+    if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) && !(c->flags & F_RESET_RECEIVED)) {
+        c->flags |= F_RESET_SENT;
+        c->reset_ns = bpf_ktime_get_ns();
     }
     struct conn_count_key key = {};
     key.cgroup_id = c->owner.cgroup_id;
@@ -239,7 +247,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             listeners.delete(&port);
             return 0;
         }
-        struct tcp_close_record *r = finish(sk);
+        struct tcp_close_record *r = finish(sk, args->oldstate);
         if (!r)
             return 0;
         r->family = args->family;

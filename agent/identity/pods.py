@@ -79,7 +79,9 @@ class PodCache:
     """This node's pods by uid and by IP, kept current by a background list+watch thread.
 
     Nothing happens until ``start()``. ``clock`` drives the deletion grace period (inject one in
-    tests). ``max_pods`` bounds memory: past it, the oldest deleted pods are expired early.
+    tests). ``max_pods`` bounds memory: past it, the oldest deleted pods are expired early. The
+    watcher expires pods whenever an event arrives; on a quiet node the agent should also call
+    ``expire()`` periodically (each scrape is a good moment) and then ``pop_expired()``.
     """
 
     def __init__(
