@@ -1,0 +1,117 @@
+"""Span building, OTLP JSON encoding and the bounded export queue, with in-memory parts."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from typing import Sequence
+
+from agent.clock import MonotonicToWall
+from agent.enrich import Enricher
+from agent.event_log import EventLog
+from agent.instruments import Instruments
+from agent.pipeline import EventPipeline
+from agent.span_queue import SpanQueue
+from agent.spans import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, IdSource, JsonlFileExporter, SpanData, otlp_json_request
+from probes.events import TcpConnection
+from prometheus_client import CollectorRegistry, generate_latest
+
+
+def _conn(**kw: object) -> TcpConnection:
+    base = dict(
+        direction="active", outcome="normal", start_ns=1_000, established_ns=1_100, end_ns=3_000, family=2,
+        local_addr="10.0.0.1", local_port=40000, remote_addr="10.0.0.2", remote_port=5432, pid=42, tid=42,
+        comm="psql", cgroup_id=7, owner_source="connect", bytes_sent=10, bytes_received=20, retransmits=2,
+        retransmit_ns=(1_500, 1_700), reset_ns=0, reset_received=False, reset_sent=False, sock=1,
+    )
+    base.update(kw)
+    return TcpConnection(**base)  # type: ignore[arg-type]
+
+
+class _Memory:
+    def __init__(self, ok: bool = True) -> None:
+        self.spans: list[SpanData] = []
+        self.ok = ok
+        self.calls = threading.Event()
+
+    def export(self, spans: Sequence[SpanData]) -> bool:
+        self.spans.extend(spans)
+        self.calls.set()
+        return self.ok
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _pipeline() -> tuple[EventPipeline, list[SpanData], io.StringIO, CollectorRegistry]:
+    reg = CollectorRegistry()
+    spans: list[SpanData] = []
+    log = io.StringIO()
+    fixed = MonotonicToWall(lambda: 0, lambda: 1_000_000_000, resample_every_ns=10**18, samples=1)
+    p = EventPipeline(fixed, Enricher(), Instruments(reg, Enricher()), spans.append, EventLog(log), IdSource(seed=1))
+    return p, spans, log, reg
+
+
+def test_client_span_attributes_events_and_wall_clock() -> None:
+    p, spans, log, reg = _pipeline()
+    p.handle(_conn())
+    (s,) = spans
+    assert s.kind == KIND_CLIENT and s.name == "tcp connect"
+    assert (s.start_ns, s.end_ns) == (1_000_001_000, 1_000_003_000)
+    a = s.attributes
+    assert a["server.address"] == "10.0.0.2" and a["server.port"] == 5432 and a["client.port"] == 40000
+    assert a["network.peer.address"] == "10.0.0.2" and a["process.pid"] == 42
+    assert a["process.executable.name"] == "psql" and a["bcgov.tcp.bytes_sent"] == 10
+    assert [(e.name, e.time_ns) for e in s.events] == [("tcp.retransmit", 1_000_001_500), ("tcp.retransmit", 1_000_001_700)]
+    line = json.loads(log.getvalue())
+    assert line["trace_id"] == s.trace_id_hex and line["span_id"] == s.span_id_hex
+    text = generate_latest(reg).decode()
+    assert 'bcgov_tcp_connection_duration_seconds_count{direction="active",outcome="normal"} 1.0' in text
+
+
+def test_server_span_and_failed_connect_status() -> None:
+    p, spans, _, _ = _pipeline()
+    p.handle(_conn(direction="passive", owner_source="io"))
+    p.handle(_conn(outcome="refused", established_ns=0, reset_ns=2_000, reset_received=True))
+    server, refused = spans
+    assert server.kind == KIND_SERVER and server.attributes["server.port"] == 40000
+    assert refused.status_code == STATUS_ERROR and refused.attributes["error.type"] == "connection_refused"
+    assert refused.events[-1].name == "tcp.reset"
+    assert "bcgov.tcp.handshake_seconds" not in refused.attributes
+
+
+def test_otlp_json_shape() -> None:
+    s = SpanData(trace_id=1, span_id=2, name="n", kind=3, start_ns=5, end_ns=6, attributes={"a": 1, "b": "x", "c": True, "d": ["p"]})
+    req = otlp_json_request([s], {"service.name": "bcgov-agent"}, "1.0")
+    span = req["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert span["traceId"] == "0" * 31 + "1" and span["spanId"] == "0" * 15 + "2"
+    assert span["startTimeUnixNano"] == "5"
+    assert span["attributes"] == [
+        {"key": "a", "value": {"intValue": "1"}},
+        {"key": "b", "value": {"stringValue": "x"}},
+        {"key": "c", "value": {"boolValue": True}},
+        {"key": "d", "value": {"arrayValue": {"values": [{"stringValue": "p"}]}}},
+    ]
+    assert req["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"] == "bcgov-agent"
+
+
+def test_queue_drops_and_counts_when_full_and_when_export_fails(tmp_path) -> None:
+    drops: dict[str, int] = {}
+    exporter = _Memory(ok=False)
+    q = SpanQueue(exporter, on_drop=lambda r, n: drops.__setitem__(r, drops.get(r, 0) + n), max_queue=5, max_batch=100, interval_s=60)
+    span = SpanData(1, 1, "n", 3, 0, 1, {})
+    for _ in range(8):
+        q.submit(span)
+    q.shutdown()
+    assert drops == {"queue_full": 3, "export_failed": 5}
+    assert len(exporter.spans) == 5
+
+
+def test_file_exporter_writes_one_request_per_line(tmp_path) -> None:
+    path = tmp_path / "sub" / "spans.jsonl"
+    e = JsonlFileExporter(str(path), {"service.name": "x"}, "1")
+    assert e.export([SpanData(1, 1, "a", 3, 0, 1, {})]) and e.export([SpanData(2, 2, "b", 2, 0, 1, {})])
+    e.shutdown()
+    lines = path.read_text().splitlines()
+    assert [json.loads(x)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] for x in lines] == ["a", "b"]
