@@ -39,10 +39,12 @@ class Snapshot:
             if m.truncated:
                 continue
             series[name] = {series_hash(s) for s in m.series}
-            lv = values.setdefault(name, {})
+            lv: dict[str, set[int]] = {}
             for s in m.series:
                 for k, v in s:
                     lv.setdefault(k, set()).add(value_hash(k, v))
+            if lv:
+                values[name] = lv
         return cls(inventory.collected_at, series, values)
 
 

@@ -20,7 +20,8 @@ from governor import errors
 MAX_DASHBOARD_FILES = 2000
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_QUERY_LOG_BYTES = 64 * 1024 * 1024  # read the newest part of a big log
-_IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+# Not preceded by a digit or '.': keeps the unit of `5m` or `1.5e3` from looking like a name.
+_IDENT = re.compile(r"(?<![0-9a-zA-Z_:.])[a-zA-Z_:][a-zA-Z0-9_:]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _ANY_METRIC = "*"
 
