@@ -1,4 +1,8 @@
-"""Fixtures for the identity tests: the stand-in kube-apiserver and real cgroup trees."""
+"""Fixtures for the identity tests: the stand-in kube-apiserver and real cgroup trees.
+
+Imported by the test modules by name rather than living in a ``conftest.py``: the agent tests import
+``from conftest import ...``, and a second conftest module here would shadow theirs.
+"""
 
 from __future__ import annotations
 

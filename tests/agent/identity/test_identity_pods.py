@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.identity.pods import PodCache
+from identity_fixtures import standin, standin_cert  # noqa: F401  (pytest fixtures)
 from identity_helpers import FakeClock, load_fixture, wait_for
 from identity_standin_apiserver import StandInAPIServer
 
