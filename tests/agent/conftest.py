@@ -3,81 +3,16 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 import threading
-import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll until `predicate()` is truthy; return its value or fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-@dataclass
-class RunningAgent:
-    """Handles on the session agent and its real outputs."""
-
-    agent: Any
-    spans_path: Path
-    log_path: Path
-    metrics_url: str
-
-    def spans(self) -> list[dict[str, Any]]:
-        """Every span written so far, flattened out of the OTLP JSON requests."""
-        out = []
-        for line in _complete_lines(self.spans_path):
-            for rs in json.loads(line)["resourceSpans"]:
-                for ss in rs["scopeSpans"]:
-                    for span in ss["spans"]:
-                        span["attrs"] = {a["key"]: _value(a["value"]) for a in span["attributes"]}
-                        span["resource"] = {a["key"]: _value(a["value"]) for a in rs["resource"]["attributes"]}
-                        out.append(span)
-        return out
-
-    def logs(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in _complete_lines(self.log_path)]
-
-    def scrape(self, openmetrics: bool = True) -> str:
-        req = urllib.request.Request(self.metrics_url)
-        if openmetrics:
-            req.add_header("Accept", "application/openmetrics-text; version=1.0.0")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.read().decode()
-
-    def kernel_count(self, probe: str, table: str, match: Callable[[Any], bool]) -> int:
-        """Sum of a probe's in-kernel counter entries whose key matches."""
-        bpf = self.agent.probes[probe].bpf
-        return sum(int(v.value) for k, v in bpf[table].items() if match(k))
-
-
-def _complete_lines(path: Path) -> list[str]:
-    """Lines a writer has finished: the agent may be mid-line while a test reads."""
-    text = path.read_text()
-    return [line for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
-
-
-def _value(v: dict[str, Any]) -> Any:
-    if "intValue" in v:
-        return int(v["intValue"])
-    if "arrayValue" in v:
-        return [_value(x) for x in v["arrayValue"].get("values", [])]
-    return next(iter(v.values()))
+from agent_harness import RunningAgent  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import RunningAgent, wait_for
+from agent_harness import RunningAgent, wait_for
 
 from probes import tcp_lifecycle
 
