@@ -33,6 +33,10 @@ class AgentConfig:
     ring_buffer_pages: int = 256
     summary_interval: float = 3.0
     span_queue_size: int = 16384
+    identity: bool = True
+    node_name: str | None = None
+    kubeconfig: str | None = None
+    tiers: dict = field(default_factory=dict)
 
     def metrics_host_port(self) -> tuple[str, int] | None:
         """(host, port) to listen on, or None when metrics serving is off ('' or 'off')."""
@@ -113,6 +117,14 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
         if "None" in t:
             return None
         raise ValueError("must not be empty")
+    if t.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, not {value!r}")
+        return value
+    if t.startswith("dict"):
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping")
+        return value
     if t.startswith("list"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("must be a list of names")

@@ -78,7 +78,19 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    agent_ = Agent(cfg, tracefs, AgentParts())
+    parts = AgentParts()
+    enricher = None
+    if cfg.identity:
+        from agent.identity.errors import IdentityError
+        from agent.identity_enricher import IdentityEnricher
+
+        try:
+            enricher = IdentityEnricher.for_node(parts.registry, cfg.node_name, cfg.kubeconfig, cfg.tiers)
+        except IdentityError as exc:
+            click.echo(f"bcgov: {exc}", err=True)
+            sys.exit(2)
+        parts.enricher = enricher
+    agent_ = Agent(cfg, tracefs, parts)
     try:
         agent_.start()
     except OSError as exc:
@@ -100,6 +112,8 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
             agent_.run(stop)
     finally:
         agent_.stop()
+        if enricher is not None:
+            enricher.stop()
     click.echo(f"bcgov: agent stopped after {agent_.elapsed():.0f}s; lost records: {agent_.lost()}", err=True)
 
 
