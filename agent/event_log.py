@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import threading
 from typing import Any, TextIO
 
@@ -42,5 +43,5 @@ class EventLog:
 
     def close(self) -> None:
         """Close the stream unless it is a standard stream."""
-        if self._stream.fileno() > 2:
+        if self._stream not in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             self._stream.close()

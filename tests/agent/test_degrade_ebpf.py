@@ -1,0 +1,68 @@
+"""A probe whose tracepoint this kernel lacks is reported, and the others still run."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent import preflight
+from agent.config import AgentConfig
+from agent.runtime import Agent, AgentParts
+from agent.tracefs import Tracefs
+from bcgov.cli import cli
+from probes import registry
+
+pytestmark = pytest.mark.ebpf
+
+
+def test_missing_tracepoint_degrades_one_probe_only(tmp_path: Path) -> None:
+    real = registry.get("tcp_retransmit")
+    ghost = dataclasses.replace(real, name="ghost", required=("tcp:no_such_tracepoint_in_any_kernel",))
+    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp_path / "spans.jsonl"), probes=["tcp_retransmit", "ghost"])
+    agent = Agent(cfg, Tracefs(preflight.check()), AgentParts(event_stream=io.StringIO(), specs=(real, ghost)))
+    try:
+        agent.start()
+        reports = {r.name: r for r in agent.reports}
+        assert reports["tcp_retransmit"].up
+        assert not reports["ghost"].up
+        assert "tcp:no_such_tracepoint_in_any_kernel" in reports["ghost"].reason
+        host, port = agent._server.address
+        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read().decode()
+        assert 'bcgov_agent_probe_up{probe="ghost"} 0.0' in text
+        assert 'bcgov_agent_probe_up{probe="tcp_retransmit"} 1.0' in text
+        ready = urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=10)
+        assert ready.status == 200
+    finally:
+        agent.stop()
+
+
+def test_probes_command_lists_every_probe_ready() -> None:
+    result = CliRunner().invoke(cli, ["agent", "probes", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert {r["probe"]: r["ready"] for r in rows} == {n: True for n in registry.names()}
+
+
+def test_run_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "agent.yaml"
+    f.write_text("probes: [tcp_lifecycle]\nmetrics_adr: x\n")
+    result = CliRunner().invoke(cli, ["agent", "run", "--config", str(f), "--duration", "1"])
+    assert result.exit_code == 2
+    assert re.fullmatch(r"bcgov: .*agent.yaml line 2: unknown field 'metrics_adr'.*\n", result.output)
+
+
+def test_run_for_a_duration_exits_0_and_flushes(tmp_path: Path) -> None:
+    spans = tmp_path / "spans.jsonl"
+    result = CliRunner().invoke(cli, [
+        "agent", "run", "--duration", "1", "--metrics-addr", "off", "--spans-file", str(spans),
+        "--log-file", str(tmp_path / "events.jsonl"), "--probe", "process",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "agent stopped after" in result.output and "lost records: 0" in result.output
