@@ -34,6 +34,8 @@ class AgentConfig:
     summary_interval: float = 3.0
     span_queue_size: int = 16384
     identity: bool = True
+    span_sample_ratio: float = 1.0
+    slow_connection_seconds: float = 1.0
     node_name: str | None = None
     kubeconfig: str | None = None
     tiers: dict = field(default_factory=dict)
@@ -58,6 +60,8 @@ class AgentConfig:
         pages = self.ring_buffer_pages
         if pages < 1 or pages & (pages - 1):
             raise ConfigError(f"{where}: ring_buffer_pages must be a power of two (e.g. 256), not {pages}")
+        if not 0.0 <= self.span_sample_ratio <= 1.0:
+            raise ConfigError(f"{where}: span_sample_ratio must be within 0..1, not {self.span_sample_ratio}")
         if self.duration is not None and self.duration < 0:
             raise ConfigError(f"{where}: duration must be >= 0 seconds")
 

@@ -31,6 +31,9 @@ class Instruments:
         self.spans_dropped = Counter(
             "bcgov_agent_spans_dropped", "Spans not exported, by reason (queue_full, export_failed).", ["reason"], registry=registry
         )
+        self.spans_sampled_out = Counter(
+            "bcgov_agent_spans_sampled_out", "Normal, fast connections whose span was sampled out (metrics still count them).", registry=registry
+        )
         self.spans_exported = Counter("bcgov_agent_spans_exported", "Spans handed to the exporter successfully.", registry=registry)
         self.handler_errors = Counter(
             "bcgov_agent_handler_errors", "Records that failed to decode or process (logged, then skipped).", ["probe"], registry=registry

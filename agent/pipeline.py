@@ -62,6 +62,27 @@ def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
     return attrs
 
 
+class SpanSampler:
+    """Keeps every failed, reset and slow connection's span and a ratio of the rest.
+
+    Sampling is deterministic per connection socket and start time, so a rerun of the same
+    stream keeps the same spans; the default keeps everything (a homelab can afford it).
+    """
+
+    def __init__(self, ratio: float = 1.0, slow_seconds: float = 1.0) -> None:
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"span sample ratio must be within 0..1, not {ratio}")
+        self.ratio = ratio
+        self._slow_ns = int(slow_seconds * 1e9)
+
+    def keep(self, ev: TcpConnection) -> bool:
+        """True when this connection's span must be exported."""
+        if self.ratio >= 1.0 or ev.outcome != "normal" or ev.retransmits or ev.duration_ns >= self._slow_ns:
+            return True
+        h = (ev.sock * 0x9E3779B97F4A7C15 + ev.start_ns) & 0xFFFFFFFF
+        return h < self.ratio * 0x100000000
+
+
 class EventPipeline:
     """Enriches and exports events; every collaborator comes in through the constructor."""
 
@@ -74,6 +95,7 @@ class EventPipeline:
         event_log: EventLog,
         ids: IdSource,
         observers: list[Callable[[object], None]] | None = None,
+        sampler: "SpanSampler | None" = None,
     ) -> None:
         self._clock = clock
         self._enricher = enricher
@@ -82,6 +104,7 @@ class EventPipeline:
         self._log = event_log
         self._ids = ids
         self._observers = observers or []
+        self._sampler = sampler or SpanSampler()
 
     def handle(self, event: object) -> None:
         """Route one event to its exporters."""
@@ -126,9 +149,14 @@ class EventPipeline:
         return span
 
     def _connection(self, ev: TcpConnection) -> None:
+        labels = (ev.direction, ev.outcome, *self._enricher.labels_for_cgroup(ev.cgroup_id))
+        if not self._sampler.keep(ev):
+            # Metrics stay exact; only the span (and so the exemplar and trace_id) is skipped.
+            self._instruments.spans_sampled_out.inc()
+            self._instruments.duration.labels(*labels).observe(ev.duration_ns / 1e9)
+            return
         span = self.connection_span(ev)
         self._submit_span(span)
-        labels = (ev.direction, ev.outcome, *self._enricher.labels_for_cgroup(ev.cgroup_id))
         self._instruments.duration.labels(*labels).observe(
             ev.duration_ns / 1e9, exemplar={"trace_id": span.trace_id_hex, "span_id": span.span_id_hex}
         )

@@ -19,7 +19,7 @@ from agent.event_log import EventLog
 from agent.instruments import Instruments
 from agent.kernel_metrics import STAT_LOST, KernelCollector
 from agent.metrics_server import MetricsServer
-from agent.pipeline import EventPipeline
+from agent.pipeline import EventPipeline, SpanSampler
 from agent.readers import RingBufferReader
 from agent.span_queue import SpanQueue
 from agent.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
@@ -99,6 +99,7 @@ class Agent:
         self.pipeline = EventPipeline(
             p.clock, p.enricher, self.instruments, self._span_queue.submit, self._event_log, p.ids,
             observers=[self.summary.observe],
+            sampler=SpanSampler(self.config.span_sample_ratio, self.config.slow_connection_seconds),
         )
         self._load_probes()
         p.registry.register(

@@ -115,3 +115,30 @@ def test_file_exporter_writes_one_request_per_line(tmp_path) -> None:
     e.shutdown()
     lines = path.read_text().splitlines()
     assert [json.loads(x)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] for x in lines] == ["a", "b"]
+
+
+def test_sampling_keeps_failures_resets_and_slow_ones_and_counts_the_rest() -> None:
+    from agent.pipeline import SpanSampler
+
+    reg = CollectorRegistry()
+    spans: list[SpanData] = []
+    fixed = MonotonicToWall(lambda: 0, lambda: 0, resample_every_ns=10**18, samples=1)
+    p = EventPipeline(fixed, Enricher(), Instruments(reg, Enricher()), spans.append, EventLog(io.StringIO()),
+                      IdSource(seed=3), sampler=SpanSampler(ratio=0.0, slow_seconds=1.0))
+    p.handle(_conn(retransmits=0, retransmit_ns=()))               # normal, fast: sampled out
+    p.handle(_conn(outcome="refused", established_ns=0))           # failed: kept
+    p.handle(_conn(outcome="reset", reset_received=True))          # reset: kept
+    p.handle(_conn(retransmits=0, retransmit_ns=(), end_ns=2_000_000_000))  # slow: kept
+    p.handle(_conn())                                              # retransmitted: kept
+    assert [s.attributes["bcgov.tcp.outcome"] for s in spans] == ["refused", "reset", "normal", "normal"]
+    text = generate_latest(reg).decode()
+    assert "bcgov_agent_spans_sampled_out_total 1.0" in text
+    assert 'bcgov_tcp_connection_duration_seconds_count{direction="active",outcome="normal"} 3.0' in text
+
+
+def test_sample_ratio_is_roughly_honoured() -> None:
+    from agent.pipeline import SpanSampler
+
+    s = SpanSampler(ratio=0.25)
+    kept = sum(s.keep(_conn(sock=i, retransmits=0, retransmit_ns=())) for i in range(4000))
+    assert 800 < kept < 1200
