@@ -1,0 +1,258 @@
+"""`export_bundle`: query every source, build every file, redact, write, and say what is missing.
+
+A source that fails is recorded in the manifest under `missing` with the reason and the rest is
+still exported; `Result.partial` tells the caller to exit non-zero. Sources the operator did not
+name are listed under `not_requested` and do not make a bundle partial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from governor import http
+from governor.evidence import alerts as alerts_mod
+from governor.evidence import bundle as bundle_mod
+from governor.evidence import csvout, manifest, plots, postmortem, signals, telemetry, timeline
+from governor.evidence.errors import SourceMissing
+from governor.evidence.promrange import RangeClient, Series
+from governor.evidence.redaction import redact_value
+from governor.evidence.scope import Scope
+from governor.evidence.timewindow import Window, rfc3339
+
+Progress = Callable[[str], None]
+_IDENTITY_ATTRS = {"namespace": "k8s.namespace.name", "pod": "k8s.pod.name", "workload": "bcgov.workload.name", "tier": "bcgov.tier"}
+
+
+@dataclasses.dataclass
+class Request:
+    """What to export and from where; every collaborator's address comes in here."""
+
+    window: Window
+    scope: Scope
+    out: Path
+    command: Sequence[str]
+    tool_version: str
+    prometheus: str | None = None
+    alertmanager: str | None = None
+    spans_file: Path | None = None
+    otlp_query: str | None = None
+    logs_file: Path | None = None
+    budgets_file: str | None = None
+    http_options: http.HttpOptions = dataclasses.field(default_factory=http.HttpOptions)
+
+
+@dataclasses.dataclass
+class Result:
+    out: Path
+    files: list[str]
+    missing: dict[str, str]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing)
+
+
+class _Run:
+    """State of one export; each step adds files and records sources queried or missing."""
+
+    def __init__(self, req: Request, progress: Progress) -> None:
+        self.req = req
+        self.progress = progress
+        self.bundle = bundle_mod.Bundle()
+        self.queried: dict[str, str] = {}
+        self.missing: dict[str, str] = {}
+        self.not_requested: dict[str, str] = {}
+        self.alerts: list[alerts_mod.Alert] = []
+        self.series: dict[str, list[Series]] = {}
+        self.spans = telemetry.Spans()
+        self.logs = telemetry.Logs()
+        self.prom: RangeClient | None = None
+
+    def miss(self, exc: SourceMissing) -> None:
+        self.missing[exc.source] = exc.reason
+        self.progress(f"missing {exc.source}: {exc.reason}")
+
+    # --------------------------------------------------------------------------- sources
+
+    def prometheus(self) -> None:
+        req = self.req
+        if not req.prometheus:
+            self.not_requested["prometheus"] = "no --prometheus given: no series, plots, ALERTS or budget report"
+            return
+        self.prom = RangeClient(req.prometheus, req.http_options)
+        try:
+            self.prom.ready()
+        except SourceMissing as exc:
+            self.miss(exc)
+            self.prom.close()
+            self.prom = None
+            return
+        self.queried["prometheus"] = req.prometheus
+        queries: dict[str, str] = {}
+        for sig in signals.SIGNALS:
+            expr = sig.promql(req.scope, req.window)
+            self.progress(f"series {sig.name}")
+            try:
+                self.series[sig.name] = self.prom.query_range(expr, req.window)
+            except SourceMissing as exc:
+                self.miss(SourceMissing(f"prometheus:{sig.name}", exc.reason))
+                continue
+            queries[sig.name] = expr
+            self.bundle.add_text(f"series/{sig.name}.csv", csvout.render(expr, req.window, self.series[sig.name]))
+        self.bundle.add_json("series/queries.json", {"window": _window_dict(req.window), "queries": queries})
+
+    def alertmanager(self) -> None:
+        req = self.req
+        if req.alertmanager:
+            self.progress("alerts from Alertmanager")
+            try:
+                self.alerts += alerts_mod.from_alertmanager(req.alertmanager, req.window, req.scope, req.http_options)
+                self.queried["alertmanager"] = req.alertmanager
+            except SourceMissing as exc:
+                self.miss(exc)
+        else:
+            self.not_requested["alertmanager"] = "no --alertmanager given"
+        expr = None
+        if self.prom is not None:
+            self.progress("ALERTS from Prometheus")
+            try:
+                found, expr = alerts_mod.from_prometheus(self.prom, req.window, req.scope)
+                self.alerts += found
+            except SourceMissing as exc:
+                self.miss(SourceMissing("prometheus:ALERTS", exc.reason))
+        self.alerts.sort(key=lambda a: (a.starts, a.name))
+        self.bundle.add_json("alerts.json", {"window": _window_dict(req.window), "alerts_promql": expr,
+                                             "alerts": [a.to_dict() for a in self.alerts]})
+
+    def telemetry(self) -> None:
+        req = self.req
+        if req.otlp_query:
+            self.missing["otlp-query"] = (f"querying a trace backend ({req.otlp_query}) is not supported yet; "
+                                          "pass the agent's OTLP JSON file with --spans-file")
+        if req.spans_file:
+            self.progress(f"spans from {req.spans_file}")
+            try:
+                self.spans = telemetry.read_spans(req.spans_file, req.window, req.scope)
+                self.queried["spans"] = str(req.spans_file)
+            except SourceMissing as exc:
+                self.miss(exc)
+        elif not req.otlp_query:
+            self.not_requested["spans"] = "no --spans-file given"
+        if req.logs_file:
+            self.progress(f"logs from {req.logs_file}")
+            try:
+                self.logs = telemetry.read_logs(req.logs_file, req.window, req.scope)
+                self.queried["logs"] = str(req.logs_file)
+            except SourceMissing as exc:
+                self.miss(exc)
+        else:
+            self.not_requested["logs"] = "no --logs given"
+        self.bundle.add_jsonl("spans.jsonl", self.spans.lines)
+        self.bundle.add_jsonl("logs.jsonl", self.logs.records)
+
+    def budget_report(self) -> None:
+        req = self.req
+        if self.prom is None:
+            return
+        self.progress("budget report")
+        from governor import budgets, evaluation, report
+        from governor import errors as gov_errors
+        from governor.promapi import PrometheusSource
+
+        # The inventory is taken at the window's end: instant queries at that time, not now.
+        source = PrometheusSource(req.prometheus or "", req.http_options, clock=lambda: req.window.end)
+        try:
+            b = budgets.load(req.budgets_file)
+            tier = req.scope.tier if req.scope.tier in b.tiers else None
+            ev = evaluation.evaluate(source, b, None, evaluation.UsageOptions(), tier)
+            self.bundle.add_json("budget-report.json", redact_value(report.to_dict(ev.report)))
+        except gov_errors.GovernorError as exc:
+            self.miss(SourceMissing("budget-report", str(exc)))
+        finally:
+            source.close()
+
+    # --------------------------------------------------------------------------- derived files
+
+    def derived(self) -> list[timeline.Entry]:
+        req = self.req
+        for sig in signals.SIGNALS:
+            if sig.name in self.series:
+                self.progress(f"plot {sig.name}")
+                self.bundle.add_bytes(f"plots/{sig.name}.png",
+                                      plots.render_png(sig.title, sig.unit, self.series[sig.name], req.window, self.alerts))
+        self.bundle.add_json("identity.json", self.identity())
+        logged = {r.get("trace_id") for r in self.logs.records if r.get("trace_id")}
+        entries = timeline.merge(timeline.from_alerts(self.alerts), timeline.from_logs(self.logs),
+                                 timeline.from_spans(self.spans, logged),
+                                 timeline.budget_breaches(self.series.get("tier_series_vs_budget", [])))
+        entries = [e for e in entries if req.window.contains(e.ts)]
+        self.bundle.add_text("timeline.md", timeline.render(entries, f"Timeline {rfc3339(req.window.start)} to {rfc3339(req.window.end)}"))
+        return entries
+
+    def identity(self) -> dict[str, Any]:
+        """The pods, workloads and tiers seen in any pillar, with where each was seen."""
+        seen: dict[tuple[str, str, str, str], set[str]] = {}
+
+        def add(values: dict[str, str], where: str) -> None:
+            key = tuple(values.get(k, "") for k in _IDENTITY_ATTRS)
+            if any(key):
+                seen.setdefault(key, set()).add(where)  # type: ignore[arg-type]
+
+        for s in self.spans.flat:
+            add({k: str(s["attributes"].get(a, "")) for k, a in _IDENTITY_ATTRS.items()}, "spans")
+        for r in self.logs.records:
+            attrs = r.get("attributes") or {}
+            add({k: str(attrs.get(a, "")) for k, a in _IDENTITY_ATTRS.items()}, "logs")
+        for name, series in self.series.items():
+            for s in series:
+                add({k: s.labels.get(k, "") for k in _IDENTITY_ATTRS}, f"series/{name}")
+        rows = [{**dict(zip(_IDENTITY_ATTRS, key)), "seen_in": sorted(where)} for key, where in sorted(seen.items())]
+        return {"scope": self.req.scope.labels(), "workloads": rows,
+                "tiers": sorted({r["tier"] for r in rows if r["tier"]}),
+                "namespaces": sorted({r["namespace"] for r in rows if r["namespace"]}),
+                "pods": sorted({r["pod"] for r in rows if r["pod"]})}
+
+
+def _window_dict(w: Window) -> dict[str, Any]:
+    return {"start": rfc3339(w.start), "end": rfc3339(w.end), "step_seconds": w.step, "rate_window": w.rate_window}
+
+
+def export_bundle(req: Request, progress: Progress = lambda _msg: None) -> Result:
+    """Build and write the bundle; raises BundleError only when the destination is unusable."""
+    bundle_mod.check_destination(req.out)
+    run = _Run(req, progress)
+    try:
+        run.prometheus()
+        run.alertmanager()
+        run.telemetry()
+        run.budget_report()
+    finally:
+        if run.prom is not None:
+            run.prom.close()
+    entries = run.derived()
+    listed = sorted(run.bundle.files) + ["timeline.md", "postmortem.md", manifest.NAME]
+    run.bundle.add_text("postmortem.md", postmortem.render(req.window, req.scope, entries, sorted(set(listed)), run.missing))
+    meta = {
+        "tool": "bcgov", "tool_version": req.tool_version, "created_at": rfc3339(time.time()),
+        "command": [str(redact_value(a)) for a in _redact_command(req.command)],
+        "window": _window_dict(req.window), "scope": req.scope.labels(),
+        "sources": {k: str(redact_value(v)) for k, v in run.queried.items()},
+        "missing": run.missing, "not_requested": run.not_requested,
+        "complete": not run.missing,
+    }
+    files = dict(run.bundle.files)
+    mf = manifest.build(files, meta)
+    run.bundle.add_json(manifest.NAME, mf)
+    files[manifest.NAME] = run.bundle.files[manifest.NAME]
+    progress(f"writing {len(files)} files to {req.out}")
+    bundle_mod.write(files, req.out)
+    return Result(req.out, sorted(files), dict(run.missing))
+
+
+def _redact_command(argv: Sequence[str]) -> list[str]:
+    from agent.redact import redact_argv
+
+    return redact_argv(list(argv))
