@@ -5,6 +5,9 @@
 #
 #   BCGOV_BOOTSTRAP_SERVERS=0  skip the Debian servers used only by tests (agent image)
 #   BCGOV_BOOTSTRAP_VENV=0     skip .venv (the image installs into its own venv path)
+#   BCGOV_BOOTSTRAP_HOST=0     skip host steps (kernel headers, tracefs): an image build runs on some
+#                              other kernel, and the pod gets both from its node (hostPath mounts)
+#   BCGOV_VENV=DIR             where .venv goes (default: the repo's .venv)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,7 +41,8 @@ fi
 # when the archive lacks them, the generic ones serve tracepoint-only programs (they read no structs).
 kver=$(uname -r)
 moddir=/lib/modules/$kver
-if [ ! -e "$moddir/build/include" ]; then
+host=${BCGOV_BOOTSTRAP_HOST:-1}
+if [ "$host" = 1 ] && [ ! -e "$moddir/build/include" ]; then
   apt_updated_before=$apt_updated
   if [ "$apt_updated" = 0 ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
   if apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then
@@ -58,7 +62,7 @@ if [ ! -e "$moddir/build/include" ]; then
 fi
 
 # tracefs: BCC reads tracepoint layouts from it and attaches through it.
-if [ ! -e /sys/kernel/tracing/events ]; then
+if [ "$host" = 1 ] && [ ! -e /sys/kernel/tracing/events ]; then
   mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || die "cannot mount tracefs at /sys/kernel/tracing: the kernel needs CONFIG_TRACING"
   say "mounted tracefs at /sys/kernel/tracing"
 fi
