@@ -55,8 +55,11 @@ def agent() -> None:
 @click.option("--duration", type=float, help="Stop after this many seconds (0 or absent: until Ctrl-C/SIGTERM).")
 @click.option("--log-file", help="Event log lines go here (default: stderr; on a terminal, var/events.jsonl).")
 @click.option("--probe", "probes", multiple=True, help="Load only these probes (repeatable).")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Kubeconfig for the pod watch (default: in-cluster, then $KUBECONFIG).")
+@click.option("--node-name", help="This node's name for the pod watch (default: $NODE_NAME, then the hostname).")
 def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | None, otlp_protocol: str | None,
-        spans_file: str | None, duration: float | None, log_file: str | None, probes: tuple[str, ...]) -> None:
+        spans_file: str | None, duration: float | None, log_file: str | None, probes: tuple[str, ...],
+        kubeconfig: str | None, node_name: str | None) -> None:
     """Run the agent until Ctrl-C, SIGTERM or --duration."""
     from agent.runtime import Agent, AgentParts
 
@@ -66,7 +69,7 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         cfg = agent_config.load(config_path, {
             "metrics_addr": metrics_addr, "otlp_endpoint": otlp_endpoint, "otlp_protocol": otlp_protocol,
             "spans_file": spans_file, "duration": duration or None, "log_file": log_file,
-            "probes": list(probes) or None,
+            "probes": list(probes) or None, "kubeconfig": kubeconfig, "node_name": node_name,
         })
     except agent_config.ConfigError as exc:
         click.echo(f"bcgov: {exc}", err=True)
