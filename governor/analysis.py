@@ -194,8 +194,7 @@ def _metric_report(m: MetricInventory, tier: Tier | None, default_label_cap: int
                    churn: ChurnStat | None) -> MetricReport:
     cap = tier.metric_caps.get(m.name) if tier else None
     stats = []
-    for label in m.label_names():
-        counts = m.value_counts(label)
+    for label, counts in sorted(m.all_value_counts().items()):
         lcap = tier.label_caps.get(label, tier.max_label_values) if tier else default_label_cap
         explicit = tier is not None and label in tier.label_caps
         stats.append(LabelStat(

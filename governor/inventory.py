@@ -42,6 +42,17 @@ class MetricInventory:
         """Every label name that occurs on at least one series, sorted."""
         return sorted({k for s in self.series for k, _ in s})
 
+    def all_value_counts(self) -> dict[str, collections.Counter[str]]:
+        """label -> series per value, for every label, in one pass over the series."""
+        out: dict[str, collections.Counter[str]] = {}
+        for s in self.series:
+            for k, v in s:
+                c = out.get(k)
+                if c is None:
+                    c = out[k] = collections.Counter()
+                c[v] += 1
+        return out
+
     def value_counts(self, label: str) -> collections.Counter[str]:
         """Series per value of `label` (series without the label are not counted)."""
         return collections.Counter(v for s in self.series for k, v in s if k == label)

@@ -19,14 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests import servers  # noqa: E402
 import population  # noqa: E402
 
-RULES_FILE = """\
-groups:
-  - name: usage
-    rules:
-      - record: topic:redpanda_kafka_partitions:sum
-        expr: sum by (topic) (redpanda_kafka_partitions)
-"""
-
 
 @pytest.fixture
 def budgets_file(tmp_path: Path) -> Path:
@@ -65,8 +57,12 @@ def prometheus(exporter: servers.ExpositionServer, tmp_path_factory: pytest.Temp
     """Prometheus scraping the population every second, with one recording rule that names `topic`."""
     tmp = tmp_path_factory.mktemp("prom")
     rules = tmp / "usage-rules.yml"
-    rules.write_text(RULES_FILE)
+    rules.write_text(population.RULES_FILE)
     config = servers.scrape_config(exporter.target, job="exporter", extra={"rule_files": [str(rules)]})
     with servers.start_prometheus(config, tmp) as prom:
         prom.wait_for_first_scrape("exporter")
+        # Counts must not change under the tests: wait for the rule's series too (evaluated apart
+        # from the scrape).
+        servers.poll(lambda: prom.scalar("count(topic:redpanda_kafka_partitions:sum)") == population.RECORDED_SERIES,
+                     servers.SCRAPE_TIMEOUT_S, "the recording rule's first evaluation", prom.log_tail)
         yield prom

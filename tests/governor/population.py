@@ -56,3 +56,14 @@ def exposition(attempts: dict[str, int] | None = None) -> str:
     lines += ["# TYPE process_cpu_seconds_total counter", "process_cpu_seconds_total 1.5"]
     lines += ["# TYPE custom_thing gauge", 'custom_thing{x="1"} 1', 'custom_thing{x="2"} 2']
     return "\n".join(lines) + "\n"
+
+
+RECORDED_SERIES = 2  # the rule below yields one series per topic (orders, payments), unclassified
+# Loaded into the fixture Prometheus so label usage can be seen from /api/v1/rules.
+RULES_FILE = """\
+groups:
+  - name: usage
+    rules:
+      - record: topic:redpanda_kafka_partitions:sum
+        expr: sum by (topic) (redpanda_kafka_partitions)
+"""

@@ -13,7 +13,9 @@ from governor.promapi import PrometheusSource
 from tests import servers
 
 pytestmark = pytest.mark.integration
-SCRAPED_TOTAL = population.EXPORTER_TOTAL + population.SYNTHETIC_PER_TARGET  # 89
+# What the fixture's Prometheus holds: the exporter's 84, 5 synthetic scrape series, 2 recorded.
+SCRAPED_TOTAL = population.EXPORTER_TOTAL + population.SYNTHETIC_PER_TARGET + population.RECORDED_SERIES  # 91
+UNCLASSIFIED = population.EXPORTER_UNCLASSIFIED + population.SYNTHETIC_PER_TARGET + population.RECORDED_SERIES
 
 
 def report_json(cli, runner, args: list[str]) -> tuple[int, dict]:
@@ -43,7 +45,7 @@ def test_report_json_tiers_statuses_savings_and_usage(cli, runner, prometheus, b
     assert rep["total_series"] == SCRAPED_TOTAL
     tiers = {t["name"]: (t["series"], t["budget"], t["status"]) for t in rep["tiers"]}
     assert tiers == {"stream": (55, 50, "over"), "oltp": (4, 100, "ok"), "batch": (22, 40, "warn"),
-                     "unclassified": (population.EXPORTER_UNCLASSIFIED + population.SYNTHETIC_PER_TARGET, None, "unbudgeted")}
+                     "unclassified": (UNCLASSIFIED, None, "unbudgeted")}
     stream = next(t for t in rep["tiers"] if t["name"] == "stream")
     recs = [(r["metric"], r["label"], r["series_before"], r["series_after"], r["saved"], r["unused"]) for r in stream["recommendations"]]
     # `topic` is named by the recording rule loaded into Prometheus, so it is marked used.
@@ -141,3 +143,20 @@ def test_history_gives_churn_and_trend(cli, runner, budgets_file: Path, tmp_path
     assert (c["created"], c["gone"], c["churn_label"], c["new_values"]) == (7, 0, "task_attempt", 7)
     g = third["tiers"][0]["growth"]
     assert g["points"] == 3 and g["series_per_day"] > 0 and g["seconds_to_budget"] == 0.0  # 69 > 50: already over
+
+
+def test_chunked_and_bounded_inventory(prometheus: servers.PrometheusServer) -> None:
+    """Small chunks give the same exact counts; a metric over the per-metric bound keeps only its
+    count and is marked truncated; an inventory over the total bound is refused naming the flag."""
+    from governor.errors import InventoryTooLarge
+    from governor.promapi import Limits
+
+    seen: list[tuple[int, int]] = []
+    src = PrometheusSource(prometheus.url, limits=Limits(chunk_series=10, max_series_per_metric=20))
+    inv = src.collect(progress=lambda done, total: seen.append((done, total)))
+    assert inv.total_series == SCRAPED_TOTAL
+    assert inv.truncated_metrics == [population.FLINK] and inv.metrics[population.FLINK].count == 53
+    assert inv.metrics["airflow_dag_run_duration"].count == 12  # one metric bigger than a chunk still comes whole
+    assert len(seen) > 3 and seen[-1] == (SCRAPED_TOTAL, SCRAPED_TOTAL)
+    with pytest.raises(InventoryTooLarge, match="--max-series"):
+        PrometheusSource(prometheus.url, limits=Limits(max_series_total=50)).collect()
