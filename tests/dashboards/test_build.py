@@ -1,0 +1,98 @@
+"""The dashboards as code: committed JSON equals the build, and the incident-work properties hold
+(variables, drill-down links carrying them, exemplars to Tempo, Loki logs, runbooks one click away)."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from bcgov import cli as bcgov_cli
+from dashboards import build, common
+
+import dashboard_json
+
+DASHBOARDS = dashboard_json.committed()
+RUNBOOKS = {p.stem for p in (dashboard_json.ROOT / "runbooks").glob("*.md")}
+
+
+def test_committed_json_equals_the_build() -> None:
+    built = build.render_all()
+    assert sorted(built) == sorted(DASHBOARDS), "run: .venv/bin/bcgov dashboards build"
+    for name, text in built.items():
+        assert (dashboard_json.JSON_DIR / name).read_text() == text, f"{name} is stale: run .venv/bin/bcgov dashboards build"
+
+
+def test_cli_build_writes_the_same_files(tmp_path: pathlib.Path) -> None:
+    result = CliRunner().invoke(bcgov_cli.cli, ["dashboards", "build", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(DASHBOARDS)
+    for name in written:
+        assert (tmp_path / "out" / name).read_text() == (dashboard_json.JSON_DIR / name).read_text()
+
+
+def test_four_dashboards_with_unique_uids() -> None:
+    uids = {d["uid"] for d in DASHBOARDS.values()}
+    assert uids == {common.UID_OVERVIEW, common.UID_WORKLOAD, common.UID_NODE, common.UID_BUDGET}
+
+
+@pytest.mark.parametrize("uid", [common.UID_OVERVIEW, common.UID_WORKLOAD])
+def test_incident_dashboards_have_every_variable(uid: str) -> None:
+    dash = next(d for d in DASHBOARDS.values() if d["uid"] == uid)
+    names = [v["name"] for v in dash["templating"]["list"]]
+    assert names == ["datasource", "tempo", "loki", "node", "tier", "namespace", "workload", "pod"]
+
+
+def test_every_panel_queries_the_datasource_variable() -> None:
+    for dash in DASHBOARDS.values():
+        for p in dashboard_json.panels(dash):
+            if p["type"] == "row":
+                continue
+            assert p["datasource"]["uid"] == "${datasource}", p["title"]
+            assert p["targets"] and all(t["refId"] for t in p["targets"]), p["title"]
+
+
+def test_overview_links_to_the_drilldown_carrying_the_variables() -> None:
+    overview = next(d for d in DASHBOARDS.values() if d["uid"] == common.UID_OVERVIEW)
+    urls = [l["url"] for p in dashboard_json.panels(overview) for l in dashboard_json.links(p)]
+    drill = [u for u in urls if u.startswith(f"/d/{common.UID_WORKLOAD}?")]
+    assert drill
+    for var in ("datasource", "node", "tier", "namespace", "workload", "pod"):
+        assert any(f"${{{var}:queryparam}}" in u for u in drill), var
+    # A per-series link puts the clicked workload into the drill-down's variables.
+    assert any("var-workload=${__field.labels.workload}" in u for u in drill)
+
+
+def test_latency_panels_have_exemplars_and_a_tempo_link() -> None:
+    found = 0
+    for dash in DASHBOARDS.values():
+        for p in dashboard_json.panels(dash):
+            # Latency panels are the ones built on a `_seconds` histogram's buckets.
+            if not any("_seconds_bucket" in t["expr"] for t in p.get("targets", [])):
+                continue
+            found += 1
+            assert all(t.get("exemplar") for t in p["targets"]), p["title"]
+            assert any("${tempo}" in l["url"] and "trace_id" in l["url"] for l in dashboard_json.links(p)), p["title"]
+    assert found >= 6
+
+
+def test_workload_panels_link_to_the_pods_logs_in_loki() -> None:
+    drill = next(d for d in DASHBOARDS.values() if d["uid"] == common.UID_WORKLOAD)
+    loki = [l["url"] for p in dashboard_json.panels(drill) for l in dashboard_json.links(p) if "${loki}" in l["url"]]
+    assert loki
+    assert all("${__from}" in u and "${__to}" in u and "$pod" in u for u in loki)
+
+
+def test_every_alert_has_a_runbook_link_on_some_panel_and_each_resolves() -> None:
+    linked = set()
+    for dash in DASHBOARDS.values():
+        for p in dashboard_json.panels(dash):
+            for l in dashboard_json.links(p):
+                m = re.fullmatch(re.escape(common.RUNBOOK_BASE_URL) + r"/(\w+)\.md", l["url"])
+                if m:
+                    assert m.group(1) in RUNBOOKS, f"{p['title']} links a missing runbook {m.group(1)}"
+                    linked.add(m.group(1))
+    assert linked == RUNBOOKS, f"alerts without a panel runbook link: {sorted(RUNBOOKS - linked)}"
