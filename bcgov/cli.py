@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from bcgov import cli_agent
+from bcgov import cli_agent, cli_budget, cli_dashboards, cli_evidence, cli_governor
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "BCGOV"})
@@ -18,16 +18,8 @@ def cli() -> None:
 
 
 cli.add_command(cli_agent.agent)
-
-# Optional groups register themselves here as they land; a missing module must not break the CLI.
-for _name in ("cli_budget", "cli_governor", "cli_dashboards", "cli_evidence"):
-    try:
-        _mod = __import__(f"bcgov.{_name}", fromlist=["register"])
-    except ModuleNotFoundError as exc:
-        if exc.name != f"bcgov.{_name}":
-            raise
-        continue
-    _mod.register(cli)
+for _group in (cli_budget, cli_governor, cli_dashboards, cli_evidence):
+    _group.register(cli)
 
 
 def main() -> None:

@@ -43,7 +43,6 @@ kver=$(uname -r)
 moddir=/lib/modules/$kver
 host=${BCGOV_BOOTSTRAP_HOST:-1}
 if [ "$host" = 1 ] && [ ! -e "$moddir/build/include" ]; then
-  apt_updated_before=$apt_updated
   if [ "$apt_updated" = 0 ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
   if apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then
     say "installing linux-headers-$kver"
@@ -58,7 +57,6 @@ if [ "$host" = 1 ] && [ ! -e "$moddir/build/include" ]; then
     ln -sfn "$common" "$moddir/source"
     say "linked $moddir/build -> $gen"
   fi
-  : "$apt_updated_before"
 fi
 
 # tracefs: BCC reads tracepoint layouts from it and attaches through it.
