@@ -7,7 +7,7 @@ leaks a credential off the node.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from typing import Sequence
 
 MASK = "***"
 
@@ -60,7 +60,3 @@ def redact_argv(argv: Sequence[str], arg_capacity: int | None = None) -> list[st
         out.append(redact_text(arg, truncated=cut))
     return out
 
-
-def redact_all(values: Iterable[str]) -> list[str]:
-    """`redact_text` over many strings."""
-    return [redact_text(v) for v in values]

@@ -57,9 +57,7 @@ class SpanQueue:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._buf and not self._stopping:
-                    self._cond.wait(self._interval)
-                elif len(self._buf) < self._max_batch and not self._stopping:
+                if len(self._buf) < self._max_batch and not self._stopping:
                     self._cond.wait(self._interval)
                 batch = self._take()
                 done = self._stopping and not self._buf

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +15,9 @@ from agent import config as agent_config
 from agent import loader, preflight
 from agent.tracefs import Tracefs
 from probes import registry
+
+if TYPE_CHECKING:
+    from agent.runtime import Agent
 
 
 def _setup_logging(json_logs: bool) -> None:
@@ -120,18 +124,17 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     click.echo(f"bcgov: agent stopped after {agent_.elapsed():.0f}s; lost records: {agent_.lost()}", err=True)
 
 
-def _run_live(agent_: object, stop: threading.Event, interval: float) -> None:
+def _run_live(agent_: "Agent", stop: threading.Event, interval: float) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    a = agent_  # type: ignore[assignment]
-    total = len(a.reports)  # type: ignore[attr-defined]
-    up = sum(r.up for r in a.reports)  # type: ignore[attr-defined]
+    total = len(agent_.reports)
+    up = sum(r.up for r in agent_.reports)
     with Live(console=Console(stderr=True), refresh_per_second=1, transient=False) as live:
         def tick() -> None:
-            live.update(a.summary.render(a.lost(), up, total, a.elapsed()))  # type: ignore[attr-defined]
+            live.update(agent_.summary.render(agent_.lost(), up, total, agent_.elapsed()))
         tick()
-        a.run(stop, on_tick=tick, tick_s=interval)  # type: ignore[attr-defined]
+        agent_.run(stop, on_tick=tick, tick_s=interval)
         tick()
 
 

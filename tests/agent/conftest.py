@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,14 +30,12 @@ def running_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningA
     resource = {"service.name": "bcgov-agent", "host.name": "test"}
     parts = AgentParts(event_stream=stream, span_exporter=JsonlFileExporter(cfg.spans_file, resource, "test"))
     agent = Agent(cfg, Tracefs(preflight.check()), parts)
-    stop = threading.Event()
     try:
         agent.start()
         assert agent._server is not None
         host, port = agent._server.address
         yield RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics")
     finally:
-        stop.set()
         agent.stop()
 
 
