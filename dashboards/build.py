@@ -20,7 +20,22 @@ def render(name: str) -> str:
     model = definitions.ALL[name]().build()
     # Round-trip through the SDK encoder, then dump sorted so the committed files diff cleanly.
     data = json.loads(json.dumps(model, cls=JSONEncoder))
+    number_panels(data)
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def number_panels(data: dict) -> None:
+    """Give every panel (rows and their children included) a stable id, 1..n in layout order.
+
+    Runbooks deep-link a panel as `/d/<uid>?viewPanel=<id>`; Grafana would otherwise number panels
+    on import, differently per instance, and those links would break."""
+    n = 0
+    for panel in data.get("panels", []):
+        n += 1
+        panel["id"] = n
+        for child in panel.get("panels", []):
+            n += 1
+            child["id"] = n
 
 
 def render_all() -> dict[str, str]:

@@ -53,12 +53,12 @@ def standard_variables(*names: str) -> list[dashboard.DatasourceVariable | dashb
     """The datasource variables plus the requested label variables, each filtered by the earlier."""
     known = {
         "node": label_variable("node", "label_values(bcgov_agent_probe_up, node)", "Node"),
-        "tier": label_variable("tier", "label_values(bcgov_tcp_connections, tier)", "Tier"),
-        "namespace": label_variable("namespace", 'label_values(bcgov_tcp_connections{tier=~"$tier"}, namespace)', "Namespace"),
+        "tier": label_variable("tier", "label_values(bcgov_tcp_connections_total, tier)", "Tier"),
+        "namespace": label_variable("namespace", 'label_values(bcgov_tcp_connections_total{tier=~"$tier"}, namespace)', "Namespace"),
         "workload": label_variable(
-            "workload", 'label_values(bcgov_tcp_connections{tier=~"$tier", namespace=~"$namespace"}, workload)', "Workload"),
+            "workload", 'label_values(bcgov_tcp_connections_total{tier=~"$tier", namespace=~"$namespace"}, workload)', "Workload"),
         "pod": label_variable(
-            "pod", 'label_values(bcgov_tcp_connections{namespace=~"$namespace", workload=~"$workload"}, pod)', "Pod"),
+            "pod", 'label_values(bcgov_tcp_connections_total{namespace=~"$namespace", workload=~"$workload"}, pod)', "Pod"),
         "budget_tier": label_variable("tier", "label_values(bcgov_governor_tier_budget_series, tier)", "Tier"),
     }
     out: list = [

@@ -1,6 +1,9 @@
 """The four bcgov dashboards. Metric names are the ones the agent and governor export
 (agent/kernel_metrics.py, agent/instruments.py, governor/service.py); workload-scoped agent metrics
-carry the identity labels namespace, pod, workload, tier, and the PodMonitor adds node."""
+carry the identity labels namespace, pod, workload, tier, and the PodMonitor adds node. Counters are
+queried by their stored sample names (`..._total`): that is what Prometheus keeps, whichever
+exposition format it scraped (tests/dashboards/test_dashboards_real.py runs every query against
+a real agent)."""
 
 from __future__ import annotations
 
@@ -34,18 +37,18 @@ def tiers_overview() -> dashboard.Dashboard:
     d = d.link(common.drilldown_link()).link(
         dashboard.DashboardLink("bcgov dashboards").type(common.dm.DashboardLinkType.DASHBOARDS).tags(TAGS).as_dropdown(True).include_vars(True).keep_time(True))
     d = d.with_row(dashboard.Row("Traffic and failures"))
-    d = d.with_panel(series("Connections / s by tier", [query(rate.format(m="bcgov_tcp_connections"), "{{tier}}")],
+    d = d.with_panel(series("Connections / s by tier", [query(rate.format(m="bcgov_tcp_connections_total"), "{{tier}}")],
                             unit="reqps", links=drill, data_links=[common.drilldown_data_link()]))
     d = d.with_panel(series("Connections / s by tier and outcome",
-                            [query('sum by (tier, outcome) (rate(bcgov_tcp_connections{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{tier}} {{outcome}}")],
+                            [query('sum by (tier, outcome) (rate(bcgov_tcp_connections_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{tier}} {{outcome}}")],
                             unit="reqps", links=drill))
-    d = d.with_panel(series("Resets / s by tier", [query('sum by (tier, direction) (rate(bcgov_tcp_resets{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{tier}} {{direction}}")],
+    d = d.with_panel(series("Resets / s by tier", [query('sum by (tier, direction) (rate(bcgov_tcp_resets_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{tier}} {{direction}}")],
                             unit="reqps", links=drill))
-    d = d.with_panel(series("Retransmits / s by tier", [query(rate.format(m="bcgov_tcp_retransmits"), "{{tier}}")], unit="reqps", links=drill))
+    d = d.with_panel(series("Retransmits / s by tier", [query(rate.format(m="bcgov_tcp_retransmits_total"), "{{tier}}")], unit="reqps", links=drill))
     d = d.with_row(dashboard.Row("Latency and memory"))
     d = d.with_panel(latency("Connection duration p50 / p99 by tier", DURATION, WORKLOAD_SEL, "tier",
                              description="Exemplars carry the connection span's trace_id: click one to open it in Tempo.", links=drill))
-    d = d.with_panel(series("OOM kills by tier", [query('sum by (tier) (increase(bcgov_oom_kills{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{tier}}")],
+    d = d.with_panel(series("OOM kills by tier", [query('sum by (tier) (increase(bcgov_oom_kills_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{tier}}")],
                             links=[*drill, common.loki_link()]))
     d = d.with_row(dashboard.Row("Budget and agent health"))
     d = d.with_panel(series("Series vs budget by tier",
@@ -53,7 +56,7 @@ def tiers_overview() -> dashboard.Dashboard:
                             unit="percentunit", links=[common.runbook_link("BcgovTierBudgetWarning"), common.runbook_link("BcgovTierBudgetExceeded")]))
     d = d.with_panel(series("Agent: probes down and records lost",
                             [query('count by (probe) (bcgov_agent_probe_up{' + NODE_SEL + '} == 0)', "down {{probe}}"),
-                             query('sum by (probe) (rate(bcgov_agent_events_lost{' + NODE_SEL + '}[$__rate_interval]))', "lost/s {{probe}}")],
+                             query('sum by (probe) (rate(bcgov_agent_events_lost_total{' + NODE_SEL + '}[$__rate_interval]))', "lost/s {{probe}}")],
                             links=[common.runbook_link("BcgovAgentProbeDown"), common.runbook_link("BcgovAgentEventsLost")]))
     return d
 
@@ -67,24 +70,24 @@ def workload_drilldown() -> dashboard.Dashboard:
     d = d.link(dashboard.DashboardLink("Data tiers overview").url(f"/d/{common.UID_OVERVIEW}?${{__url_time_range}}&${{datasource:queryparam}}&${{tier:queryparam}}"))
     d = d.with_row(dashboard.Row("Connections"))
     d = d.with_panel(series("Connections / s by direction and outcome",
-                            [query('sum by (direction, outcome) (rate(bcgov_tcp_connections{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{direction}} {{outcome}}")],
+                            [query('sum by (direction, outcome) (rate(bcgov_tcp_connections_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{direction}} {{outcome}}")],
                             unit="reqps", links=[logs]))
     d = d.with_panel(series("Resets / s by peer",
-                            [query('sum by (direction, peer_tier, peer_workload) (rate(bcgov_tcp_resets{' + WORKLOAD_SEL + '}[$__rate_interval]))',
+                            [query('sum by (direction, peer_tier, peer_workload) (rate(bcgov_tcp_resets_total{' + WORKLOAD_SEL + '}[$__rate_interval]))',
                                    "{{direction}} {{peer_tier}}/{{peer_workload}}")], unit="reqps", links=[logs]))
     d = d.with_panel(series("Retransmits / s by peer",
-                            [query('sum by (peer_tier, peer_namespace, peer_workload) (rate(bcgov_tcp_retransmits{' + WORKLOAD_SEL + '}[$__rate_interval]))',
+                            [query('sum by (peer_tier, peer_namespace, peer_workload) (rate(bcgov_tcp_retransmits_total{' + WORKLOAD_SEL + '}[$__rate_interval]))',
                                    "{{peer_tier}} {{peer_namespace}}/{{peer_workload}}")], unit="reqps", links=[logs]))
     d = d.with_panel(latency("Connection duration p50 / p99", DURATION, WORKLOAD_SEL, "direction", links=[logs]))
     d = d.with_panel(heat("Connection duration heatmap (exemplars open Tempo)", DURATION, WORKLOAD_SEL, links=[logs], width=24))
     d = d.with_row(dashboard.Row("Processes and memory"))
-    d = d.with_panel(series("Process execs / s", [query('sum by (pod) (rate(bcgov_process_execs{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{pod}}")],
+    d = d.with_panel(series("Process execs / s", [query('sum by (pod) (rate(bcgov_process_execs_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{pod}}")],
                             unit="reqps", links=[logs]))
     d = d.with_panel(series("Process exits / s on the node by status",
-                            [query('sum by (status) (rate(bcgov_process_exits{' + NODE_SEL + '}[$__rate_interval]))', "{{status}}")], unit="reqps", links=[logs]))
-    d = d.with_panel(series("OOM kills", [query('sum by (pod) (increase(bcgov_oom_kills{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{pod}}")], links=[logs]))
+                            [query('sum by (status) (rate(bcgov_process_exits_total{' + NODE_SEL + '}[$__rate_interval]))', "{{status}}")], unit="reqps", links=[logs]))
+    d = d.with_panel(series("OOM kills", [query('sum by (pod) (increase(bcgov_oom_kills_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{pod}}")], links=[logs]))
     d = d.with_panel(series("Unresolved identities / s on the node",
-                            [query('sum by (node) (rate(bcgov_agent_identity_unresolved{' + NODE_SEL + '}[$__rate_interval]))', "{{node}}")],
+                            [query('sum by (node) (rate(bcgov_agent_identity_unresolved_total{' + NODE_SEL + '}[$__rate_interval]))', "{{node}}")],
                             links=[common.runbook_link("BcgovAgentIdentityUnresolved")]))
     d = d.with_row(dashboard.Row("The node underneath"))
     d = d.with_panel(latency("Block I/O latency p50 / p99 by device", BLOCK_IO, NODE_SEL, "device"))
@@ -101,15 +104,15 @@ def node_kernel() -> dashboard.Dashboard:
     d = d.with_panel(latency("Run-queue latency p50 / p99 by node", RUNQ, NODE_SEL, "node"))
     d = d.with_panel(heat("Run-queue latency heatmap", RUNQ, NODE_SEL))
     d = d.with_panel(series("Retransmits and resets / s by node",
-                            [query('sum by (node) (rate(bcgov_tcp_retransmits{' + NODE_SEL + '}[$__rate_interval]))', "retransmits {{node}}"),
-                             query('sum by (node) (rate(bcgov_tcp_resets{' + NODE_SEL + '}[$__rate_interval]))', "resets {{node}}")], unit="reqps"))
+                            [query('sum by (node) (rate(bcgov_tcp_retransmits_total{' + NODE_SEL + '}[$__rate_interval]))', "retransmits {{node}}"),
+                             query('sum by (node) (rate(bcgov_tcp_resets_total{' + NODE_SEL + '}[$__rate_interval]))', "resets {{node}}")], unit="reqps"))
     d = d.with_panel(series("Agent probes up by node",
                             [query('sum by (node, probe) (bcgov_agent_probe_up{' + NODE_SEL + '})', "{{node}} {{probe}}")],
                             links=[common.runbook_link("BcgovAgentProbeDown")]))
     d = d.with_panel(series("Agent records received and lost / s",
-                            [query('sum by (node, probe) (rate(bcgov_agent_events{' + NODE_SEL + '}[$__rate_interval]))', "received {{node}} {{probe}}"),
-                             query('sum by (node, probe) (rate(bcgov_agent_events_lost{' + NODE_SEL + '}[$__rate_interval]))', "lost {{node}} {{probe}}"),
-                             query('sum by (node, probe) (rate(bcgov_agent_map_full{' + NODE_SEL + '}[$__rate_interval]))', "map full {{node}} {{probe}}")],
+                            [query('sum by (node, probe) (rate(bcgov_agent_events_total{' + NODE_SEL + '}[$__rate_interval]))', "received {{node}} {{probe}}"),
+                             query('sum by (node, probe) (rate(bcgov_agent_events_lost_total{' + NODE_SEL + '}[$__rate_interval]))', "lost {{node}} {{probe}}"),
+                             query('sum by (node, probe) (rate(bcgov_agent_map_full_total{' + NODE_SEL + '}[$__rate_interval]))', "map full {{node}} {{probe}}")],
                             unit="reqps", links=[common.runbook_link("BcgovAgentEventsLost")]))
     return d
 
