@@ -36,6 +36,11 @@ class AgentConfig:
     identity: bool = True
     span_sample_ratio: float = 1.0
     slow_connection_seconds: float = 1.0
+    # Node-wide kernel switch (every BPF program on the node pays a clock read per run): opt in.
+    bpf_stats: bool = False
+    # Cores (0.05 = 5 % of one); over it, span work is shed. Off by default: see agent/overhead.py.
+    cpu_budget: float | None = None
+    cpu_budget_window: float = 5.0
     node_name: str | None = None
     kubeconfig: str | None = None
     tiers: dict = field(default_factory=dict)
@@ -62,6 +67,10 @@ class AgentConfig:
             raise ConfigError(f"{where}: ring_buffer_pages must be a power of two (e.g. 256), not {pages}")
         if not 0.0 <= self.span_sample_ratio <= 1.0:
             raise ConfigError(f"{where}: span_sample_ratio must be within 0..1, not {self.span_sample_ratio}")
+        if self.cpu_budget is not None and self.cpu_budget <= 0:
+            raise ConfigError(f"{where}: cpu_budget must be > 0 cores (e.g. 0.05 for 5% of one core), or absent for none")
+        if self.cpu_budget_window <= 0:
+            raise ConfigError(f"{where}: cpu_budget_window must be > 0 seconds (e.g. 5)")
         if self.duration is not None and self.duration < 0:
             raise ConfigError(f"{where}: duration must be >= 0 seconds")
 

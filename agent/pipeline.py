@@ -73,14 +73,17 @@ class SpanSampler:
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"span sample ratio must be within 0..1, not {ratio}")
         self.ratio = ratio
+        # Set by the CPU budget (agent/overhead.py) while it sheds span work; 1.0 otherwise.
+        self.shed_keep = 1.0
         self._slow_ns = int(slow_seconds * 1e9)
 
     def keep(self, ev: TcpConnection) -> bool:
         """True when this connection's span must be exported."""
-        if self.ratio >= 1.0 or ev.outcome != "normal" or ev.retransmits or ev.duration_ns >= self._slow_ns:
+        ratio = self.ratio * self.shed_keep
+        if ratio >= 1.0 or ev.outcome != "normal" or ev.retransmits or ev.duration_ns >= self._slow_ns:
             return True
         h = (ev.sock * 0x9E3779B97F4A7C15 + ev.start_ns) & 0xFFFFFFFF
-        return h < self.ratio * 0x100000000
+        return h < ratio * 0x100000000
 
 
 class EventPipeline:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from agent import loader
 from agent.clock import MonotonicToWall
@@ -19,6 +19,7 @@ from agent.event_log import EventLog
 from agent.instruments import Instruments
 from agent.kernel_metrics import STAT_LOST, KernelCollector
 from agent.metrics_server import MetricsServer
+from agent.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
 from agent.pipeline import EventPipeline, SpanSampler
 from agent.readers import RingBufferReader
 from agent.span_queue import SpanQueue
@@ -81,6 +82,10 @@ class Agent:
         self._server: MetricsServer | None = None
         self._started_at = 0.0
         self.pipeline: EventPipeline | None = None
+        self.sampler = SpanSampler(config.span_sample_ratio, config.slow_connection_seconds)
+        self.cpu_budget: CpuBudget | None = None
+        self._budget_thread: BudgetThread | None = None
+        self._bpf_stats: BpfStats | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -99,12 +104,13 @@ class Agent:
         self.pipeline = EventPipeline(
             p.clock, p.enricher, self.instruments, self._span_queue.submit, self._event_log, p.ids,
             observers=[self.summary.observe],
-            sampler=SpanSampler(self.config.span_sample_ratio, self.config.slow_connection_seconds),
+            sampler=self.sampler,
         )
         self._load_probes()
         p.registry.register(
             KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count)
         )
+        self._start_overhead_accounting()
         for probe in self.probes.values():
             if probe.plan.spec.ring_buffer:
                 reader = RingBufferReader(probe, self.pipeline.handle, self.instruments)
@@ -115,6 +121,21 @@ class Agent:
             self._server = MetricsServer(hp[0], hp[1], p.registry, ready=lambda: bool(self.probes))
             self._server.start()
             log.info("serving metrics on http://%s:%d/metrics", *self._server.address)
+
+    def _start_overhead_accounting(self) -> None:
+        reg = self.parts.registry
+        try:  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+            ProcessCollector(registry=reg)
+        except ValueError:  # the embedder's registry already has them
+            pass
+        if self.config.bpf_stats:
+            self._bpf_stats = BpfStats()
+            if self._bpf_stats.enable():
+                reg.register(BpfCostCollector(self.probes))
+        if self.config.cpu_budget:
+            self.cpu_budget = CpuBudget(self.config.cpu_budget, self.sampler, registry=reg)
+            self._budget_thread = BudgetThread(self.cpu_budget, self.config.cpu_budget_window)
+            self._budget_thread.start()
 
     def _default_exporter(self, resource: dict[str, str]) -> SpanExporter:
         if self.config.otlp_endpoint:
@@ -152,6 +173,8 @@ class Agent:
 
     def stop(self) -> None:
         """Detach probes, drain their buffers, flush spans and logs, free everything."""
+        if self._budget_thread:
+            self._budget_thread.stop()
         for probe in self.probes.values():
             probe.detach()
         for reader in self._readers:
@@ -164,6 +187,8 @@ class Agent:
             probe.close()
         if self._event_log:
             self._event_log.close()
+        if self._bpf_stats:
+            self._bpf_stats.restore()
 
     # -- status ----------------------------------------------------------------------------
     def lost(self) -> int:
