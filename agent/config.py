@@ -44,6 +44,9 @@ class AgentConfig:
     node_name: str | None = None
     kubeconfig: str | None = None
     tiers: dict = field(default_factory=dict)
+    otlp_timeout_seconds: float = 5.0
+    series_budget_default: int = 2000
+    series_budgets: dict = field(default_factory=dict)
 
     def metrics_host_port(self) -> tuple[str, int] | None:
         """(host, port) to listen on, or None when metrics serving is off ('' or 'off')."""
@@ -73,6 +76,20 @@ class AgentConfig:
             raise ConfigError(f"{where}: cpu_budget_window must be > 0 seconds (e.g. 5)")
         if self.duration is not None and self.duration < 0:
             raise ConfigError(f"{where}: duration must be >= 0 seconds")
+        if not 0 < self.otlp_timeout_seconds <= 60:
+            raise ConfigError(f"{where}: otlp_timeout_seconds must be within 0..60 (e.g. 5), not {self.otlp_timeout_seconds}")
+        from agent.series_guard import budget_errors
+
+        problems = budget_errors(self.series_budget_default, self.series_budgets)
+        if problems:
+            raise ConfigError(f"{where}: {problems[0]}")
+
+    def resolved_node_name(self) -> str:
+        """This node's name: node_name, else $NODE_NAME, else the hostname."""
+        import os
+        import socket
+
+        return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
 
 
 def _line_of(node: yaml.MappingNode, key: str) -> int:
