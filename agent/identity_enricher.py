@@ -51,6 +51,16 @@ class IdentityEnricher(Enricher):
         resolver = IdentityResolver(CgroupPathCache(), pods, TierResolver(tiers), unresolved, node=node)
         return cls(resolver, pods)
 
+    def wait_synced(self, timeout: float) -> bool:
+        """Block until the pod watch has applied its first list (True); False on timeout or when
+        there is no pod watch (no Kubernetes config)."""
+        return self._pods is not None and self._pods.wait_synced(timeout)
+
+    @property
+    def pods(self) -> PodCache | None:
+        """The pod watch's cache (None without Kubernetes): the agent expires pod series with it."""
+        return self._pods
+
     def stop(self) -> None:
         """Stop the pod watch."""
         if self._pods is not None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from typing import Any, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agent.enrich import Enricher
+from agent.series_guard import LabelValues, SeriesGuard
+
+DROP_REASONS = ("queue_full", "export_failed", "shutdown")
 
 # From 100 µs (loopback round trips) to 5 min (long-lived batch and replication connections).
 DURATION_BUCKETS = (
@@ -17,19 +21,49 @@ DURATION_BUCKETS = (
 )
 
 
+class GuardedLabels:
+    """A labelled prometheus_client metric whose `labels()` goes through the series guard, so
+    it never holds more than budget + 1 children."""
+
+    def __init__(self, metric: Any, name: str, label_names: Iterable[str], guard: SeriesGuard) -> None:
+        self._metric = metric
+        self._name = name
+        self._label_names = tuple(label_names)
+        self._guard = guard
+
+    def labels(self, *values: str) -> Any:
+        """The child for `values`, or the overflow child when the budget is spent."""
+        return self._metric.labels(*self._guard.admit(self._name, self._label_names, values))
+
+    def forget(self, released: Mapping[str, Iterable[LabelValues]]) -> None:
+        """Remove the children the guard released."""
+        for values in released.get(self._name, ()):
+            try:
+                self._metric.remove(*values)
+            except KeyError:
+                pass
+
+
 class Instruments:
     """prometheus_client instruments registered on the registry the agent was given."""
 
-    def __init__(self, registry: CollectorRegistry, enricher: Enricher) -> None:
-        self.duration = Histogram(
-            "bcgov_tcp_connection_duration_seconds",
-            "Duration of finished TCP connections, from SYN to close; exemplars carry the span's trace_id.",
-            ["direction", "outcome", *enricher.label_names],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
+    def __init__(self, registry: CollectorRegistry, enricher: Enricher, guard: SeriesGuard | None = None) -> None:
+        guard = guard or SeriesGuard()
+        duration_labels = ["direction", "outcome", *enricher.label_names]
+        self.duration = GuardedLabels(
+            Histogram(
+                "bcgov_tcp_connection_duration_seconds",
+                "Duration of finished TCP connections, from SYN to close; exemplars carry the span's trace_id.",
+                duration_labels,
+                buckets=DURATION_BUCKETS,
+                registry=registry,
+            ),
+            "bcgov_tcp_connection_duration_seconds", duration_labels, guard,
         )
         self.spans_dropped = Counter(
-            "bcgov_agent_spans_dropped", "Spans not exported, by reason (queue_full, export_failed).", ["reason"], registry=registry
+            "bcgov_agent_spans_dropped", "Spans not exported, by reason: queue_full (the export queue was full), export_failed (the "
+            "collector refused the batch or could not be reached within the timeout), shutdown (still queued when "
+            "the agent stopped and the flush time was up).", ["reason"], registry=registry
         )
         self.spans_sampled_out = Counter(
             "bcgov_agent_spans_sampled_out", "Normal, fast connections whose span was sampled out (metrics still count them).", registry=registry
@@ -42,8 +76,12 @@ class Instruments:
         # kernel collector next to the kernel's own lost counts.
         self._received: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
-        for reason in ("queue_full", "export_failed"):
+        for reason in DROP_REASONS:
             self.spans_dropped.labels(reason)
+
+    def forget(self, released: Mapping[str, Iterable[LabelValues]]) -> None:
+        """Drop the series the guard released (their pods are gone)."""
+        self.duration.forget(released)
 
     def received(self, probe: str, n: int = 1) -> None:
         """Count records taken off a probe's ring buffer."""

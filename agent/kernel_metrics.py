@@ -1,9 +1,11 @@
 """Metrics read from the probes' BPF maps at scrape time (a prometheus_client Collector).
 
 Counts live in the kernel, so they are exact whatever the event rate; this collector only sums
-map entries into label sets built by the `Enricher`. Per-4-tuple maps (retransmits, resets) are
-drained with lookup-and-delete batches into cumulative counters here, so the kernel maps hold
-only what changed since the last scrape.
+map entries into label sets built by the `Enricher`. Every keyed map (per cgroup, per 4-tuple, per
+exit status) is drained with lookup-and-delete batches into cumulative counters here, so the
+kernel maps hold only what changed since the last scrape and never fill with the keys of pods
+that are long gone. The cumulative counters admit label sets through the `SeriesGuard`, so they
+hold at most budget + 1 label sets per family, and `forget` drops the ones of expired pods.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from agent.enrich import Enricher
 from agent.loader import LoadedProbe
+from agent.series_guard import LabelValues, SeriesGuard
 from probes import tcp_lifecycle, tcp_reset
 from probes.records import ip_from_bytes
 
@@ -47,13 +50,37 @@ def drain(table: Any) -> list[tuple[Any, int]]:
 
 
 class _Cumulative:
-    """Counters fed by drained deltas; keeps the totals Prometheus needs to stay monotonic."""
+    """One counter family fed by drained deltas: the totals Prometheus needs to stay monotonic,
+    for the label sets the guard admits plus its overflow series."""
 
-    def __init__(self) -> None:
-        self.totals: dict[tuple[str, ...], int] = defaultdict(int)
+    def __init__(self, name: str, documentation: str, labels: Iterable[str], guard: SeriesGuard) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = tuple(labels)
+        self._guard = guard
+        self.totals: dict[LabelValues, int] = defaultdict(int)
 
-    def add(self, labels: tuple[str, ...], n: int) -> None:
-        self.totals[labels] += n
+    def add_all(self, deltas: Mapping[LabelValues, int]) -> None:
+        """Add one drain's deltas, already summed per label set."""
+        for values, n in deltas.items():
+            self.totals[self._guard.admit(self.name, self.labels, values)] += n
+
+    def forget(self, label_sets: Iterable[LabelValues]) -> None:
+        for values in label_sets:
+            self.totals.pop(values, None)
+
+    def family(self) -> CounterMetricFamily:
+        fam = CounterMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for values, n in sorted(self.totals.items()):
+            fam.add_metric(list(values), float(n))
+        return fam
+
+
+def _summed(pairs: Iterable[tuple[LabelValues, int]]) -> dict[LabelValues, int]:
+    sums: dict[LabelValues, int] = defaultdict(int)
+    for labels, n in pairs:
+        sums[labels] += n
+    return sums
 
 
 class KernelCollector(Collector):
@@ -65,14 +92,39 @@ class KernelCollector(Collector):
         known_probes: Iterable[str],
         enricher: Enricher,
         received: Callable[[str], int],
+        guard: SeriesGuard | None = None,
     ) -> None:
         self._probes = probes
         self._known = list(known_probes)
         self._enricher = enricher
         self._received = received
         self._lock = threading.Lock()
-        self._retransmits = _Cumulative()
-        self._resets = _Cumulative()
+        e, g = enricher, guard or SeriesGuard()
+        self._connections = _Cumulative(
+            "bcgov_tcp_connections", "Finished TCP connections by direction and outcome, counted in the kernel.",
+            ["direction", "outcome", *e.label_names], g,
+        )
+        self._retransmits = _Cumulative(
+            "bcgov_tcp_retransmits", "TCP segments retransmitted, counted in the kernel per connection and summed by workload.",
+            [*e.label_names, *e.peer_label_names], g,
+        )
+        self._resets = _Cumulative(
+            "bcgov_tcp_resets", "TCP resets sent and received, counted in the kernel.",
+            ["direction", *e.label_names, *e.peer_label_names], g,
+        )
+        self._execs = _Cumulative("bcgov_process_execs", "Successful execs, counted in the kernel.", e.label_names, g)
+        self._exits = _Cumulative(
+            "bcgov_process_exits", "Process exits by status (ok, error, signaled, unknown), counted in the kernel.", ["status"], g
+        )
+        self._ooms = _Cumulative("bcgov_oom_kills", "OOM killer victims, counted in the kernel.", e.label_names, g)
+        self._cumulatives = (self._connections, self._retransmits, self._resets, self._execs, self._exits, self._ooms)
+
+    def forget(self, released: Mapping[str, Iterable[LabelValues]]) -> None:
+        """Drop the cumulative series the guard released (their pods are gone)."""
+        with self._lock:
+            for c in self._cumulatives:
+                if c.name in released:
+                    c.forget(released[c.name])
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:  # scrapes may overlap; draining must not
@@ -108,19 +160,18 @@ class KernelCollector(Collector):
 
     def _tcp_lifecycle(self, p: LoadedProbe) -> Iterable[Metric]:
         e = self._enricher
-        conns = CounterMetricFamily(
-            "bcgov_tcp_connections",
-            "Finished TCP connections by direction and outcome, counted in the kernel.",
-            labels=["direction", "outcome", *e.label_names],
-        )
-        sums: dict[tuple[str, ...], int] = defaultdict(int)
-        for k, v in p.bpf["tcp_connections"].items():
-            direction = tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown")
-            outcome = tcp_lifecycle.KERNEL_OUTCOMES.get(k.outcome, "unknown")
-            sums[(direction, outcome, *e.labels_for_cgroup(k.cgroup_id))] += int(v.value)
-        for labels, n in sorted(sums.items()):
-            conns.add_metric(list(labels), float(n))
-        yield conns
+        self._connections.add_all(_summed(
+            (
+                (
+                    tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown"),
+                    tcp_lifecycle.KERNEL_OUTCOMES.get(k.outcome, "unknown"),
+                    *e.labels_for_cgroup(k.cgroup_id),
+                ),
+                n,
+            )
+            for k, n in drain(p.bpf["tcp_connections"])
+        ))
+        yield self._connections.family()
 
         opened = CounterMetricFamily(
             "bcgov_tcp_connections_opened", "TCP connections opened (SYN sent or received), counted in the kernel.", labels=["direction"]
@@ -137,22 +188,17 @@ class KernelCollector(Collector):
 
     def _tcp_retransmits(self, p: LoadedProbe) -> Metric:
         e = self._enricher
+        deltas = []
         for k, n in drain(p.bpf["tcp_retransmits"]):
             local = ip_from_bytes(k.family, bytes(k.saddr))
             remote = ip_from_bytes(k.family, bytes(k.daddr))
-            labels = (*e.labels_for_endpoint(local, k.sport), *e.peer_labels(remote, k.dport))
-            self._retransmits.add(labels, n)
-        fam = CounterMetricFamily(
-            "bcgov_tcp_retransmits",
-            "TCP segments retransmitted, counted in the kernel per connection and summed by workload.",
-            labels=[*e.label_names, *e.peer_label_names],
-        )
-        for labels, n in sorted(self._retransmits.totals.items()):
-            fam.add_metric(list(labels), float(n))
-        return fam
+            deltas.append(((*e.labels_for_endpoint(local, k.sport), *e.peer_labels(remote, k.dport)), n))
+        self._retransmits.add_all(_summed(deltas))
+        return self._retransmits.family()
 
     def _tcp_resets(self, p: LoadedProbe) -> Metric:
         e = self._enricher
+        deltas = []
         for k, n in drain(p.bpf["tcp_resets"]):
             t = tcp_reset.decode_key(k)
             labels = (
@@ -160,43 +206,23 @@ class KernelCollector(Collector):
                 *e.labels_for_endpoint(t.local_addr, t.local_port),
                 *e.peer_labels(t.remote_addr, t.remote_port),
             )
-            self._resets.add(labels, n)
-        fam = CounterMetricFamily(
-            "bcgov_tcp_resets",
-            "TCP resets sent and received, counted in the kernel.",
-            labels=["direction", *e.label_names, *e.peer_label_names],
-        )
-        for labels, n in sorted(self._resets.totals.items()):
-            fam.add_metric(list(labels), float(n))
-        return fam
+            deltas.append((labels, n))
+        self._resets.add_all(_summed(deltas))
+        return self._resets.family()
 
     def _process(self, p: LoadedProbe) -> Iterable[Metric]:
         e = self._enricher
-        execs = CounterMetricFamily("bcgov_process_execs", "Successful execs, counted in the kernel.", labels=list(e.label_names))
-        sums: dict[tuple[str, ...], int] = defaultdict(int)
-        for k, v in p.bpf["process_execs"].items():
-            sums[e.labels_for_cgroup(k.value)] += int(v.value)
-        for labels, n in sorted(sums.items()):
-            execs.add_metric(list(labels), float(n))
-        yield execs
-        exits = CounterMetricFamily(
-            "bcgov_process_exits", "Process exits by status (ok, error, signaled, unknown), counted in the kernel.", labels=["status"]
-        )
-        by_status: dict[str, int] = defaultdict(int)
-        for k, v in p.bpf["process_exits"].items():
+        self._execs.add_all(_summed((e.labels_for_cgroup(k.value), n) for k, n in drain(p.bpf["process_execs"])))
+        yield self._execs.family()
+        deltas = []
+        for k, n in drain(p.bpf["process_exits"]):
             kind = EXIT_STATUS.get(k.kind, "unknown")
             status = ("ok" if (k.code & 0xFF) == 0 else "error") if kind == "exited" else kind
-            by_status[status] += int(v.value)
-        for status, n in sorted(by_status.items()):
-            exits.add_metric([status], float(n))
-        yield exits
+            deltas.append(((status,), n))
+        self._exits.add_all(_summed(deltas))
+        yield self._exits.family()
 
     def _oom(self, p: LoadedProbe) -> Metric:
         e = self._enricher
-        fam = CounterMetricFamily("bcgov_oom_kills", "OOM killer victims, counted in the kernel.", labels=list(e.label_names))
-        sums: dict[tuple[str, ...], int] = defaultdict(int)
-        for k, v in p.bpf["oom_kills"].items():
-            sums[e.labels_for_cgroup(k.value)] += int(v.value)
-        for labels, n in sorted(sums.items()):
-            fam.add_metric(list(labels), float(n))
-        return fam
+        self._ooms.add_all(_summed((e.labels_for_cgroup(k.value), n) for k, n in drain(p.bpf["oom_kills"])))
+        return self._ooms.family()

@@ -7,14 +7,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 from prometheus_client.exposition import choose_encoder
 
 
 class MetricsServer:
-    """A small threaded HTTP server bound to one address."""
+    """A small threaded HTTP server bound to one address, exposing `registry` (the agent passes
+    its guarded view: every family within its series budget)."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
+    def __init__(self, host: str, port: int, registry: Collector, ready: Callable[[], bool]) -> None:
         registry_ = registry
         ready_ = ready
 

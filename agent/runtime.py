@@ -22,7 +22,9 @@ from agent.metrics_server import MetricsServer
 from agent.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
 from agent.pipeline import EventPipeline, SpanSampler
 from agent.readers import RingBufferReader
-from agent.span_queue import SpanQueue
+from agent.series_expiry import PodSeriesExpiry
+from agent.series_guard import GuardedView, SeriesGuard
+from agent.span_queue import SpanQueue, SpanQueueStats
 from agent.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
 from agent.summary import Summary
 from agent.tracefs import Tracefs
@@ -72,7 +74,9 @@ class Agent:
         self.config = config
         self.tracefs = tracefs
         self.parts = parts or AgentParts()
-        self.instruments = Instruments(self.parts.registry, self.parts.enricher)
+        self.guard = SeriesGuard(config.series_budget_default, config.series_budgets)
+        self.instruments = Instruments(self.parts.registry, self.parts.enricher, self.guard)
+        self.exposition = GuardedView(self.parts.registry, self.guard)  # what /metrics serves
         self.summary = Summary()
         self.probes: dict[str, loader.LoadedProbe] = {}
         self.reports: list[ProbeReport] = []
@@ -92,13 +96,17 @@ class Agent:
         """Load every configured probe (each may fail alone), then start readers and servers."""
         self._started_at = time.monotonic()
         p = self.parts
-        resource = {"service.name": "bcgov-agent", "service.version": version(), "host.name": _hostname()}
+        resource = {
+            "service.name": "bcgov-agent", "service.version": version(), "host.name": _hostname(),
+            "k8s.node.name": self.config.resolved_node_name(),
+        }
         exporter = p.span_exporter or self._default_exporter(resource)
         self._span_queue = SpanQueue(
             exporter,
             on_drop=lambda reason, n: self.instruments.spans_dropped.labels(reason).inc(n),
             on_export=self.instruments.spans_exported.inc,
             max_queue=self.config.span_queue_size,
+            flush_timeout_s=self.config.otlp_timeout_seconds,
         )
         self._event_log = EventLog(p.event_stream or _open_log(self.config.log_file))
         self.pipeline = EventPipeline(
@@ -107,9 +115,14 @@ class Agent:
             sampler=self.sampler,
         )
         self._load_probes()
-        p.registry.register(
-            KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count)
-        )
+        kernel = KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count, self.guard)
+        p.registry.register(kernel)
+        p.registry.register(self.guard)
+        housekeeping = []
+        pods = getattr(p.enricher, "pods", None)  # the pod watch, when identity has one
+        if pods is not None:
+            housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, self.instruments]).run)
+        self.exposition = GuardedView(p.registry, self.guard, housekeeping)
         self._start_overhead_accounting()
         for probe in self.probes.values():
             if probe.plan.spec.ring_buffer:
@@ -118,7 +131,7 @@ class Agent:
                 self._readers.append(reader)
         hp = self.config.metrics_host_port()
         if hp is not None:
-            self._server = MetricsServer(hp[0], hp[1], p.registry, ready=lambda: bool(self.probes))
+            self._server = MetricsServer(hp[0], hp[1], self.exposition, ready=lambda: bool(self.probes))
             self._server.start()
             log.info("serving metrics on http://%s:%d/metrics", *self._server.address)
 
@@ -139,7 +152,9 @@ class Agent:
 
     def _default_exporter(self, resource: dict[str, str]) -> SpanExporter:
         if self.config.otlp_endpoint:
-            return OtlpExporter(self.config.otlp_endpoint, self.config.otlp_protocol, resource, version())
+            return OtlpExporter(
+                self.config.otlp_endpoint, self.config.otlp_protocol, resource, version(), self.config.otlp_timeout_seconds
+            )
         return JsonlFileExporter(self.config.spans_file, resource, version())
 
     def _load_probes(self) -> None:
@@ -194,6 +209,10 @@ class Agent:
     def lost(self) -> int:
         """Records the kernel dropped because the agent fell behind, over all probes."""
         return sum(p.stat(STAT_LOST) for p in self.probes.values() if p.bpf is not None and p.plan.spec.ring_buffer)
+
+    def span_stats(self) -> SpanQueueStats | None:
+        """The span queue's accounting (submitted = exported + dropped + queued), once started."""
+        return self._span_queue.stats() if self._span_queue else None
 
     def elapsed(self) -> float:
         return time.monotonic() - self._started_at

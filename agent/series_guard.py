@@ -201,7 +201,7 @@ def _summed(samples: list[Sample]) -> list[Sample]:
     return [Sample(name, dict(labels), value) for (name, labels), value in sums.items()]
 
 
-class GuardedView:
+class GuardedView(Collector):
     """What /metrics exposes: the registry's families through the guard, after housekeeping
     (e.g. expiring the series of deleted pods) has run."""
 

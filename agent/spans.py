@@ -155,21 +155,32 @@ class JsonlFileExporter:
 
 
 class OtlpExporter:
-    """Ships spans over OTLP (gRPC or HTTP/protobuf) with the OTel SDK's exporters."""
+    """Ships spans over OTLP (gRPC or HTTP/protobuf) with the OTel SDK's exporters.
 
-    def __init__(self, endpoint: str, protocol: str, resource: dict[str, Any], scope_version: str, timeout_s: float = 10.0) -> None:
+    The SDK exporters retry transient failures (gRPC UNAVAILABLE and friends, HTTP 429/502/503/504,
+    connection errors) with exponential backoff and jitter until `timeout_s` has passed since the
+    export began; that bounds how long one failing batch holds up the export thread. `shutdown()`
+    aborts a retry wait and closes the connection.
+    """
+
+    def __init__(
+        self, endpoint: str, protocol: str, resource: dict[str, Any], scope_version: str, timeout_s: float = 5.0
+    ) -> None:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         if protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
 
-            insecure = endpoint.startswith("http://")
-            self._exporter = Grpc(endpoint=endpoint, insecure=insecure, timeout=timeout_s)
+            # TLS only when asked for: a bare host:port is a collector on the node or in-cluster.
+            insecure = not endpoint.startswith("https://")
+            target = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
+            self._exporter = Grpc(endpoint=target, insecure=insecure, timeout=timeout_s)
         elif protocol == "http":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
 
-            url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
+            base = endpoint if "://" in endpoint else "http://" + endpoint
+            url = base if base.rstrip("/").endswith("/v1/traces") else base.rstrip("/") + "/v1/traces"
             self._exporter = Http(endpoint=url, timeout=timeout_s)
         else:
             raise ValueError(f"unknown OTLP protocol {protocol!r}: use 'grpc' or 'http'")

@@ -44,6 +44,7 @@ class PodInfo:
     phase: str
     host_network: bool = False
     deleted_at: float | None = None
+    ports: tuple[int, ...] = ()  # declared TCP container ports, in spec order (a tier hint)
 
 
 def pod_info_from_api(pod: Any, owners: OwnerResolver) -> PodInfo:
@@ -72,7 +73,18 @@ def pod_info_from_api(pod: Any, owners: OwnerResolver) -> PodInfo:
         containers=types.MappingProxyType(containers),
         phase=(status.phase if status else None) or "Unknown",
         host_network=bool(spec and spec.host_network),
+        ports=declared_tcp_ports(spec),
     )
+
+
+def declared_tcp_ports(spec: Any) -> tuple[int, ...]:
+    """The TCP ``containerPort``s of a ``V1PodSpec``'s containers, in order, without repeats."""
+    ports: dict[int, None] = {}
+    for c in (spec.containers if spec else None) or ():
+        for p in c.ports or ():
+            if (p.protocol or "TCP") == "TCP" and p.container_port:
+                ports[int(p.container_port)] = None
+    return tuple(ports)
 
 
 class PodCache:

@@ -181,7 +181,7 @@ class IdentityResolver:
             container=pod.containers.get(cid) if cid else None,
             container_id=cid,
             runtime=ref.runtime if ref else None,
-            tier=self._tiers.resolve(pod.labels, pod.namespace, port),
+            tier=self._tiers.resolve(pod.labels, pod.namespace, port, pod.ports),
             node=pod.node or self._node,
         )
 

@@ -6,7 +6,11 @@ Resolution order, most specific first:
    new label value);
 2. configured label mappings (``{"app.kubernetes.io/name=postgresql": "oltp"}``), in config order;
 3. configured namespace mappings (``{"kafka": "stream"}``);
-4. the port: configured ports, then the shipped defaults below.
+4. the port of the connection end (its local port; for a peer, the port it was reached on):
+   configured ports, then the shipped defaults below;
+5. the pod's declared container ports (``spec.containers[].ports``), first one with a tier: a MinIO
+   pod without a tier label is lakehouse on every signal, including the ones that carry no port
+   (per-cgroup counters, the client end of its own connections).
 
 Default port conflicts and how they are settled:
 
@@ -98,8 +102,10 @@ class TierResolver:
         labels: Mapping[str, str] | None = None,
         namespace: str | None = None,
         port: int | None = None,
+        declared_ports: Iterable[int] = (),
     ) -> str | None:
-        """Return the tier, or None when nothing matches."""
+        """Return the tier, or None when nothing matches; ``declared_ports`` are the pod's
+        container ports, tried after ``port``."""
         if labels:
             explicit = labels.get(TIER_LABEL)
             if explicit in TIERS:
@@ -109,9 +115,9 @@ class TierResolver:
                     return tier
         if namespace and namespace in self._namespaces:
             return self._namespaces[namespace]
-        if port is not None:
-            return self._ports.get(port)
-        return None
+        if port is not None and (tier := self._ports.get(port)) is not None:
+            return tier
+        return self.for_ports(declared_ports)
 
     def for_ports(self, ports: Iterable[int]) -> str | None:
         """The tier of the first port in ``ports`` that has one (e.g. local then remote port)."""

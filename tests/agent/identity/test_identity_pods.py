@@ -188,3 +188,19 @@ def test_owner_lookups_are_cached_bounded_and_expire(standin) -> None:
     now[0] = 11.0
     resolve("trino-coordinator-6d8f7c9b54")
     assert server.owner_gets == 4 and r.api_failures == 1  # TTL passed: read again
+
+
+def test_declared_tcp_ports_keep_spec_order_and_skip_udp() -> None:
+    from kubernetes.client import V1Container, V1ContainerPort, V1PodSpec
+
+    from agent.identity.pods import declared_tcp_ports
+
+    spec = V1PodSpec(containers=[
+        V1Container(name="minio", ports=[V1ContainerPort(container_port=9000),
+                                         V1ContainerPort(container_port=9001, protocol="TCP")]),
+        V1Container(name="dns", ports=[V1ContainerPort(container_port=53, protocol="UDP")]),
+        V1Container(name="sidecar"),
+        V1Container(name="again", ports=[V1ContainerPort(container_port=9000)]),
+    ])
+    assert declared_tcp_ports(spec) == (9000, 9001)
+    assert declared_tcp_ports(None) == ()

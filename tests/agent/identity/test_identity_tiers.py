@@ -64,3 +64,13 @@ def test_defaults_only_use_known_tiers_and_can_be_turned_off() -> None:
 def test_invalid_config_is_rejected_at_construction(config) -> None:
     with pytest.raises(IdentityConfigError):
         TierResolver(config)
+
+
+def test_declared_container_ports_come_after_labels_namespace_and_the_connection_port() -> None:
+    r = TierResolver(CONFIG)
+    assert r.resolve({"app": "minio"}, "lake", None, (9000, 9001)) == "lakehouse"
+    assert r.resolve(None, None, 40000, (12345, 9092)) == "stream"  # first declared port with a tier
+    assert r.resolve(None, None, 5432, (9000,)) == "oltp"  # the connection's own port wins
+    assert r.resolve(None, "warehouse", None, (5432,)) == "lakehouse"  # a namespace mapping wins
+    assert r.resolve({"bcgov.io/tier": "batch"}, None, None, (5432,)) == "batch"
+    assert r.resolve(None, None, None, (12345,)) is None

@@ -1,0 +1,229 @@
+"""Real "pods" for end-to-end identity tests: a network namespace with a pod IP on a bridge, and a
+cgroup2 directory in the kubelet + containerd layout (systemd cgroup driver) holding the pod's
+processes. Nothing here is faked: the kernel sees exactly what it sees on a node.
+
+    <cgroup2>/kubepods.slice/kubepods-besteffort.slice/
+        kubepods-besteffort-pod<uid with underscores>.slice/cri-containerd-<64 hex>.scope
+
+The host end of every pod's veth is attached to one bridge that carries the subnet's first address,
+so pod-to-pod traffic is switched on the host and pod-to-host traffic reaches a real host address;
+no route, forwarding setting or firewall rule of the machine is touched. `PodNetwork.close()`
+removes everything it made (processes first, then cgroups, namespaces, links), also after a
+failed test, and only what it made: a `kubepods.slice` that existed before is left alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import os
+import secrets
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.identity.cgroups import find_cgroup2_root
+
+CLONE_NEWNET = 0x40000000
+QOS_SLICE = "kubepods.slice/kubepods-besteffort.slice"
+
+
+def pod_cgroup_rel(uid: str, container_id: str) -> str:
+    """The container's cgroup path below the cgroup2 root, as kubelet + containerd make it."""
+    return (f"{QOS_SLICE}/kubepods-besteffort-pod{uid.replace('-', '_')}.slice/"
+            f"cri-containerd-{container_id}.scope")
+
+
+@dataclasses.dataclass
+class PodSandbox:
+    """One running pod: its identity, network namespace and container cgroup."""
+
+    name: str
+    namespace: str
+    uid: str
+    container_id: str
+    ip: str
+    netns: str
+    cgroup_dir: Path
+    procs: list[subprocess.Popen[str]] = dataclasses.field(default_factory=list)
+
+    @property
+    def cgroup_id(self) -> int:
+        """What bpf_get_current_cgroup_id() returns for the pod's processes (the dir's inode)."""
+        return os.stat(self.cgroup_dir).st_ino
+
+    def _enter(self) -> None:
+        # Runs in the child between fork and exec, like a container runtime: the program starts
+        # inside the pod's network namespace and cgroup.
+        fd = os.open(f"/run/netns/{self.netns}", os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {self.netns} failed")
+        finally:
+            os.close(fd)
+        (self.cgroup_dir / "cgroup.procs").write_text(str(os.getpid()))
+
+    def popen(self, argv: Sequence[str]) -> subprocess.Popen[str]:
+        """Start a process in the pod (stdout piped, text); close() kills it if still running."""
+        proc = subprocess.Popen(list(argv), preexec_fn=self._enter, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.procs.append(proc)
+        return proc
+
+    def run(self, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run a process in the pod to completion."""
+        proc = self.popen(argv)
+        out, err = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+class PodNetwork:
+    """A bridge with a /24 of pod IPs, and the pods on it. Use as a context manager."""
+
+    def __init__(self, subnet: str | None = None) -> None:
+        # 10.251.X.0/24 with a random X: a leftover of a killed run cannot clash with this one.
+        self.subnet = subnet or f"10.251.{secrets.randbelow(250) + 1}"
+        self.gateway = f"{self.subnet}.1"
+        self._tag = secrets.token_hex(3)
+        self.bridge = f"bcgbr{self._tag}"
+        self.cgroup2_root = Path(find_cgroup2_root())
+        self.pods: list[PodSandbox] = []
+        self._links: list[str] = []
+        self._netns: list[str] = []
+        self._cgroup_dirs: list[Path] = []
+
+    def __enter__(self) -> PodNetwork:
+        try:
+            self._make_bridge()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _make_bridge(self) -> None:
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=self.bridge, kind="bridge")
+            self._links.append(self.bridge)
+            idx = ipr.link_lookup(ifname=self.bridge)[0]
+            ipr.addr("add", index=idx, address=self.gateway, prefixlen=24)
+            ipr.link("set", index=idx, state="up")
+
+    def add_pod(self, name: str, namespace: str, host_octet: int) -> PodSandbox:
+        """Create a pod: netns with IP <subnet>.<host_octet> on eth0, a container cgroup, fresh ids."""
+        from pyroute2 import IPRoute, NetNS, netns
+
+        uid, cid = str(uuid.uuid4()), secrets.token_hex(32)
+        ns_name = f"bcg-{self._tag}-{host_octet}"
+        host_end, pod_end = f"bcgv{self._tag}{host_octet}", f"bcgp{self._tag}{host_octet}"
+        ip = f"{self.subnet}.{host_octet}"
+        netns.create(ns_name)
+        self._netns.append(ns_name)
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=host_end, kind="veth", peer=pod_end)
+            self._links.append(host_end)
+            bridge_idx = ipr.link_lookup(ifname=self.bridge)[0]
+            host_idx = ipr.link_lookup(ifname=host_end)[0]
+            ipr.link("set", index=host_idx, master=bridge_idx, state="up")
+            ipr.link("set", index=ipr.link_lookup(ifname=pod_end)[0], net_ns_fd=ns_name)
+        with NetNS(ns_name) as ns:
+            idx = ns.link_lookup(ifname=pod_end)[0]
+            ns.link("set", index=idx, ifname="eth0")
+            ns.addr("add", index=idx, address=ip, prefixlen=24)
+            ns.link("set", index=idx, state="up")
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            ns.route("add", dst="0.0.0.0/0", gateway=self.gateway)
+        cgroup_dir = self._make_cgroup(pod_cgroup_rel(uid, cid))
+        pod = PodSandbox(name, namespace, uid, cid, ip, ns_name, cgroup_dir)
+        self.pods.append(pod)
+        return pod
+
+    def _make_cgroup(self, rel: str) -> Path:
+        path = self.cgroup2_root
+        for part in rel.split("/"):
+            path = path / part
+            try:
+                path.mkdir()
+                self._cgroup_dirs.append(path)  # ours: removed by close()
+            except FileExistsError:
+                pass  # a shared parent (kubepods.slice) someone else made: not ours to remove
+        return path
+
+    def close(self) -> None:
+        """Kill the pods' processes, then remove cgroups, namespaces and links; raise the first
+        failure only after trying everything."""
+        errors: list[BaseException] = []
+        for pod in self.pods:
+            for proc in pod.procs:
+                _stop(proc, self.cgroup2_root, errors)
+        for d in sorted(self._cgroup_dirs, key=lambda p: len(p.parts), reverse=True):
+            _rmdir_cgroup(d, errors)
+        self._cgroup_dirs.clear()
+        self._remove_netns(errors)
+        self._remove_links(errors)
+        if errors:
+            raise errors[0]
+
+    def _remove_netns(self, errors: list[BaseException]) -> None:
+        from pyroute2 import netns
+
+        for name in self._netns:
+            try:
+                netns.remove(name)  # its veth ends go with it, and their peers on the host
+            except OSError as e:
+                errors.append(e)
+        self._netns.clear()
+
+    def _remove_links(self, errors: list[BaseException]) -> None:
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            for name in reversed(self._links):
+                found = ipr.link_lookup(ifname=name)
+                if not found:
+                    continue  # a veth removed with its peer's namespace
+                try:
+                    ipr.link("del", index=found[0])
+                except Exception as e:  # pyroute2 raises NetlinkError (an OSError) or its own
+                    errors.append(e)
+        self._links.clear()
+
+
+def _stop(proc: subprocess.Popen[str], cgroup2_root: Path, errors: list[BaseException]) -> None:
+    if proc.poll() is None:
+        try:  # out of the pod cgroup first, so the cgroup can go even if the kill is slow
+            (cgroup2_root / "cgroup.procs").write_text(str(proc.pid))
+        except OSError:
+            pass  # exited meanwhile
+        proc.send_signal(signal.SIGKILL)
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired as e:
+        errors.append(e)
+
+
+def _rmdir_cgroup(path: Path, errors: list[BaseException]) -> None:
+    shared = path.name in ("kubepods.slice", "kubepods-besteffort.slice")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if shared and any(p.is_dir() for p in path.iterdir()):
+                return  # another test's pods live below this shared parent: theirs to remove
+            if e.errno == errno.EBUSY and time.monotonic() < deadline:
+                time.sleep(0.05)  # poll: the kernel frees an emptied cgroup asynchronously
+                continue
+            errors.append(e)
+            return

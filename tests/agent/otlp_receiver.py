@@ -1,0 +1,153 @@
+"""A stand-in OTLP collector for tests: no real collector runs here, so this one speaks the real
+wire protocols with the real definitions (opentelemetry-proto's ExportTraceServiceRequest and its
+gRPC service, grpcio's server; OTLP/HTTP protobuf on POST /v1/traces) and keeps what it decoded.
+
+It can be stopped and started again on the same port, to play a collector that goes away and
+comes back.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+
+@dataclass
+class ReceivedSpan:
+    """One decoded span with its resource and scope."""
+
+    name: str
+    kind: int
+    trace_id: str
+    span_id: str
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]]
+    status_code: int
+    resource: dict[str, Any]
+    scope: str
+
+
+def _value(v: AnyValue) -> Any:
+    which = v.WhichOneof("value")
+    if which == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    return getattr(v, which) if which else None
+
+
+def _attrs(kvs: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in kvs}
+
+
+class OtlpReceiver:
+    """Decodes ExportTraceServiceRequests over gRPC or HTTP/protobuf on 127.0.0.1."""
+
+    def __init__(self, protocol: str) -> None:
+        if protocol not in ("grpc", "http"):
+            raise ValueError(f"protocol must be grpc or http, not {protocol!r}")
+        self.protocol = protocol
+        self.port = 0
+        self.requests = 0
+        self._spans: list[ReceivedSpan] = []
+        self._lock = threading.Lock()
+        self._grpc: grpc.Server | None = None
+        self._http: ThreadingHTTPServer | None = None
+
+    # -- what arrived ------------------------------------------------------------------------
+    def spans(self) -> list[ReceivedSpan]:
+        with self._lock:
+            return list(self._spans)
+
+    def _record(self, req: trace_service_pb2.ExportTraceServiceRequest) -> None:
+        out = []
+        for rs in req.resource_spans:
+            resource = _attrs(rs.resource.attributes)
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    out.append(ReceivedSpan(
+                        name=s.name, kind=s.kind, trace_id=s.trace_id.hex(), span_id=s.span_id.hex(),
+                        start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano,
+                        attributes=_attrs(s.attributes), events=[(e.name, _attrs(e.attributes)) for e in s.events],
+                        status_code=s.status.code, resource=resource, scope=ss.scope.name,
+                    ))
+        with self._lock:
+            self.requests += 1
+            self._spans.extend(out)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Listen on the port it had before (a restart) or a free one."""
+        if self.protocol == "grpc":
+            self._start_grpc()
+        else:
+            self._start_http()
+
+    def stop(self) -> None:
+        """Go away: stop listening and drop connections, in-flight requests included."""
+        if self._grpc is not None:
+            self._grpc.stop(grace=None).wait()
+            self._grpc = None
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+    def _start_grpc(self) -> None:
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's name
+                receiver._record(request)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)
+        port = server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if port == 0:
+            raise OSError(f"stand-in OTLP gRPC receiver cannot bind 127.0.0.1:{self.port}")
+        server.start()
+        self.port, self._grpc = port, server
+
+    def _start_http(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
+                    self.send_response(404 if self.path != "/v1/traces" else 415)
+                    self.end_headers()
+                    return
+                if self.headers.get("Content-Encoding") == "gzip":
+                    import gzip
+
+                    body = gzip.decompress(body)
+                req = trace_service_pb2.ExportTraceServiceRequest()
+                req.ParseFromString(body)
+                receiver._record(req)
+                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="otlp-standin-http", daemon=True).start()
+        self.port, self._http = server.server_address[1], server
