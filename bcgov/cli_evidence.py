@@ -43,7 +43,7 @@ def evidence() -> None:
 @click.option("--prometheus", metavar="URL", help="Prometheus-compatible API base URL.")
 @click.option("--alertmanager", metavar="URL", help="Alertmanager base URL (v2 API).")
 @click.option("--spans-file", type=click.Path(dir_okay=False, path_type=Path), help="The agent's OTLP JSON lines (var/spans.jsonl).")
-@click.option("--otlp-query", metavar="URL", help="A trace backend to query (not supported yet: recorded as missing).")
+@click.option("--otlp-query", metavar="URL", help="A Tempo-compatible query API (its /api/search and /api/traces) to fetch the scope's spans from.")
 @click.option("--logs", "logs_file", type=click.Path(dir_okay=False, path_type=Path), help="The agent's JSON event log.")
 @click.option("--budgets", "budgets_file", type=click.Path(dir_okay=False), help="Budgets YAML for budget-report.json.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds per HTTP request.")

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from governor import http
 from governor.evidence import alerts as alerts_mod
 from governor.evidence import bundle as bundle_mod
-from governor.evidence import csvout, manifest, plots, postmortem, signals, telemetry, timeline
+from governor.evidence import csvout, manifest, plots, postmortem, signals, telemetry, tempo, timeline
 from governor.evidence.errors import SourceMissing
 from governor.evidence.promrange import RangeClient, Series
 from governor.evidence.redaction import redact_value
@@ -130,8 +130,15 @@ class _Run:
     def telemetry(self) -> None:
         req = self.req
         if req.otlp_query:
-            self.missing["otlp-query"] = (f"querying a trace backend ({req.otlp_query}) is not supported yet; "
-                                          "pass the agent's OTLP JSON file with --spans-file")
+            self.progress(f"spans from {redact_value(req.otlp_query)}")
+            client = tempo.TempoClient(req.otlp_query, req.http_options)
+            try:
+                self.spans = telemetry.filter_spans(client.traces(req.window, req.scope), req.window, req.scope)
+                self.queried[tempo.SOURCE] = req.otlp_query
+            except SourceMissing as exc:
+                self.miss(exc)
+            finally:
+                client.close()
         if req.spans_file:
             self.progress(f"spans from {req.spans_file}")
             try:
@@ -140,7 +147,7 @@ class _Run:
             except SourceMissing as exc:
                 self.miss(exc)
         elif not req.otlp_query:
-            self.not_requested["spans"] = "no --spans-file given"
+            self.not_requested["spans"] = "no --spans-file or --otlp-query given"
         if req.logs_file:
             self.progress(f"logs from {req.logs_file}")
             try:

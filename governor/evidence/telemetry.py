@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from governor.evidence import redaction
 from governor.evidence.errors import SourceMissing
@@ -59,9 +59,16 @@ def _json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
 
 
 def read_spans(path: Path, window: Window, scope: Scope) -> Spans:
-    """Spans overlapping the window whose resource or span attributes are in scope."""
+    """Spans in the agent's file (OTLP JSON requests, one a line) overlapping the window whose
+    resource or span attributes are in scope."""
+    return filter_spans((req for _, req in _json_lines(path, "spans")), window, scope)
+
+
+def filter_spans(requests: Iterable[Any], window: Window, scope: Scope) -> Spans:
+    """OTLP JSON requests (`{"resourceSpans": [...]}`) cut to the window and scope, redacted; from
+    the agent's file or a trace backend (tempo.py). Anything that is not a request is counted."""
     out = Spans()
-    for _, req in _json_lines(path, "spans"):
+    for req in requests:
         if not isinstance(req, dict):
             out.skipped_bad_lines += 1
             continue
