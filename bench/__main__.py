@@ -1,0 +1,85 @@
+"""`python -m bench [--only NAME ...] [--quick] ...`: run the benchmarks, write bench/results/*.json.
+
+Default (all four, about 10 minutes on a 2-core machine): storm with 5 rounds (without the agent, with it,
+with it under a 0.25-core CPU budget) of 5 s runs at saturation, 2k, 5k and 10k conn/s; per-record replay of 20k records; governor at 100k
+series. --quick: 2 pairs of 3 s and 10k records (about 3-4 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable
+
+from bench.common import BenchError, say, write_result
+
+NAMES = ("storm", "per-record", "governor")
+
+
+def _storm(a: argparse.Namespace) -> dict[str, Any]:
+    from bench import storm
+
+    rates: list = [storm.SATURATION, *a.rates]
+    return storm.run(a.pairs, a.seconds, rates, a.agent_probes.split(",") if a.agent_probes else None)
+
+
+def _per_record(a: argparse.Namespace) -> dict[str, Any]:
+    from bench import per_record
+
+    return per_record.run(a.records)
+
+
+def _governor(a: argparse.Namespace) -> dict[str, Any]:
+    from bench import governor_bench
+
+    return governor_bench.run(a.series)
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "storm": _storm, "per-record": _per_record, "governor": _governor,
+}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", action="append", choices=NAMES, help="run only this benchmark (repeatable)")
+    p.add_argument("--quick", action="store_true", help="fewer pairs, shorter runs, fewer records")
+    p.add_argument("--pairs", type=int, help="storm: alternating without/with pairs (default 5, quick 2)")
+    p.add_argument("--seconds", type=float, help="storm: seconds per run (default 5, quick 3)")
+    p.add_argument("--rates", type=int, nargs="*", default=[2000, 5000, 10000], help="storm: paced conn/s levels")
+    p.add_argument("--agent-probes", help="storm: comma-separated probes for the agent (default: all)")
+    p.add_argument("--records", type=int, help="per-record: connections to record (default 20000, quick 10000)")
+    p.add_argument("--series", type=int, action="append",
+                   help="governor: TSDB sizes (repeatable; default 100000; 1000000 takes minutes and GBs)")
+    a = p.parse_args(argv)
+    a.pairs = a.pairs or (2 if a.quick else 5)
+    a.seconds = a.seconds or (3.0 if a.quick else 5.0)
+    a.records = a.records or (10000 if a.quick else 20000)
+    a.series = a.series or [100_000]
+    if a.pairs < 1 or a.seconds <= 0 or a.records < 1 or any(n < 1000 for n in a.series):
+        p.error("--pairs, --seconds and --records must be positive, --series at least 1000")
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(sys.argv[1:] if argv is None else argv)
+    if os.geteuid() != 0:
+        print("bench: must run as root (BPF, nginx, apt): run 'sudo make bench'", file=sys.stderr)
+        return 2
+    failed = 0
+    for name in a.only or NAMES:
+        say(f"== {name}")
+        try:
+            data = RUNNERS[name](a)
+        except BenchError as exc:
+            print(f"bench: {name}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        data["quick"] = a.quick
+        say(f"wrote {write_result(name, data)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

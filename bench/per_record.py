@@ -1,0 +1,174 @@
+"""Per-record cost: record a real stream of tcp_lifecycle ring-buffer records, then replay it
+through the agent's user-space pipeline without the kernel.
+
+Recording loads every probe in this process (so the kernel's per-program run times can be read
+from /proc/self/fdinfo with BPF stats on: the per-program kernel cost), drives `ab` against nginx
+and keeps each record's raw bytes. Replay runs three passes over the same bytes, each timed per
+record with perf_counter_ns on one thread:
+  decode   - bytes -> TcpConnection only
+  full     - decode -> identity (cgroup path; no Kubernetes here) -> span + log line + histogram
+  shed     - the same with the CPU budget's keep ratio at 0: decode -> identity -> histogram only
+The span export thread runs concurrently, as in the agent; all-in CPU per record (process CPU over
+the pass, export flushed) is reported next to the per-record times.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import random
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.agent_proc import memory_kb
+from bench.common import BenchError, ensure_tools, percentiles, say, wait_until
+from bench.nginx import running_nginx
+
+SAMPLES_KEPT = 2000  # raw per-record timings stored per pass (a uniform random subset)
+
+
+def record(connections: int) -> tuple[list[bytes], dict[str, Any]]:
+    """Raw tcp_lifecycle records of `connections` loopback connections, and the kernel's costs."""
+    import os
+
+    from agent import loader, preflight
+    from agent.config import AgentConfig
+    from agent.kernel_metrics import STAT_EMITTED, STAT_LOST
+    from agent.overhead import BpfCostCollector, BpfStats
+    from agent.tracefs import Tracefs
+    from probes import registry
+
+    ensure_tools("nginx", "ab")
+    tracefs = Tracefs(preflight.check())
+    extra = (f"RINGBUF_PAGES={AgentConfig().ring_buffer_pages}",)
+    rss_before = memory_kb(os.getpid())["VmRSS"]
+    probes: dict[str, loader.LoadedProbe] = {}
+    not_loaded: dict[str, str] = {}
+    t0 = time.monotonic()
+    for spec in registry.ALL:
+        try:
+            probes[spec.name] = loader.load(loader.plan(spec, tracefs, extra))
+        except loader.ProbeLoadError as exc:
+            not_loaded[spec.name] = str(exc)
+    load_s = time.monotonic() - t0
+    rss_after = memory_kb(os.getpid())["VmRSS"]
+    say(f"  loaded {len(probes)} probes in {load_s:.1f}s; RSS +{(rss_after - rss_before) / 1024:.0f} MB")
+    if "tcp_lifecycle" not in probes:
+        raise BenchError(f"tcp_lifecycle did not load: {not_loaded.get('tcp_lifecycle')}")
+    stats = BpfStats()
+    raw: list[bytes] = []
+    stop = threading.Event()
+    try:
+        if not stats.enable():
+            raise BenchError("cannot enable kernel BPF stats (needs root)")
+        tcp = probes["tcp_lifecycle"]
+
+        def keep(_ctx: object, data: int, size: int) -> int:
+            raw.append(ctypes.string_at(data, size))
+            return 0
+
+        tcp.bpf[tcp.plan.spec.ring_buffer].open_ring_buffer(keep)
+        poller = threading.Thread(target=lambda: [tcp.bpf.ring_buffer_poll(50) for _ in iter(stop.is_set, True)], daemon=True)
+        poller.start()
+        costs = BpfCostCollector(probes)
+        with running_nginx() as port:
+            base_emitted, base_received = tcp.stat(STAT_EMITTED), len(raw)
+            before = costs.per_program()
+            say(f"  recording {connections} connections (ab -c 8)")
+            r = subprocess.run(["ab", "-q", "-r", "-n", str(connections), "-c", "8", f"http://127.0.0.1:{port}/"],
+                               capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                raise BenchError(f"ab failed: {r.stderr.strip()[-300:]}")
+            wait_until(lambda: len(raw) + tcp.stat(STAT_LOST) >= tcp.stat(STAT_EMITTED), 60, "the recorder to catch up")
+            after = costs.per_program()
+            emitted = tcp.stat(STAT_EMITTED) - base_emitted
+            received = len(raw) - base_received
+            lost = tcp.stat(STAT_LOST)
+    finally:
+        stop.set()
+        for p in probes.values():
+            p.close()
+        stats.restore()
+    kernel = {}
+    for key, (ns, cnt) in sorted(after.items()):
+        b_ns, b_cnt = before.get(key, (0, 0))
+        runs = cnt - b_cnt
+        kernel[f"{key[0]}/{key[1]}"] = {"runs": runs, "run_ns": ns - b_ns, "ns_per_run": (ns - b_ns) / runs if runs else None}
+    meta = {"connections": connections, "records_replayed": len(raw), "records_emitted_during_load": emitted,
+            "records_received_during_load": received, "records_lost": lost,
+            "probes_loaded": sorted(probes), "probes_not_loaded": not_loaded, "bcc_load_s": load_s,
+            "bcc_rss_mb": (rss_after - rss_before) / 1024, "kernel_per_program": kernel}
+    return raw, meta
+
+
+def _pass(raw: list[bytes], step: Callable[[bytes], None]) -> dict[str, Any]:
+    times = []
+    pc = time.perf_counter_ns
+    for rec in raw:
+        t = pc()
+        step(rec)
+        times.append(pc() - t)
+    return _stats(times)
+
+
+def _stats(times_ns: list[int]) -> dict[str, Any]:
+    us = sorted(t / 1000 for t in times_ns)
+    rng = random.Random(7)
+    return {"n": len(us), "us": percentiles(us), "mean_us": sum(us) / len(us), "max_us": us[-1],
+            "samples_us": sorted(rng.sample(us, min(SAMPLES_KEPT, len(us))))}
+
+
+def replay(raw: list[bytes]) -> dict[str, Any]:
+    """Time the three passes over the same recorded bytes."""
+    from prometheus_client import CollectorRegistry
+
+    from agent.clock import MonotonicToWall
+    from agent.event_log import EventLog
+    from agent.identity_enricher import IdentityEnricher
+    from agent.instruments import Instruments
+    from agent.pipeline import EventPipeline, SpanSampler
+    from agent.span_queue import SpanQueue
+    from agent.spans import IdSource, JsonlFileExporter
+    from probes import tcp_lifecycle
+
+    decode = tcp_lifecycle.SPEC.decoder
+    assert decode is not None
+    out: dict[str, Any] = {"decode": _pass(raw, decode)}
+    with tempfile.TemporaryDirectory(prefix="bcgov-bench-replay-") as d:
+        for name, keep in (("full", 1.0), ("shed", 0.0)):
+            registry = CollectorRegistry()
+            enricher = IdentityEnricher.for_node(registry)
+            instruments = Instruments(registry, enricher)
+            dropped = [0]
+            exporter = JsonlFileExporter(str(Path(d) / f"{name}-spans.jsonl"), {"service.name": "bench"}, "bench")
+            queue = SpanQueue(exporter, on_drop=lambda _r, n: dropped.__setitem__(0, dropped[0] + n))
+            log_file = open(Path(d) / f"{name}-events.jsonl", "a", encoding="utf-8")
+            sampler = SpanSampler()
+            sampler.shed_keep = keep
+            pipeline = EventPipeline(MonotonicToWall(), enricher, instruments, queue.submit, EventLog(log_file), IdSource(),
+                                     sampler=sampler)
+            cpu0 = time.process_time()
+            res = _pass(raw, lambda rec: pipeline.handle(decode(rec)))
+            queue.shutdown()
+            cpu = time.process_time() - cpu0
+            log_file.close()
+            enricher.stop()
+            res["all_in_cpu_us_per_record"] = cpu / len(raw) * 1e6
+            res["spans_dropped"] = dropped[0]
+            res["spans_written"] = sum(1 for _ in open(Path(d) / f"{name}-spans.jsonl"))  # requests (batches)
+            out[name] = res
+            say(f"  {name:>6}: p50 {res['us']['p50']:.1f} us, p99 {res['us']['p99']:.1f} us per record; "
+                f"all-in {res['all_in_cpu_us_per_record']:.1f} us CPU per record")
+    return out
+
+
+def run(connections: int) -> dict[str, Any]:
+    raw, meta = record(connections)
+    if not raw:
+        raise BenchError("no records recorded")
+    say(f"  replaying {len(raw)} records")
+    return {"params": {"connections": connections, "samples_kept_per_pass": SAMPLES_KEPT}, "recording": meta,
+            "replay": replay(raw)}
