@@ -2,7 +2,7 @@
 
 Default (all four, about 10 minutes on a 2-core machine): storm with 5 rounds (without the agent, with it,
 with it under a 0.25-core CPU budget) of 5 s runs at saturation, 2k, 5k and 10k conn/s; per-record replay of 20k records; governor at 100k
-series. --quick: 2 pairs of 3 s and 10k records (about 3-4 minutes).
+series. --quick: 2 rounds of 3 s and 10k records (about 3-4 minutes).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", action="append", choices=NAMES, help="run only this benchmark (repeatable)")
     p.add_argument("--quick", action="store_true", help="fewer pairs, shorter runs, fewer records")
-    p.add_argument("--pairs", type=int, help="storm: alternating without/with pairs (default 5, quick 2)")
+    p.add_argument("--rounds", "--pairs", dest="pairs", type=int,
+                   help="storm: rounds of without / with / with-budget runs, order rotated (default 5, quick 2)")
     p.add_argument("--seconds", type=float, help="storm: seconds per run (default 5, quick 3)")
     p.add_argument("--rates", type=int, nargs="*", default=[2000, 5000, 10000], help="storm: paced conn/s levels")
     p.add_argument("--agent-probes", help="storm: comma-separated probes for the agent (default: all)")
@@ -58,7 +59,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     a.records = a.records or (10000 if a.quick else 20000)
     a.series = a.series or [100_000]
     if a.pairs < 1 or a.seconds <= 0 or a.records < 1 or any(n < 1000 for n in a.series):
-        p.error("--pairs, --seconds and --records must be positive, --series at least 1000")
+        p.error("--rounds, --seconds and --records must be positive, --series at least 1000")
     return a
 
 
