@@ -18,6 +18,7 @@ from agent.enrich import Enricher
 from agent.event_log import EventLog
 from agent.instruments import Instruments
 from agent.kernel_metrics import STAT_LOST, KernelCollector
+from agent.latency_metrics import LatencyCollector
 from agent.metrics_server import MetricsServer
 from agent.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
 from agent.pipeline import EventPipeline, SpanSampler
@@ -77,6 +78,7 @@ class Agent:
         self.guard = SeriesGuard(config.series_budget_default, config.series_budgets)
         self.instruments = Instruments(self.parts.registry, self.parts.enricher, self.guard)
         self.exposition = GuardedView(self.parts.registry, self.guard)  # what /metrics serves
+        self.kernel_metrics: KernelCollector | None = None
         self.summary = Summary()
         self.probes: dict[str, loader.LoadedProbe] = {}
         self.reports: list[ProbeReport] = []
@@ -116,12 +118,15 @@ class Agent:
         )
         self._load_probes()
         kernel = KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count, self.guard)
+        self.kernel_metrics = kernel
         p.registry.register(kernel)
+        latency = LatencyCollector(self.probes, p.enricher, guard=self.guard)
+        p.registry.register(latency)
         p.registry.register(self.guard)
         housekeeping = []
         pods = getattr(p.enricher, "pods", None)  # the pod watch, when identity has one
         if pods is not None:
-            housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, self.instruments]).run)
+            housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, latency, self.instruments]).run)
         self.exposition = GuardedView(p.registry, self.guard, housekeeping)
         self._start_overhead_accounting()
         for probe in self.probes.values():

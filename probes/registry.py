@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes import oom, process, tcp_lifecycle, tcp_reset, tcp_retransmit
+from probes import block_io, oom, process, runqueue, tcp_lifecycle, tcp_reset, tcp_retransmit
 from probes.spec import ProbeSpec
 
 ALL: tuple[ProbeSpec, ...] = (
@@ -11,6 +11,8 @@ ALL: tuple[ProbeSpec, ...] = (
     tcp_reset.SPEC,
     process.SPEC,
     oom.SPEC,
+    block_io.SPEC,
+    runqueue.SPEC,
 )
 
 

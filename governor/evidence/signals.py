@@ -1,8 +1,8 @@
 """The key signals of an incident, as PromQL templates over the agent's and governor's metrics.
 
 Each template gets `{sel}` (the scope matchers) and `{w}` (the rate window). Block I/O and
-run-queue latency have no probe yet; their queries are kept so the bundle says "no data" rather
-than silently leaving them out, and they fill in once those probes export under these names.
+run-queue latency come from the agent's block_io and runqueue probes (histograms with the identity
+labels, so the scope's tier/namespace/pod matchers apply).
 """
 
 from __future__ import annotations

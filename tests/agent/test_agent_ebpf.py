@@ -25,7 +25,7 @@ def _spans_on_port(agent: RunningAgent, port: int, expect: int) -> list[dict]:
 
 def test_every_probe_loads_on_this_kernel(running_agent: RunningAgent) -> None:
     reports = {r.name: r for r in running_agent.agent.reports}
-    assert sorted(reports) == sorted(["tcp_lifecycle", "tcp_retransmit", "tcp_reset", "process", "oom"])
+    assert sorted(reports) == sorted(["tcp_lifecycle", "tcp_retransmit", "tcp_reset", "process", "oom", "block_io", "runqueue"])
     assert all(r.up for r in reports.values()), [r.reason for r in reports.values() if not r.up]
     text = running_agent.scrape()
     for name in reports:

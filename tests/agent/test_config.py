@@ -13,7 +13,7 @@ def test_defaults_listen_on_loopback_only() -> None:
     cfg = load(None, {})
     assert cfg.metrics_host_port() == ("127.0.0.1", 9464)
     assert cfg.spans_file == "var/spans.jsonl" and cfg.otlp_endpoint is None
-    assert cfg.probes == ["tcp_lifecycle", "tcp_retransmit", "tcp_reset", "process", "oom"]
+    assert cfg.probes == ["tcp_lifecycle", "tcp_retransmit", "tcp_reset", "process", "oom", "block_io", "runqueue"]
 
 
 def test_file_then_overrides(tmp_path: Path) -> None:
