@@ -31,6 +31,7 @@ EXIT_STATUS = {0: "unknown", 1: "exited", 2: "signaled"}
 
 
 def _int(v: Any) -> int:
+    # scalar keys and values come back as ctypes from items() and as ints from the batch ops
     return int(getattr(v, "value", v))
 
 
@@ -46,7 +47,8 @@ def drain(table: Any) -> list[tuple[Any, int]]:
                 del table[k]
             except KeyError:
                 pass
-    return [(k, _int(v)) for k, v in batch]
+    # batch ops hand scalar keys back as ints: make every key the table's own key type
+    return [(table.Key(k) if isinstance(k, int) else k, _int(v)) for k, v in batch]
 
 
 class _Cumulative:
@@ -118,6 +120,16 @@ class KernelCollector(Collector):
         )
         self._ooms = _Cumulative("bcgov_oom_kills", "OOM killer victims, counted in the kernel.", e.label_names, g)
         self._cumulatives = (self._connections, self._retransmits, self._resets, self._execs, self._exits, self._ooms)
+        #: Called with (table, key, count) for every drained map entry, before it is labelled: the
+        #: raw kernel counts, for debugging and for tests that count one cgroup's events exactly.
+        self.taps: list[Callable[[str, Any, int], None]] = []
+
+    def _drain(self, p: LoadedProbe, table: str) -> list[tuple[Any, int]]:
+        entries = drain(p.bpf[table])
+        for tap in self.taps:
+            for k, n in entries:
+                tap(table, k, n)
+        return entries
 
     def forget(self, released: Mapping[str, Iterable[LabelValues]]) -> None:
         """Drop the cumulative series the guard released (their pods are gone)."""
@@ -169,7 +181,7 @@ class KernelCollector(Collector):
                 ),
                 n,
             )
-            for k, n in drain(p.bpf["tcp_connections"])
+            for k, n in self._drain(p, "tcp_connections")
         ))
         yield self._connections.family()
 
@@ -189,7 +201,7 @@ class KernelCollector(Collector):
     def _tcp_retransmits(self, p: LoadedProbe) -> Metric:
         e = self._enricher
         deltas = []
-        for k, n in drain(p.bpf["tcp_retransmits"]):
+        for k, n in self._drain(p, "tcp_retransmits"):
             local = ip_from_bytes(k.family, bytes(k.saddr))
             remote = ip_from_bytes(k.family, bytes(k.daddr))
             deltas.append(((*e.labels_for_endpoint(local, k.sport), *e.peer_labels(remote, k.dport)), n))
@@ -199,7 +211,7 @@ class KernelCollector(Collector):
     def _tcp_resets(self, p: LoadedProbe) -> Metric:
         e = self._enricher
         deltas = []
-        for k, n in drain(p.bpf["tcp_resets"]):
+        for k, n in self._drain(p, "tcp_resets"):
             t = tcp_reset.decode_key(k)
             labels = (
                 t.direction,
@@ -212,10 +224,10 @@ class KernelCollector(Collector):
 
     def _process(self, p: LoadedProbe) -> Iterable[Metric]:
         e = self._enricher
-        self._execs.add_all(_summed((e.labels_for_cgroup(k.value), n) for k, n in drain(p.bpf["process_execs"])))
+        self._execs.add_all(_summed((e.labels_for_cgroup(_int(k)), n) for k, n in self._drain(p, "process_execs")))
         yield self._execs.family()
         deltas = []
-        for k, n in drain(p.bpf["process_exits"]):
+        for k, n in self._drain(p, "process_exits"):
             kind = EXIT_STATUS.get(k.kind, "unknown")
             status = ("ok" if (k.code & 0xFF) == 0 else "error") if kind == "exited" else kind
             deltas.append(((status,), n))
@@ -224,5 +236,5 @@ class KernelCollector(Collector):
 
     def _oom(self, p: LoadedProbe) -> Metric:
         e = self._enricher
-        self._ooms.add_all(_summed((e.labels_for_cgroup(k.value), n) for k, n in drain(p.bpf["oom_kills"])))
+        self._ooms.add_all(_summed((e.labels_for_cgroup(_int(k)), n) for k, n in self._drain(p, "oom_kills")))
         return self._ooms.family()

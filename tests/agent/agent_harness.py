@@ -52,10 +52,18 @@ class RunningAgent:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.read().decode()
 
+    def __post_init__(self) -> None:
+        # Scrapes drain the kernel's counter maps: remember what they took, so a test can still
+        # count its own cgroup's entries exactly.
+        self._drained: list[tuple[str, Any, int]] = []
+        self.agent.kernel_metrics.taps.append(lambda table, key, n: self._drained.append((table, key, n)))
+
     def kernel_count(self, probe: str, table: str, match: Callable[[Any], bool]) -> int:
-        """Sum of a probe's in-kernel counter entries whose key matches."""
+        """Sum of a probe's in-kernel counter entries whose key matches: still in the map, or
+        drained by a scrape since this handle was made. Not for use while another thread scrapes."""
         bpf = self.agent.probes[probe].bpf
-        return sum(int(v.value) for k, v in bpf[table].items() if match(k))
+        drained = sum(n for t, k, n in list(self._drained) if t == table and match(k))
+        return drained + sum(int(v.value) for k, v in bpf[table].items() if match(k))
 
 
 def _complete_lines(path: Path) -> list[str]:
