@@ -9,7 +9,8 @@ self is the fallback when PID 1's table cannot be read.
 A PersistentVolume the kubelet mounted for a pod appears at
 `<kubelet root>/pods/<pod uid>/volumes/<plugin>/<volume>`; for PVC-backed volumes `<volume>` is
 the PersistentVolume's name. Turning that into the claim needs the cluster's view (which PVC is
-bound to that PV), so it is a pluggable `ClaimLookup`; without one the PVC labels stay "".
+bound to that PV), so it is a pluggable `ClaimLookup` (agent/pv_claims.py reads the PV's
+claimRef from the API); without one the PVC labels stay "".
 """
 
 from __future__ import annotations

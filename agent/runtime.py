@@ -12,6 +12,7 @@ from typing import Callable, TextIO
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from agent import loader
+from agent.block_devices import BlockDeviceResolver
 from agent.clock import MonotonicToWall
 from agent.config import AgentConfig
 from agent.enrich import Enricher
@@ -22,6 +23,7 @@ from agent.latency_metrics import LatencyCollector
 from agent.metrics_server import MetricsServer
 from agent.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
 from agent.pipeline import EventPipeline, SpanSampler
+from agent.pv_claims import PvClaims
 from agent.readers import RingBufferReader
 from agent.series_expiry import PodSeriesExpiry
 from agent.series_guard import GuardedView, SeriesGuard
@@ -120,7 +122,9 @@ class Agent:
         kernel = KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count, self.guard)
         self.kernel_metrics = kernel
         p.registry.register(kernel)
-        latency = LatencyCollector(self.probes, p.enricher, guard=self.guard)
+        # PVC labels need the API: only where the pod watch found a Kubernetes configuration
+        claims = PvClaims.connect(self.config.kubeconfig) if getattr(p.enricher, "pods", None) is not None else None
+        latency = LatencyCollector(self.probes, p.enricher, BlockDeviceResolver(claims=claims), guard=self.guard)
         p.registry.register(latency)
         p.registry.register(self.guard)
         housekeeping = []

@@ -12,7 +12,9 @@ import manifests
 # The agent's capabilities, each justified in agent-daemonset.yaml's comments.
 AGENT_CAPABILITIES = {"BPF", "PERFMON", "SYS_RESOURCE", "SYS_ADMIN"}
 # What agent/identity reads: its node's pods, and ReplicaSet/Job owners (owners.py).
-AGENT_RBAC = {("", "pods"), ("apps", "replicasets"), ("batch", "jobs")}
+AGENT_RBAC = {("", "pods"), ("apps", "replicasets"), ("batch", "jobs"), ("", "persistentvolumes")}
+# PVs are only read one by one (block I/O PVC labels, agent/pv_claims.py): get, no list or watch.
+GET_ONLY = {("", "persistentvolumes")}
 HOST_MOUNTS = {"/sys/kernel/tracing", "/sys/fs/cgroup", "/lib/modules", "/usr/src"}
 
 
@@ -93,9 +95,11 @@ def test_rbac_is_read_only_on_exactly_the_listed_resources() -> None:
     (role,) = manifests.by_kind("ClusterRole")
     granted = set()
     for rule in role["rules"]:
-        assert sorted(rule["verbs"]) == ["get", "list", "watch"], rule
+        resources = {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
+        want = ["get"] if resources <= GET_ONLY else ["get", "list", "watch"]
+        assert sorted(rule["verbs"]) == want, rule
         assert "resourceNames" not in rule and "nonResourceURLs" not in rule
-        granted |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
+        granted |= resources
     assert granted == AGENT_RBAC
     assert manifests.by_kind("Role") == [] and manifests.by_kind("RoleBinding") == []
     (binding,) = manifests.by_kind("ClusterRoleBinding")
