@@ -13,3 +13,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("ebpf"):
             item.add_marker(pytest.mark.xfail(reason="needs root for BPF and cgroups", run=False, strict=True))
+
+
+@pytest.fixture(scope="session")
+def real_stack(tmp_path_factory: pytest.TempPathFactory):  # -> Iterator[realstack.RealStack]
+    """The real agent + stand-in pod + workloads + Prometheus of tests/realstack.py, built once and
+    shared by the dashboard and evidence checks (loading the BPF programs takes seconds)."""
+    import realstack
+
+    with realstack.start(tmp_path_factory.mktemp("realstack")) as stack:
+        yield stack
