@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import servers
+import yaml
 
 TESTS = Path(__file__).resolve().parent
 WORKLOAD = TESTS / "realstack_workload.py"
@@ -68,10 +69,6 @@ class RealStack:
     marks: dict[str, float] = field(default_factory=dict)
     optional_metrics: tuple[str, ...] = ()  # of OPTIONAL_METRICS, those the agent exported
 
-    @property
-    def pod_selector(self) -> str:
-        return f'namespace="{NAMESPACE}",pod="{POD}"'
-
     def scrape(self) -> str:
         with urllib.request.urlopen(self.metrics_url, timeout=10) as resp:
             return resp.read().decode()
@@ -80,7 +77,19 @@ class RealStack:
         return [json.loads(line) for line in _complete_lines(self.log_path)]
 
     def pod_logs(self, body: str) -> list[dict[str, Any]]:
+        """The pod's event log lines with this body ("oom kill", "process exec", ...)."""
         return [r for r in self.logs() if r.get("body") == body and r["attributes"].get("k8s.pod.name") == POD]
+
+    def pod_spans(self) -> list[dict[str, Any]]:
+        """The pod's spans written so far (OTLP JSON span objects), out of the agent's spans file."""
+        out = []
+        for line in _complete_lines(self.spans_path):
+            for rs in json.loads(line)["resourceSpans"]:
+                for ss in rs["scopeSpans"]:
+                    for sp in ss["spans"]:
+                        if any(a["key"] == "k8s.pod.name" and a["value"].get("stringValue") == POD for a in sp["attributes"]):
+                            out.append(sp)
+        return out
 
 
 def _complete_lines(path: Path) -> list[str]:
@@ -226,10 +235,8 @@ def start(tmp: Path) -> Iterator[RealStack]:
         down = [r for r in agent.reports if not r.up]
         assert not down, f"probes failed to load: {[(r.name, r.reason) for r in down]}"
 
-        prom_cfg = servers.scrape_config(f"{host}:{port}", job=JOB)
-        import yaml
-
-        cfg_obj = yaml.safe_load(prom_cfg)
+        # `node` as the PodMonitor sets it from the pod's node name (deploy/daemonset/monitors.yaml).
+        cfg_obj = yaml.safe_load(servers.scrape_config(f"{host}:{port}", job=JOB))
         cfg_obj["scrape_configs"][0]["static_configs"][0]["labels"] = {"node": NODE}
         prom = stack.enter_context(servers.start_prometheus(yaml.safe_dump(cfg_obj, sort_keys=False), tmp))
 

@@ -51,18 +51,10 @@ def run_bcgov(*args: str) -> subprocess.CompletedProcess[str]:
 def _wait_for_reset_spans(stack: realstack.RealStack) -> None:
     """The span queue writes asynchronously: wait for both rounds' reset connections (both ends)."""
 
-    def count() -> int:
-        n = 0
-        for line in realstack._complete_lines(stack.spans_path):
-            for rs in json.loads(line)["resourceSpans"]:
-                for ss in rs["scopeSpans"]:
-                    for sp in ss["spans"]:
-                        attrs = {a["key"]: a["value"].get("stringValue") for a in sp["attributes"]}
-                        if attrs.get("k8s.pod.name") == realstack.POD and any(e["name"] == "tcp.reset" for e in sp.get("events", [])):
-                            n += 1
-        return n
+    def resets() -> int:
+        return sum(1 for sp in stack.pod_spans() if any(e["name"] == "tcp.reset" for e in sp.get("events", [])))
 
-    servers.poll(lambda: count() >= 2 * realstack.ROUNDS, realstack.TIMEOUT_S, "the reset connections' spans")
+    servers.poll(lambda: resets() >= 2 * realstack.ROUNDS, realstack.TIMEOUT_S, "the reset connections' spans")
 
 
 @pytest.fixture(scope="module")
