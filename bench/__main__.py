@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         data["quick"] = a.quick
-        say(f"wrote {write_result(name, data)}")
+        say(f"wrote {write_result(name + ('-quick' if a.quick else ''), data)}")
     return 1 if failed else 0
 
 

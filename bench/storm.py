@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ AB_CONCURRENCY = 16
 PACED_WORKERS = 2
 AGENT_CONFIG = "agent:\n  bpf_stats: true\n"
 BUDGET_CORES = 0.25
+IDLE_S = 3.0
 
 
 def sides(probes: list[str] | None = None) -> dict[str, str | None]:
@@ -108,13 +110,19 @@ def _with_agent(port: int, rates: list, seconds: float, side: str) -> list[dict[
     agent: AgentProcess = agent_proc.start_agent(SIDES[side])
     out = []
     try:
-        say(f"  agent up in {agent.started_s:.1f}s, RSS {agent.snapshot().get('VmRSS', 0) / 1024:.0f} MB")
+        idle0 = agent.snapshot()
+        time.sleep(IDLE_S)  # a measurement window, not a wait for readiness
+        idle1 = agent.snapshot()
+        idle_cores = (idle1["cpu_s"] - idle0["cpu_s"]) / (idle1["t"] - idle0["t"])
+        say(f"  agent up in {agent.started_s:.1f}s, RSS {idle1.get('VmRSS', 0) / 1024:.0f} MB, idle {idle_cores:.3f} cores")
         for rate in rates:
             before = agent.drained()
             res = load(port, rate, seconds)
             after = agent.drained()
             res["agent"] = agent_cost(before, after, res["made"], seconds)
             res["agent"]["startup_s"] = agent.started_s
+            res["agent"]["idle_cores"] = idle_cores
+            res["agent"]["idle_rss_kb"] = idle1.get("VmRSS")
             say(f"  {side:<13} {rate!s:>10}: {res['conn_per_s']:8.0f} conn/s p99 {res['p99_s'] * 1e3:6.2f} ms, "
                 f"agent {res['agent']['cores']:.2f} cores, lost {res['agent']['records_lost']}")
             out.append({"rate": rate, **res})
@@ -170,6 +178,7 @@ def summarise(raw: list[dict[str, Any]], rounds: int, rates: list) -> dict[str, 
                     "agent_cpu_s_per_10k_conn": a["cpu_s_per_10k_conn"], "agent_cores": a["cores"],
                     "records_emitted": a["records_emitted"], "records_lost": a["records_lost"],
                     "spans_sampled_out": a["spans_sampled_out"],
+                    "agent_idle_cores": a["idle_cores"],
                     "agent_rss_mb_steady": a["rss_kb"] / 1024, "agent_rss_mb_peak": a["hwm_kb"] / 1024,
                     "connections_made": w["made"], "kernel_counted_passive": a["kernel_counted_passive"],
                 }

@@ -24,7 +24,7 @@ def test_summary_and_percentiles() -> None:
 def _run(k: int, rate: object, side: str, cps: float, p99: float, cpu10k: float = 0.0, lost: int = 0) -> dict:
     r = {"round": k, "rate": rate, "side": side, "made": int(cps), "conn_per_s": cps, "p99_s": p99}
     if side != "without":
-        r["agent"] = {"cpu_s_per_10k_conn": cpu10k, "cores": 0.5, "records_emitted": 2 * int(cps), "records_lost": lost,
+        r["agent"] = {"cpu_s_per_10k_conn": cpu10k, "cores": 0.5, "idle_cores": 0.01, "records_emitted": 2 * int(cps), "records_lost": lost,
                       "spans_sampled_out": 0, "rss_kb": 200 * 1024, "hwm_kb": 210 * 1024, "kernel_counted_passive": int(cps),
                       "bpf": {"tcp_lifecycle": {"ns_per_run": 200.0}}}
     return r
