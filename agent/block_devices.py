@@ -1,7 +1,10 @@
 """Block device (major:minor) -> device name, mount point and, on Kubernetes, the PVC mounted there.
 
 The block tracepoints name a request's whole disk by major:minor. The name comes from sysfs
-(`/sys/dev/block/MAJ:MIN/uevent` DEVNAME); where it is mounted from the host's mount table. The
+(`/sys/dev/block/MAJ:MIN/uevent` DEVNAME); where it is mounted from the host's mount table. Mounts
+of the disk's partitions count as the disk's. Device-mapper volumes (LVM, dm-crypt) are bio-based:
+their requests reach the tracepoints on the disks underneath, whose own mount table entries do not
+name the volumes' mount points, so such disks carry no (or only their direct) mount label. The
 agent runs in a container with hostPID, so `/proc/1/mountinfo` is the host's mount namespace
 (`/proc/self/mountinfo` would list the container's own mounts); on a plain host both agree, and
 self is the fallback when PID 1's table cannot be read.
