@@ -165,12 +165,16 @@ class SeriesGuard(Collector):
         kept: list[Sample] = []
         to_fold: list[Sample] = []
         folded_new = False
+        decided: dict[LabelValues, bool] = {}  # a histogram's buckets share one decision
         for s in fam.samples:
             names = tuple(k for k in s.labels if k not in _SAMPLE_LABELS)
             values = tuple(s.labels[k] for k in names)
             if is_overflow(values):  # folded at the source already: sums with the rest
                 to_fold.append(s)
-            elif self.admit(fam.name, names, values) == values:
+                continue
+            if values not in decided:
+                decided[values] = self.admit(fam.name, names, values) == values
+            if decided[values]:
                 kept.append(s)
             else:
                 to_fold.append(s)
