@@ -8,8 +8,8 @@
 - real workloads in those cgroups, in two rounds so every counter increases between scrapes:
   23 connections, a reset connection, a refused connect, an exec whose argv carries a planted
   secret and exits 3, and a real memcg OOM kill;
-- Debian's Prometheus scraping the agent every second, with `node` added the way the PodMonitor
-  (deploy/daemonset/monitors.yaml) adds it.
+- Debian's Prometheus scraping the agent every second (exemplar storage on), with `node` added the
+  way the PodMonitor (deploy/daemonset/monitors.yaml) adds it.
 
 Built once per session by the `real_stack` fixture (tests/conftest.py): loading the BPF programs
 takes seconds. Everything is removed on exit, also when setup fails half-way.
@@ -238,7 +238,9 @@ def start(tmp: Path) -> Iterator[RealStack]:
         # `node` as the PodMonitor sets it from the pod's node name (deploy/daemonset/monitors.yaml).
         cfg_obj = yaml.safe_load(servers.scrape_config(f"{host}:{port}", job=JOB))
         cfg_obj["scrape_configs"][0]["static_configs"][0]["labels"] = {"node": NODE}
-        prom = stack.enter_context(servers.start_prometheus(yaml.safe_dump(cfg_obj, sort_keys=False), tmp))
+        # Exemplar storage on: latency panels show the exemplars' trace_ids (Grafana -> Tempo).
+        prom = stack.enter_context(servers.start_prometheus(yaml.safe_dump(cfg_obj, sort_keys=False), tmp,
+                                                            extra_args=["--enable-feature=exemplar-storage"]))
 
         cg = PodCgroups(uid, container_id)
         stack.callback(cg.remove)

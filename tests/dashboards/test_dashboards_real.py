@@ -174,3 +174,22 @@ def test_variables_offer_the_pods_values(real_stack: realstack.RealStack) -> Non
             assert VARIABLES[v["name"]] in values, f"{dash['uid']} ${v['name']}: {selector} offers {values}"
             checked += 1
     assert checked >= 10
+
+
+def test_latency_exemplars_carry_trace_ids_of_real_spans(real_stack: realstack.RealStack) -> None:
+    """What a click on an exemplar opens: the exemplar's trace_id is a span the agent wrote for the
+    pod (one event, three pillars), for every exemplar-enabled query on the pod's connections."""
+    spans = {sp["traceId"] for sp in real_stack.pod_spans()}
+    checked = 0
+    for dash in dashboard_json.committed().values():
+        for panel in dashboard_json.panels(dash):
+            for target in panel.get("targets", []):
+                if not target.get("exemplar") or "bcgov_tcp_connection_duration_seconds" not in target["expr"]:
+                    continue
+                q = substitute(target["expr"], 60)
+                data = real_stack.prom.api("query_exemplars", query=q, start=f"{real_stack.t0:.3f}", end=f"{time.time():.3f}")
+                trace_ids = [e["labels"]["trace_id"] for series in data for e in series["exemplars"]]
+                assert trace_ids, f"{dash['uid']} / {panel['title']}: no exemplars for {q}"
+                assert set(trace_ids) <= spans, f"exemplar trace_ids without a span: {set(trace_ids) - spans}"
+                checked += 1
+    assert checked >= 4
