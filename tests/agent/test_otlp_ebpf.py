@@ -50,10 +50,9 @@ def _on_port(receiver: OtlpReceiver, port: int) -> list[ReceivedSpan]:
     return [s for s in receiver.spans() if s.attributes.get("server.port") == port]
 
 
-def _logged_ports(log_path: Path) -> list[int]:
-    text = log_path.read_text()
-    lines = [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
-    return [r["attributes"].get("server.port") for r in lines if r["body"].startswith("tcp connection")]
+def _records_seen(agent) -> int:
+    """Connection records taken off the ring buffer or counted lost in the kernel."""
+    return agent.instruments.received_count("tcp_lifecycle") + agent.lost()
 
 
 def _tcp(cgroup, n: int) -> int:
@@ -96,41 +95,47 @@ def test_spans_reach_a_collector_drops_are_counted_while_it_is_down_and_export_r
             assert s.resource["k8s.node.name"] == NODE
         assert len({s.trace_id for s in spans}) == 2 * N_UP
 
-        # 2. Collector gone: the pipeline keeps handling events (log lines still appear), spans
-        # are dropped and counted, and every span made is exported, dropped or still queued.
+        # 2. Collector gone: the readers keep taking records off the ring buffer (each one is
+        # received or counted lost in the kernel), spans are dropped and counted, and every span
+        # made is exported, dropped or still queued. Other traffic on this machine is seen too,
+        # so counts about the workload are lower bounds; the accounting identity is exact.
         receiver.stop()
-        received_before = len(receiver.spans())
         before = agent.span_stats()
         # every acknowledged span was recorded (an export cut off by the stop may have been
         # recorded and still count as failed: hence >=)
-        assert received_before >= before.exported
+        assert len(receiver.spans()) >= before.exported
+        seen_before = _records_seen(agent)
         port_down = _tcp(cgroup, N_DOWN)
-        wait_for(lambda: _logged_ports(log_path).count(port_down) == 2 * N_DOWN, what="log lines made while the collector is down")
-        wait_for(lambda: agent.span_stats().dropped_total - before.dropped_total >= 2 * N_DOWN, timeout=30, what="counted drops")
+        wait_for(lambda: _records_seen(agent) - seen_before >= 2 * N_DOWN, what="records handled while the collector is down")
+        wait_for(lambda: agent.span_stats().dropped.get("export_failed", 0) > before.dropped.get("export_failed", 0),
+                 timeout=30, what="a failed export counted")
         down = agent.span_stats()
         assert down.submitted == down.exported + down.dropped_total + down.queued
-        assert down.dropped.get("export_failed", 0) > before.dropped.get("export_failed", 0)
-        assert down.submitted - before.submitted >= 2 * N_DOWN
+        assert down.exported == before.exported  # nothing can be acknowledged by a collector that is gone
         assert _on_port(receiver, port_down) == []
 
-        # 3. Collector back on the same port: new spans arrive again.
+        # 3. Collector back on the same port: spans arrive again.
+        received_at_restart = len(receiver.spans())
         receiver.start()
-        port_back = _tcp(cgroup, N_BACK)
-        wait_for(lambda: len(_on_port(receiver, port_back)) == 2 * N_BACK, timeout=30, what="spans after the collector came back")
+        _tcp(cgroup, N_BACK)
+        wait_for(lambda: len(receiver.spans()) > received_at_restart, timeout=30, what="spans after the collector came back")
+        wait_for(lambda: agent.span_stats().exported > down.exported, what="the agent to count them exported")
         assert _on_port(receiver, port_down) == []  # dropped spans stay dropped
 
         # 4. Collector gone again at shutdown: stop() returns (polled, not timed) and nothing is
         # left unaccounted for.
         receiver.stop()
+        at_stop = agent.span_stats()
+        seen_before = _records_seen(agent)
         port_stop = _tcp(cgroup, N_AT_STOP)
-        wait_for(lambda: _logged_ports(log_path).count(port_stop) == 2 * N_AT_STOP, what="log lines before stop")
+        wait_for(lambda: _records_seen(agent) - seen_before >= 2 * N_AT_STOP, what="records handled before stop")
         stopper = threading.Thread(target=agent.stop, name="agent-stop")
         stopper.start()
         wait_for(lambda: not stopper.is_alive(), timeout=60, what="agent.stop() to return with the collector down")
         final = agent.span_stats()
         assert final.queued == 0
         assert final.submitted == final.exported + final.dropped_total
-        assert final.dropped_total - down.dropped_total >= 2 * N_AT_STOP
+        assert final.submitted > at_stop.submitted and final.dropped_total > at_stop.dropped_total
         assert _on_port(receiver, port_stop) == []
     finally:
         if stopper is None:
