@@ -98,3 +98,14 @@ def test_synthetic_tsdb_is_accepted_by_promtool(tmp_path: Path) -> None:
     r = subprocess.run(["promtool", "tsdb", "analyze", str(tmp_path / "data")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "\nSeries: 1200\n" in r.stdout
+
+
+def test_targets_are_judged_from_the_figures_not_typed() -> None:
+    from bench import report
+
+    rec = {"recording": {"bcc_rss_mb": 76.0},
+           "replay": {"full": {"us": {"p50": 9.0}, "all_in_cpu_us_per_record": 20.0}, "shed": {"us": {"p50": 5.0}}}}
+    gov = {"sizes": [{"live_series": 1000, "report_over_analyze": common.summary([1.5]), "report_peak_rss_mb": common.summary([100.0])}]}
+    rows = report.targets_table(None, rec, gov)
+    assert "p50 9.0 us" in rows[2] and rows[2].endswith("| yes |")
+    assert rows[3].endswith("| **no** |")  # 1.5x slower than analyze
