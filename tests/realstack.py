@@ -12,7 +12,14 @@
   way the PodMonitor (deploy/daemonset/monitors.yaml) adds it.
 
 Built once per session by the `real_stack` fixture (tests/conftest.py): loading the BPF programs
-takes seconds. Everything is removed on exit, also when setup fails half-way.
+takes seconds. Once the rounds are scraped (and two more scrapes settled the tail) the agent is
+stopped, so the rest of the session does not pay for a second agent; tests evaluate queries at
+`marks["final"]`, before it stopped, and read the files it flushed. Prometheus keeps the data until
+the session ends. Everything is removed on exit, also when setup fails half-way.
+
+Kernel-side counts are exact, so setup waits for every connection of a round to be counted; records
+travel to user space through a ring buffer that a connection flood elsewhere on the host can
+overflow (counted as lost), so it waits only for some of each round's records to arrive there.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class RealStack:
     optional_metrics: tuple[str, ...] = ()  # of OPTIONAL_METRICS, those the agent exported
 
     def scrape(self) -> str:
+        """The agent's /metrics now (only while the stack is being built: the agent stops after)."""
         with urllib.request.urlopen(self.metrics_url, timeout=10) as resp:
             return resp.read().decode()
 
@@ -228,7 +236,15 @@ def start(tmp: Path) -> Iterator[RealStack]:
         parts = AgentParts(registry=registry, enricher=enricher, event_stream=log_stream,
                            span_exporter=JsonlFileExporter(cfg.spans_file, resource, "test"))
         agent = Agent(cfg, Tracefs(preflight.check()), parts)
-        stack.callback(agent.stop)
+        stopped = False
+
+        def stop_agent() -> None:
+            nonlocal stopped
+            if not stopped:
+                stopped = True
+                agent.stop()
+
+        stack.callback(stop_agent)
         agent.start()
         assert agent._server is not None
         host, port = agent._server.address
@@ -249,31 +265,62 @@ def start(tmp: Path) -> Iterator[RealStack]:
         prom.wait_for_first_scrape(JOB)
         text = rs.scrape()
         rs.optional_metrics = tuple(m for m in OPTIONAL_METRICS if m in text)
+        observed = 0.0
         for n in range(1, ROUNDS + 1):
             rs.marks[f"round{n}_start"] = time.time()
             done = _round(cg, secret)
             rs.marks[f"oom{n}_done"] = done["oom_done"]
             if "bcgov_block_io_latency_seconds" in rs.optional_metrics:
                 _block_io(tmp)
-            _wait_for_round(rs, n)
+            observed = _wait_for_round(rs, n, observed)
             rs.marks[f"round{n}_end"] = time.time()
             prom.wait_for_scrape_after(JOB, rs.marks[f"round{n}_end"])
+        # Two more scrapes: a query range whose steps are 1 s apart then has steps after the sample
+        # that carries the last round, as it has when an operator looks after an incident.
+        for _ in range(2):
+            prom.wait_for_scrape_after(JOB, time.time())
+        rs.marks["final"] = time.time()
+        _wait_for_spans(rs)
+        stop_agent()  # flushes spans and the event log
         yield rs
 
 
-def _wait_for_round(rs: RealStack, n: int) -> None:
-    """Until the agent has handled round `n`: its OOM kills and execs logged, its connections in the
-    duration histogram (user space), so the next scrape carries the whole round."""
+def _wait_for_round(rs: RealStack, n: int, observed_before: float) -> float:
+    """Until the agent has handled round `n`: its OOM kills and execs logged, every connection
+    counted in the kernel and some of them observed in the duration histogram (user space), so the
+    next scrape carries the round. Returns the histogram's count."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    def handled() -> bool:
-        if len(rs.pod_logs("oom kill")) < n or len([r for r in rs.pod_logs("process exec")
-                                                    if "ledger-migrate" in r["attributes"].get("process.command_args", [])]) < n:
-            return False
-        want = {"direction": "active", "outcome": "normal", "namespace": NAMESPACE, "pod": POD}
-        count = sum(s.value for fam in text_string_to_metric_families(rs.scrape()) for s in fam.samples
-                    if s.name == "bcgov_tcp_connection_duration_seconds_count"
-                    and all(s.labels.get(k) == v for k, v in want.items()))
-        return count >= n * N_CONNECTIONS
+    normal = {"direction": "active", "outcome": "normal", "namespace": NAMESPACE, "pod": POD}
 
-    servers.poll(handled, TIMEOUT_S, f"the agent to handle workload round {n}")
+    def seen() -> dict[str, float]:
+        samples = [s for fam in text_string_to_metric_families(rs.scrape()) for s in fam.samples]
+
+        def total(name: str, **labels: str) -> float:
+            return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+        execs = [r for r in rs.pod_logs("process exec") if "ledger-migrate" in r["attributes"].get("process.command_args", [])]
+        return {"oom kill lines": len(rs.pod_logs("oom kill")), "secret exec lines": len(execs),
+                "normal active connections counted": total("bcgov_tcp_connections_total", **normal),
+                "normal active connections observed": total("bcgov_tcp_connection_duration_seconds_count", **normal),
+                # for the diagnosis when the wait times out: a flood elsewhere overflows the ring buffer
+                "tcp records lost": total("bcgov_agent_events_lost_total", probe="tcp_lifecycle")}
+
+    def handled() -> dict[str, float] | None:
+        s = seen()
+        ok = (s["oom kill lines"] >= n and s["secret exec lines"] >= n
+              and s["normal active connections counted"] >= n * N_CONNECTIONS
+              and s["normal active connections observed"] > observed_before)
+        return s if ok else None
+
+    done = servers.poll(handled, TIMEOUT_S, f"the agent to handle workload round {n}", lambda: f"seen: {seen()}")
+    return done["normal active connections observed"]
+
+
+def _wait_for_spans(rs: RealStack) -> None:
+    """The span queue writes asynchronously: wait for a reset connection's span from every round."""
+
+    def resets() -> int:
+        return sum(1 for sp in rs.pod_spans() if any(e["name"] == "tcp.reset" for e in sp.get("events", [])))
+
+    servers.poll(lambda: resets() >= ROUNDS, TIMEOUT_S, "the reset connections' spans", lambda: f"{resets()} found")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from typing import Any
 
 import pytest
@@ -79,8 +78,8 @@ def substitute(expr: str, window_s: int) -> str:
 @pytest.fixture(scope="module")
 def results(real_stack: realstack.RealStack) -> dict[tuple[str, str], list[tuple[str, list[dict[str, Any]]]]]:
     """(uid, panel title) -> [(query run, result vector)] for every target of every panel, all
-    evaluated at one instant after the last round was scraped."""
-    at = time.time()
+    evaluated at one instant after the last round was scraped (before the stack's agent stopped)."""
+    at = real_stack.marks["final"]
     window = math.ceil(at - real_stack.t0) + 5
     out: dict[tuple[str, str], list[tuple[str, list[dict[str, Any]]]]] = {}
     errors = []
@@ -187,7 +186,8 @@ def test_latency_exemplars_carry_trace_ids_of_real_spans(real_stack: realstack.R
                 if not target.get("exemplar") or "bcgov_tcp_connection_duration_seconds" not in target["expr"]:
                     continue
                 q = substitute(target["expr"], 60)
-                data = real_stack.prom.api("query_exemplars", query=q, start=f"{real_stack.t0:.3f}", end=f"{time.time():.3f}")
+                data = real_stack.prom.api("query_exemplars", query=q, start=f"{real_stack.t0:.3f}",
+                                           end=f"{real_stack.marks['final']:.3f}")
                 trace_ids = [e["labels"]["trace_id"] for series in data for e in series["exemplars"]]
                 assert trace_ids, f"{dash['uid']} / {panel['title']}: no exemplars for {q}"
                 assert set(trace_ids) <= spans, f"exemplar trace_ids without a span: {set(trace_ids) - spans}"

@@ -11,7 +11,6 @@ Every request is recorded for the tests' assertions.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.server
 import json
@@ -124,7 +123,3 @@ def serve(fixture: Path = FIXTURE) -> Iterator[StandInTempo]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
-
-
-def b64_to_hex(value: str) -> str:
-    return base64.b64decode(value).hex()
