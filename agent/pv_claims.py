@@ -5,7 +5,9 @@ device's mount names the PV, not the claim. The PV's `spec.claimRef` names the c
 namespace; a binding does not change while the PV exists, so answers are kept (bounded), and
 misses (no such PV, an inline volume, the API down) are retried after `miss_ttl` seconds.
 
-Lookups happen at scrape time, once per new device mount, with a short request timeout. Needs
+Lookups happen at scrape time, once per new device mount, with a short request timeout; when the
+API cannot be reached, no PV is asked about until `miss_ttl` has passed, so a scrape waits for at
+most one timeout however many volumes are new. Needs
 `get` on `persistentvolumes` (deploy/daemonset/rbac.yaml); without it the first 403 is logged
 once with the fix and the PVC labels stay "".
 """
@@ -44,6 +46,7 @@ class PvClaims:
         self._bound: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
         self._missed: dict[str, float] = {}
         self._forbidden_logged = False
+        self._unreachable_since: float | None = None
         self.api_calls = 0
 
     @classmethod
@@ -56,7 +59,11 @@ class PvClaims:
             return None
         from kubernetes import client
 
-        return cls(client.CoreV1Api(api_client), **kw)
+        # a client of its own without urllib3's retries: one refused or timed-out request is one
+        # miss, not four times the timeout inside a scrape
+        cfg = api_client.configuration
+        cfg.retries = False
+        return cls(client.CoreV1Api(client.ApiClient(cfg)), **kw)
 
     def __call__(self, pod_uid: str, pv_name: str) -> tuple[str, str] | None:
         now = self._clock()
@@ -67,8 +74,11 @@ class PvClaims:
             missed_at = self._missed.get(pv_name)
             if missed_at is not None and now - missed_at < self._miss_ttl:
                 return None
-        claim = self._fetch(pv_name)
+            if self._unreachable_since is not None and now - self._unreachable_since < self._miss_ttl:
+                return None
+        claim, reachable = self._fetch(pv_name)
         with self._lock:
+            self._unreachable_since = None if reachable else now
             if claim is None:
                 self._missed[pv_name] = now
                 if len(self._missed) > self._max:
@@ -80,7 +90,8 @@ class PvClaims:
                     self._bound.popitem(last=False)
         return claim
 
-    def _fetch(self, pv_name: str) -> tuple[str, str] | None:
+    def _fetch(self, pv_name: str) -> tuple[tuple[str, str] | None, bool]:
+        """(claim or None, whether the API answered at all)."""
         from kubernetes.client.exceptions import ApiException
 
         self.api_calls += 1
@@ -93,11 +104,11 @@ class PvClaims:
                             "ClusterRole get on persistentvolumes (deploy/daemonset/rbac.yaml)")
             elif exc.status not in (403, 404):
                 log.debug("PersistentVolume %s: API error %s", pv_name, exc.status)
-            return None
-        except Exception as exc:  # connection refused, timeout: retried after miss_ttl
+            return None, True
+        except Exception as exc:  # connection refused, timeout: nothing is asked until miss_ttl passed
             log.debug("PersistentVolume %s: %s", pv_name, exc)
-            return None
+            return None, False
         ref = pv.spec.claim_ref if pv.spec is not None else None
         if ref is None or not ref.name:
-            return None
-        return ref.name, ref.namespace or ""
+            return None, True
+        return (ref.name, ref.namespace or ""), True

@@ -93,26 +93,44 @@ class _PvStandIn(http.server.BaseHTTPRequestHandler):
         return self._json(200, pv)
 
 
+class StandIn:
+    """The stand-in server; `stop()` and `start()` take the API away and bring it back on the same port."""
+
+    def __init__(self) -> None:
+        self.handler = type("Handler", (_PvStandIn,), {
+            "pvs": {BOUND: copy.deepcopy(BOUND_PV), AVAILABLE: copy.deepcopy(AVAILABLE_PV)}, "gets": []})
+        self.port = 0
+        self.httpd: http.server.ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self.handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+
 @pytest.fixture
-def standin(tmp_path: Path) -> Iterator[tuple[type[_PvStandIn], str]]:
+def standin(tmp_path: Path) -> Iterator[tuple[StandIn, str]]:
     """The stand-in on an ephemeral port and a kubeconfig pointing the real client at it."""
-    handler = type("Handler", (_PvStandIn,), {"pvs": {BOUND: copy.deepcopy(BOUND_PV), AVAILABLE: copy.deepcopy(AVAILABLE_PV)},
-                                               "gets": []})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    server = StandIn()
+    server.start()
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({  # JSON is valid YAML
         "apiVersion": "v1", "kind": "Config", "current-context": "standin",
-        "clusters": [{"name": "standin", "cluster": {"server": f"http://127.0.0.1:{httpd.server_address[1]}"}}],
+        "clusters": [{"name": "standin", "cluster": {"server": f"http://127.0.0.1:{server.port}"}}],
         "users": [{"name": "standin", "user": {"token": TOKEN}}],
         "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "standin"}}],
     }))
     try:
-        yield handler, str(kubeconfig)
+        yield server, str(kubeconfig)
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        server.stop()
 
 
 def test_a_bound_pv_names_its_claim_once_then_from_memory(standin) -> None:
@@ -121,7 +139,7 @@ def test_a_bound_pv_names_its_claim_once_then_from_memory(standin) -> None:
     assert claims is not None
     assert claims(POD, BOUND) == ("data-postgres-0", "oltp")
     assert claims(POD, BOUND) == ("data-postgres-0", "oltp")
-    assert server.gets == [BOUND]  # a binding does not change: asked once
+    assert server.handler.gets == [BOUND]  # a binding does not change: asked once
 
 
 def test_misses_are_remembered_for_their_ttl(standin) -> None:
@@ -133,11 +151,11 @@ def test_misses_are_remembered_for_their_ttl(standin) -> None:
     assert claims(POD, AVAILABLE) is None       # exists, bound to nothing
     now[0] = 59.0
     assert claims(POD, "pvc-gone") is None and claims(POD, AVAILABLE) is None
-    assert server.gets == ["pvc-gone", AVAILABLE]
-    server.pvs["pvc-gone"] = dict(copy.deepcopy(BOUND_PV), metadata={"name": "pvc-gone"})  # provisioned since
+    assert server.handler.gets == ["pvc-gone", AVAILABLE]
+    server.handler.pvs["pvc-gone"] = dict(copy.deepcopy(BOUND_PV), metadata={"name": "pvc-gone"})  # provisioned since
     now[0] = 61.0
     assert claims(POD, "pvc-gone") == ("data-postgres-0", "oltp")
-    assert server.gets == ["pvc-gone", AVAILABLE, "pvc-gone"]
+    assert server.handler.gets == ["pvc-gone", AVAILABLE, "pvc-gone"]
 
 
 def test_forbidden_says_once_which_permission_is_missing(standin, caplog: pytest.LogCaptureFixture) -> None:
@@ -151,13 +169,19 @@ def test_forbidden_says_once_which_permission_is_missing(standin, caplog: pytest
     assert "403" in line and "persistentvolumes" in line and "rbac.yaml" in line
 
 
-def test_an_unreachable_api_is_a_miss_not_an_error(standin) -> None:
+def test_an_unreachable_api_is_a_miss_and_is_not_asked_again_until_the_ttl(standin) -> None:
     server, kubeconfig = standin
-    cfg = json.loads(Path(kubeconfig).read_text())
-    cfg["clusters"][0]["cluster"]["server"] = "http://127.0.0.1:1"  # nothing listens on port 1
-    Path(kubeconfig).write_text(json.dumps(cfg))
-    claims = PvClaims.connect(kubeconfig, timeout=2.0)
-    assert claims is not None and claims(POD, BOUND) is None
+    now = [0.0]
+    claims = PvClaims.connect(kubeconfig, timeout=2.0, miss_ttl=60.0, clock=lambda: now[0])
+    assert claims is not None
+    server.stop()  # connection refused from now on
+    assert claims(POD, BOUND) is None
+    assert claims(POD, AVAILABLE) is None and claims(POD, "pvc-other") is None
+    assert claims.api_calls == 1  # one scrape waits for one failed request, not one per volume
+    server.start()  # back, same port
+    now[0] = 61.0
+    assert claims(POD, BOUND) == ("data-postgres-0", "oltp")
+    assert server.handler.gets == [BOUND]
 
 
 def test_no_kubernetes_configuration_means_no_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
