@@ -10,7 +10,6 @@ admitted at the source, so this state holds at most budget + 1 label sets per fa
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -24,8 +23,6 @@ from agent.loader import LoadedProbe
 from agent.series_guard import LabelValues, SeriesGuard
 from probes.block_io import OPS, dev_major_minor
 from probes.latency_hist import HIST_SLOTS
-
-log = logging.getLogger("bcgov.agent.latency")
 
 #: The last kernel slot is the overflow: it only counts towards +Inf.
 FINITE_SLOTS = HIST_SLOTS - 1
