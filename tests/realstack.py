@@ -134,11 +134,15 @@ class PodCgroups:
         self.base = UNIFIED / base
         slice_ = f"kubepods-besteffort-pod{uid.replace('-', '_')}.slice"
         self.path = self.base / "kubepods.slice" / "kubepods-besteffort.slice" / slice_ / f"cri-containerd-{container_id}.scope"
-        self.path.mkdir(parents=True)
-        self.id = os.stat(self.path).st_ino
         self.memory = MEMORY_V1 / base
-        self.memory.mkdir()
-        (self.memory / "memory.limit_in_bytes").write_text(str(MEMORY_LIMIT))
+        try:
+            self.path.mkdir(parents=True)
+            self.id = os.stat(self.path).st_ino
+            self.memory.mkdir()
+            (self.memory / "memory.limit_in_bytes").write_text(str(MEMORY_LIMIT))
+        except OSError:
+            self.remove()  # what was made so far; the caller never got an object to clean up
+            raise
 
     def _enter(self) -> None:
         # Runs in the child between fork and exec, so the exec itself happens inside the pod.
