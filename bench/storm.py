@@ -38,8 +38,6 @@ def sides(probes: list[str] | None = None) -> dict[str, str | None]:
     return {"without": None, "with": cfg, "budget": cfg + f"  cpu_budget: {BUDGET_CORES}\n  cpu_budget_window: 1.0\n"}
 
 
-SIDES = sides()
-
 
 def ab(port: int, seconds: float) -> dict[str, Any]:
     """Closed-loop saturation with ApacheBench: conn/s and latency percentiles (s)."""
@@ -105,9 +103,9 @@ def agent_cost(before: dict, after: dict, made: int, seconds: float) -> dict[str
     }
 
 
-def _with_agent(port: int, rates: list, seconds: float, side: str) -> list[dict[str, Any]]:
-    say(f"  starting the agent ({side}: {SIDES[side].strip().replace(chr(10), ';')})")
-    agent: AgentProcess = agent_proc.start_agent(SIDES[side])
+def _with_agent(port: int, rates: list, seconds: float, side: str, config: str) -> list[dict[str, Any]]:
+    say(f"  starting the agent ({side}: {config.strip().replace(chr(10), ';')})")
+    agent: AgentProcess = agent_proc.start_agent(config)
     out = []
     try:
         idle0 = agent.snapshot()
@@ -142,20 +140,20 @@ def _without_agent(port: int, rates: list, seconds: float) -> list[dict[str, Any
 
 def run(pairs: int, seconds: float, rates: list, probes: list[str] | None = None) -> dict[str, Any]:
     """Rotate `pairs` rounds of every side over `rates`; raw runs and per-rate summaries."""
-    global SIDES
-    SIDES = sides(probes)
+    configs = sides(probes)
     ensure_tools("nginx", "ab")
     raw: list[dict[str, Any]] = []
     with running_nginx() as port:
         for k in range(pairs):
-            names = list(SIDES)
+            names = list(configs)
             order = names[k % len(names):] + names[: k % len(names)]  # rotate: each side leads in turn
             say(f"storm round {k + 1}/{pairs} ({', '.join(order)}; {seconds:g}s per run)")
             for side in order:
-                runs = _with_agent(port, rates, seconds, side) if SIDES[side] else _without_agent(port, rates, seconds)
+                cfg = configs[side]
+                runs = _with_agent(port, rates, seconds, side, cfg) if cfg else _without_agent(port, rates, seconds)
                 raw += [{"round": k, "side": side, **r} for r in runs]
     return {"params": {"rounds": pairs, "seconds_per_run": seconds, "rates": rates, "ab_concurrency": AB_CONCURRENCY,
-                       "paced_workers": PACED_WORKERS, "sides": SIDES},
+                       "paced_workers": PACED_WORKERS, "sides": configs},
             "summary": summarise(raw, pairs, rates), "runs": raw}
 
 
@@ -163,7 +161,7 @@ def summarise(raw: list[dict[str, Any]], rounds: int, rates: list) -> dict[str, 
     """Per agent side and rate: ratios to the same round's run without the agent, agent costs;
     medians and min-max over rounds."""
     out: dict[str, Any] = {}
-    for side in (s for s, cfg in SIDES.items() if cfg):
+    for side in sorted({r["side"] for r in raw if r["side"] != "without"}, key=list(sides()).index):
         for rate in rates:
             cols: dict[str, list[Any]] = {}
             bpf: dict[str, list[float]] = {}
