@@ -38,9 +38,12 @@ class RingBufferReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"bcgov-read-{spec.name}", daemon=True)
         self._errors_logged = 0
+        self._discard = False
         probe.bpf[spec.ring_buffer].open_ring_buffer(self._on_record)
 
     def _on_record(self, _ctx: object, data: int, size: int) -> int:
+        if self._discard:
+            return 0
         name = self._probe.name
         self._instruments.received(name)
         try:
@@ -63,7 +66,13 @@ class RingBufferReader:
         bpf.ring_buffer_consume()  # whatever arrived before the probes were detached
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop polling after draining what is already in the buffer."""
+        """Stop polling after draining what is already in the buffer; past ``timeout_s`` the rest
+        is discarded. Returns only once the thread is done: the caller frees the ring buffer next,
+        and freeing it under a running poll crashes the process."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("probe %s: reader still draining after %.0fs; discarding the rest", self._probe.name, timeout_s)
+            self._discard = True
+            self._thread.join()

@@ -1,10 +1,11 @@
 """cgroup id -> cgroup path.
 
 ``bpf_get_current_cgroup_id()`` returns the kernfs id of the task's cgroup2 directory, which is that
-directory's inode number (``os.stat(path).st_ino``). The kernel offers no cheap id -> path call to
-Python, so the cache walks the cgroup2 tree and remembers what it saw. A miss triggers a rescan, but
-rescans are rate-limited: a stream of ids for cgroups that no longer exist (short-lived processes)
-must not turn into a tree walk per event.
+directory's inode number (``os.stat(path).st_ino``). A miss in the cache asks the kernel directly
+through a kernfs file handle (``cgroup_handles``): a pod's cgroup made a moment ago is named on its
+first event. Where file handles do not work (no CAP_DAC_READ_SEARCH, not kernfs), a miss walks the
+cgroup2 tree instead and remembers all it saw; those walks are rate-limited, because a stream of ids
+for cgroups that no longer exist (short-lived processes) must not turn into a tree walk per event.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from agent.identity.cgroup_handles import HandleLookup
 from agent.identity.errors import CgroupRootError
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,9 @@ class CgroupPathCache:
     """Bounded LRU of cgroup id -> path relative to the cgroup2 root ("/kubepods.slice/...").
 
     ``root=None`` finds the cgroup2 mount on first use. ``min_rescan_interval`` (seconds) bounds how
-    often a miss may walk the tree; ``max_walk`` bounds the directories visited in one walk. Safe to
-    use from several threads.
+    often a miss may walk the tree; ``max_walk`` bounds the directories visited in one walk.
+    ``use_handles=False`` never asks the kernel by file handle (walks only). Safe to use from
+    several threads.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class CgroupPathCache:
         min_rescan_interval: float = 1.0,
         max_walk: int = 200_000,
         clock: Callable[[], float] = time.monotonic,
+        use_handles: bool = True,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
@@ -78,6 +82,11 @@ class CgroupPathCache:
         self._lru: collections.OrderedDict[int, str] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._last_scan: float | None = None
+        self._handles: HandleLookup | None = None
+        self._handles_checked = not use_handles
+        # Ids the kernel said have no cgroup. cgroup ids are 64-bit and never reused, so this can
+        # only go stale by eviction; it keeps ids of short-lived cgroups from costing a lookup each.
+        self._gone: collections.OrderedDict[int, None] = collections.OrderedDict()
         self.hits = 0
         self.misses = 0
         self.rescans = 0
@@ -99,6 +108,23 @@ class CgroupPathCache:
                 self.hits += 1
                 return path
             self.misses += 1
+            handles = self._handle_lookup()
+            if handles is not None:
+                if cgroup_id in self._gone:
+                    return None
+                try:
+                    found = handles.path_for(cgroup_id)
+                except OSError as e:
+                    log.warning("cgroup lookup by file handle failed (%s); walking the tree instead", e)
+                    self._handles = None
+                else:
+                    if found is None:
+                        self._gone[cgroup_id] = None
+                        if len(self._gone) > self._max_entries:
+                            self._gone.popitem(last=False)
+                    else:
+                        self._put(cgroup_id, found)
+                    return found
             now = self._clock()
             if self._last_scan is not None and now - self._last_scan < self._min_rescan_interval:
                 self.rescans_skipped += 1
@@ -106,6 +132,19 @@ class CgroupPathCache:
             self._last_scan = now
             found = self._rescan(cgroup_id)
             return found
+
+    def _handle_lookup(self) -> HandleLookup | None:
+        if not self._handles_checked:
+            self._handles_checked = True
+            self._handles = HandleLookup.open(self.root)
+            if self._handles is None:
+                log.info("cgroup file handles unavailable under %s; cgroups are found by walking it", self.root)
+        return self._handles
+
+    @property
+    def handle_lookups(self) -> int:
+        """Misses answered by the kernel through a file handle (no walk)."""
+        return self._handles.lookups if self._handles is not None else 0
 
     def rescan(self) -> None:
         """Walk the tree now, regardless of the rate limit (for start-up or tests)."""

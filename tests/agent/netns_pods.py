@@ -9,7 +9,9 @@ The host end of every pod's veth is attached to one bridge that carries the subn
 so pod-to-pod traffic is switched on the host and pod-to-host traffic reaches a real host address;
 no route, forwarding setting or firewall rule of the machine is touched. `PodNetwork.close()`
 removes everything it made (processes first, then cgroups, namespaces, links), also after a
-failed test, and only what it made: a `kubepods.slice` that existed before is left alone.
+failed test, and only what it made: a `kubepods.slice` that existed before is left alone. What it
+makes is also written to a ledger in /run/bcgov-test-pods, so when a run dies before it can clean
+up (killed, or crashed), the next `PodNetwork` removes that run's leftovers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import errno
+import json
 import os
 import secrets
 import signal
@@ -30,6 +33,7 @@ from agent.identity.cgroups import find_cgroup2_root
 
 CLONE_NEWNET = 0x40000000
 QOS_SLICE = "kubepods.slice/kubepods-besteffort.slice"
+LEDGER_DIR = Path("/run/bcgov-test-pods")
 
 
 def pod_cgroup_rel(uid: str, container_id: str) -> str:
@@ -92,11 +96,11 @@ class PodNetwork:
         self.bridge = f"bcgbr{self._tag}"
         self.cgroup2_root = Path(find_cgroup2_root())
         self.pods: list[PodSandbox] = []
-        self._links: list[str] = []
-        self._netns: list[str] = []
-        self._cgroup_dirs: list[Path] = []
+        self._made: dict[str, list[str]] = {"links": [], "netns": [], "cgroups": []}
+        self._ledger = LEDGER_DIR / f"{self._tag}.json"
 
     def __enter__(self) -> PodNetwork:
+        sweep_leftovers()
         try:
             self._make_bridge()
         except BaseException:
@@ -107,12 +111,20 @@ class PodNetwork:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _record(self, kind: str, value: str) -> None:
+        """Remember something made, in memory and in the ledger (before it can leak)."""
+        self._made[kind].append(value)
+        LEDGER_DIR.mkdir(exist_ok=True)
+        tmp = self._ledger.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), **self._made}))
+        os.replace(tmp, self._ledger)
+
     def _make_bridge(self) -> None:
         from pyroute2 import IPRoute
 
         with IPRoute() as ipr:
+            self._record("links", self.bridge)
             ipr.link("add", ifname=self.bridge, kind="bridge")
-            self._links.append(self.bridge)
             idx = ipr.link_lookup(ifname=self.bridge)[0]
             ipr.addr("add", index=idx, address=self.gateway, prefixlen=24)
             ipr.link("set", index=idx, state="up")
@@ -125,11 +137,11 @@ class PodNetwork:
         ns_name = f"bcg-{self._tag}-{host_octet}"
         host_end, pod_end = f"bcgv{self._tag}{host_octet}", f"bcgp{self._tag}{host_octet}"
         ip = f"{self.subnet}.{host_octet}"
+        self._record("netns", ns_name)
         netns.create(ns_name)
-        self._netns.append(ns_name)
         with IPRoute() as ipr:
+            self._record("links", host_end)
             ipr.link("add", ifname=host_end, kind="veth", peer=pod_end)
-            self._links.append(host_end)
             bridge_idx = ipr.link_lookup(ifname=self.bridge)[0]
             host_idx = ipr.link_lookup(ifname=host_end)[0]
             ipr.link("set", index=host_idx, master=bridge_idx, state="up")
@@ -152,7 +164,7 @@ class PodNetwork:
             path = path / part
             try:
                 path.mkdir()
-                self._cgroup_dirs.append(path)  # ours: removed by close()
+                self._record("cgroups", str(path))  # ours: removed by close()
             except FileExistsError:
                 pass  # a shared parent (kubepods.slice) someone else made: not ours to remove
         return path
@@ -164,37 +176,59 @@ class PodNetwork:
         for pod in self.pods:
             for proc in pod.procs:
                 _stop(proc, self.cgroup2_root, errors)
-        for d in sorted(self._cgroup_dirs, key=lambda p: len(p.parts), reverse=True):
-            _rmdir_cgroup(d, errors)
-        self._cgroup_dirs.clear()
-        self._remove_netns(errors)
-        self._remove_links(errors)
+        _remove(self._made, self.cgroup2_root, errors)
+        self._ledger.unlink(missing_ok=True)
         if errors:
             raise errors[0]
 
-    def _remove_netns(self, errors: list[BaseException]) -> None:
-        from pyroute2 import netns
 
-        for name in self._netns:
+def sweep_leftovers() -> None:
+    """Remove what PodNetworks of dead processes left behind (best effort: never raises)."""
+    if not LEDGER_DIR.is_dir():
+        return
+    root = Path(find_cgroup2_root())
+    for ledger in LEDGER_DIR.glob("*.json"):
+        try:
+            made = json.loads(ledger.read_text())
+            os.kill(made["pid"], 0)
+            continue  # its owner still runs (a parallel test run): not ours to touch
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError, KeyError):
+            continue
+        for d in made.get("cgroups", []):  # processes of a dead run may still live in its pods
+            try:
+                for pid in (Path(d) / "cgroup.procs").read_text().split():
+                    os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+        _remove(made, root, [])
+        ledger.unlink(missing_ok=True)
+
+
+def _remove(made: dict[str, list[str]], cgroup2_root: Path, errors: list[BaseException]) -> None:
+    """Remove recorded cgroups (deepest first), network namespaces and links."""
+    from pyroute2 import IPRoute, netns
+
+    for d in sorted(made["cgroups"], key=lambda p: p.count("/"), reverse=True):
+        _rmdir_cgroup(Path(d), errors)
+    for name in made["netns"]:
+        if name in netns.listnetns():
             try:
                 netns.remove(name)  # its veth ends go with it, and their peers on the host
             except OSError as e:
                 errors.append(e)
-        self._netns.clear()
-
-    def _remove_links(self, errors: list[BaseException]) -> None:
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ipr:
-            for name in reversed(self._links):
-                found = ipr.link_lookup(ifname=name)
-                if not found:
-                    continue  # a veth removed with its peer's namespace
-                try:
-                    ipr.link("del", index=found[0])
-                except Exception as e:  # pyroute2 raises NetlinkError (an OSError) or its own
-                    errors.append(e)
-        self._links.clear()
+    with IPRoute() as ipr:
+        for name in reversed(made["links"]):
+            found = ipr.link_lookup(ifname=name)
+            if not found:
+                continue  # a veth removed with its peer's namespace, or never made
+            try:
+                ipr.link("del", index=found[0])
+            except Exception as e:  # pyroute2 raises NetlinkError (an OSError) or its own
+                errors.append(e)
+    for kind in ("cgroups", "netns", "links"):
+        made[kind].clear()
 
 
 def _stop(proc: subprocess.Popen[str], cgroup2_root: Path, errors: list[BaseException]) -> None:

@@ -11,10 +11,14 @@ The pods:
 * ``spark/etl-orders-...-exec-1``: a Spark executor (rolled up to SparkApplication ``etl-orders``
   through its spark-app-selector labels), tier ``batch`` from its label: the client;
 * ``lake/minio-...``: a Deployment pod (through its ReplicaSet, read from the API), no tier label,
-  serving S3 on 9000: tier ``lakehouse`` from the well-known-ports default.
+  serving S3 on 9000 dual-stack: tier ``lakehouse`` from the well-known-ports default;
+* ``airflow/daily-sales-load-...``: an Airflow task pod (rolled up to its DAG through its
+  dag_id/task_id labels), tier ``batch`` from the configured namespace mapping. It starts while the
+  agent runs: the watch announces it and its brand-new cgroup must be named on its first event.
 
 Traffic: the executor makes 3 request/reply connections to postgres, one to MinIO that MinIO
-aborts with a reset, and one refused connect to a host address that is no pod.
+aborts with a reset, and one refused connect to a host address that is no pod; then the Airflow
+task makes one connection to postgres.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ PG_PORT, MINIO_PORT = 15432, 9000
 WORKLOAD = str(Path(__file__).with_name("pod_workload.py"))
 SPARK_APP_ID = "spark-5f2b9c81d4e7a3b0c6d1"
 MINIO_RS, MINIO_HASH = "minio-7d9f8b6c5d", "7d9f8b6c5d"
+TIERS = {"namespaces": {"airflow": "batch"}}
 
 
 def pod_object(pod: PodSandbox, container: str, port: int | None, labels: dict[str, str],
@@ -91,6 +96,7 @@ class Scenario:
     pg: PodSandbox
     spark: PodSandbox
     minio: PodSandbox
+    airflow: PodSandbox
     client_pid: dict[str, int]
     refused_port: int
 
@@ -153,7 +159,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                               probes=["tcp_lifecycle", "tcp_reset"])
             cfg.validate()
             parts = AgentParts()
-            enricher = IdentityEnricher.for_node(parts.registry, NODE, kubeconfig=kubeconfig)
+            enricher = IdentityEnricher.for_node(parts.registry, NODE, kubeconfig=kubeconfig, tiers=TIERS)
             assert enricher.wait_synced(10), "the pod watch never listed the stand-in's pods"
             parts.enricher = enricher
             # Opened last, just before the agent that closes them on stop().
@@ -167,7 +173,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
             host, port = agent._server.address  # type: ignore[union-attr]
             running = RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics")
 
-            pg_server = _serve(pg, pg.ip, PG_PORT, N_PG)
+            pg_server = _serve(pg, pg.ip, PG_PORT, N_PG + 1)
             # MinIO (Go) listens dual-stack on [::]: the kernel reports its IPv4 peers as
             # IPv4-mapped IPv6 addresses, which must still resolve to their pods.
             minio_server = _serve(minio, "::", MINIO_PORT, 1, "abort")
@@ -179,9 +185,19 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
             refused_port = _free_port(net.gateway)
             result, pids["refused"] = _client(spark, "refused", net.gateway, str(refused_port))
             assert result["refused"], result
+
+            # A pod that starts now: new netns and cgroup, announced by a watch event only.
+            airflow = net.add_pod("daily-sales-load-x7k2p9q4", "airflow", 40)
+            apiserver.push("ADDED", pod_object(airflow, "base", None,
+                                               {"dag_id": "daily_sales", "task_id": "load", "try_number": "1"}, None))
+            pods_cache = enricher.pods
+            assert pods_cache is not None
+            wait_for(lambda: pods_cache.by_uid(airflow.uid), what="the watch to deliver the new pod")
+            result, pids["airflow"] = _client(airflow, "connect", pg.ip, str(PG_PORT), "1")
+            assert result["ok"] == 1, result
             for server in (pg_server, minio_server):
                 assert server.wait(timeout=30) == 0, server.stderr.read()
-            yield Scenario(running, net, pg, spark, minio, pids, refused_port)
+            yield Scenario(running, net, pg, spark, minio, airflow, pids, refused_port)
         finally:
             if agent is not None:
                 agent.stop()
@@ -202,6 +218,9 @@ def own_attrs(s: Scenario, pod: PodSandbox) -> dict[str, Any]:
     if pod is s.spark:
         return base | {"container.name": "executor", "bcgov.workload.kind": "SparkApplication",
                        "bcgov.workload.name": "etl-orders", "bcgov.tier": "batch"}
+    if pod is s.airflow:
+        return base | {"container.name": "base", "bcgov.workload.kind": "AirflowDAG",
+                       "bcgov.workload.name": "airflow-dag/daily_sales", "bcgov.tier": "batch"}
     return base | {"container.name": "minio", "bcgov.workload.kind": "Deployment",
                    "bcgov.workload.name": "minio", "k8s.deployment.name": "minio", "bcgov.tier": "lakehouse"}
 
@@ -224,7 +243,12 @@ def conn_spans(s: Scenario, server_ip: str, server_port: int, expect: int) -> li
                  if sp["attrs"].get("server.address") == server_ip and sp["attrs"].get("server.port") == server_port]
         return found if len(found) >= expect else None
 
-    return wait_for(ready, what=f"{expect} spans for {server_ip}:{server_port}")
+    # Generous: this agent sees every connection on the machine, other tests' floods included.
+    try:
+        return wait_for(ready, timeout=90, what=f"{expect} spans for {server_ip}:{server_port}")
+    except AssertionError as e:
+        lost = s.agent.agent.lost()
+        raise AssertionError(f"{e}; records the kernel dropped (ring buffer full): {lost}") from None
 
 
 def by_kind(spans: list[dict[str, Any]], kind: int) -> list[dict[str, Any]]:
@@ -236,9 +260,13 @@ CLIENT, SERVER = 3, 2
 
 # -- spans ----------------------------------------------------------------------------------------
 
+def from_client(spans: list[dict[str, Any]], client: PodSandbox) -> list[dict[str, Any]]:
+    return [sp for sp in spans if sp["attrs"]["client.address"] == client.ip]
+
+
 def test_both_ends_of_pod_to_pod_connections_name_their_pods(scenario: Scenario) -> None:
     s = scenario
-    spans = conn_spans(s, s.pg.ip, PG_PORT, 2 * N_PG)
+    spans = from_client(conn_spans(s, s.pg.ip, PG_PORT, 2 * (N_PG + 1)), s.spark)
     clients, servers = by_kind(spans, CLIENT), by_kind(spans, SERVER)
     assert len(clients) == N_PG and len(servers) == N_PG
     for sp in clients:
@@ -255,6 +283,17 @@ def test_both_ends_of_pod_to_pod_connections_name_their_pods(scenario: Scenario)
         # the accepting end belongs to the process that read the request inside the postgres pod
         assert a["bcgov.tcp.owner_source"] == "io"
         assert a["network.peer.address"] == s.spark.ip
+
+
+def test_a_pod_started_while_the_agent_runs_is_named_on_its_first_connection(scenario: Scenario) -> None:
+    s = scenario
+    spans = from_client(conn_spans(s, s.pg.ip, PG_PORT, 2 * (N_PG + 1)), s.airflow)
+    (client,), (server,) = by_kind(spans, CLIENT), by_kind(spans, SERVER)
+    assert subset(client["attrs"], own_attrs(s, s.airflow)) == {}
+    assert subset(client["attrs"], peer_attrs(s, s.pg)) == {}
+    assert client["attrs"]["process.pid"] == s.client_pid["airflow"]
+    assert subset(server["attrs"], own_attrs(s, s.pg)) == {}
+    assert subset(server["attrs"], peer_attrs(s, s.airflow)) == {}
 
 
 def test_reset_connection_names_both_pods_and_the_port_tier(scenario: Scenario) -> None:
@@ -282,13 +321,13 @@ def test_a_peer_that_is_no_pod_gets_no_peer_identity(scenario: Scenario) -> None
 
 def test_log_lines_carry_the_same_identity_as_their_spans(scenario: Scenario) -> None:
     s = scenario
-    spans = conn_spans(s, s.pg.ip, PG_PORT, 2 * N_PG) + conn_spans(s, s.minio.ip, MINIO_PORT, 2)
+    spans = conn_spans(s, s.pg.ip, PG_PORT, 2 * (N_PG + 1)) + conn_spans(s, s.minio.ip, MINIO_PORT, 2)
     lines = {r["trace_id"]: r for r in s.agent.logs() if "trace_id" in r}
+    by_ip = {p.ip: p for p in (s.pg, s.spark, s.minio, s.airflow)}
     for sp in spans:
         line = lines[sp["traceId"]]
         assert line["span_id"] == sp["spanId"]
-        own = s.spark if sp["kind"] == CLIENT else (s.pg if sp["attrs"]["server.port"] == PG_PORT else s.minio)
-        peer = s.spark if own is not s.spark else (s.pg if sp["attrs"]["server.port"] == PG_PORT else s.minio)
+        own, peer = by_ip[sp["attrs"]["network.local.address"]], by_ip[sp["attrs"]["network.peer.address"]]
         assert subset(line["attributes"], own_attrs(s, own)) == {}
         assert subset(line["attributes"], peer_attrs(s, peer)) == {}
 
@@ -309,6 +348,7 @@ def value(s: Scenario, name: str, **labels: str) -> float:
 SPARK = {"namespace": "spark", "pod": "", "workload": "etl-orders", "tier": "batch"}
 PG = {"namespace": "db", "pod": "postgres-0", "workload": "postgres", "tier": "oltp"}
 MINIO = {"namespace": "lake", "pod": "", "workload": "minio", "tier": "lakehouse"}
+AIRFLOW = {"namespace": "airflow", "pod": "", "workload": "airflow-dag/daily_sales", "tier": "batch"}
 NOBODY = {"namespace": "", "pod": "", "workload": "", "tier": ""}
 
 
@@ -318,22 +358,25 @@ def peer(labels: dict[str, str]) -> dict[str, str]:
 
 def test_connection_counts_are_labelled_by_workload_and_tier(scenario: Scenario) -> None:
     s = scenario
-    conn_spans(s, s.minio.ip, MINIO_PORT, 2)  # every connection has closed
+    conn_spans(s, s.pg.ip, PG_PORT, 2 * (N_PG + 1))  # every connection has closed
+    conn_spans(s, s.minio.ip, MINIO_PORT, 2)
     name = "bcgov_tcp_connections_total"
     # Spark executors and Deployment pods come and go: their series carry the workload, no pod.
     assert value(s, name, direction="active", outcome="normal", **SPARK) == N_PG
     assert value(s, name, direction="active", outcome="reset", **SPARK) == 1
     assert value(s, name, direction="active", outcome="failed", **SPARK) == 1
+    assert value(s, name, direction="active", outcome="normal", **AIRFLOW) == 1
     # A StatefulSet's pod names are stable: its series keep the pod.
-    assert value(s, name, direction="passive", outcome="normal", **PG) == N_PG
+    assert value(s, name, direction="passive", outcome="normal", **PG) == N_PG + 1
     assert value(s, name, direction="passive", outcome="reset", **MINIO) == 1
     hist = "bcgov_tcp_connection_duration_seconds_count"
     assert value(s, hist, direction="active", outcome="normal", **SPARK) == N_PG
-    assert value(s, hist, direction="passive", outcome="normal", **PG) == N_PG
+    assert value(s, hist, direction="active", outcome="normal", **AIRFLOW) == 1
+    assert value(s, hist, direction="passive", outcome="normal", **PG) == N_PG + 1
     assert value(s, hist, direction="passive", outcome="reset", **MINIO) == 1
     for metric in (name, hist):
         for labels, _ in samples(s, metric):
-            if labels.get("workload") in ("etl-orders", "minio"):
+            if labels.get("workload") in ("etl-orders", "minio", "airflow-dag/daily_sales"):
                 assert labels["pod"] == "", labels
 
 

@@ -58,12 +58,40 @@ def test_real_cgroup_layout_resolves_to_its_container(cgroup_tree: CgroupTree, r
 @pytest.mark.ebpf
 def test_new_cgroup_is_found_by_a_rescan_on_miss(cgroup_tree: CgroupTree) -> None:
     clock = FakeClock()
-    cache = CgroupPathCache(None, clock=clock, min_rescan_interval=1.0)
+    cache = CgroupPathCache(None, clock=clock, min_rescan_interval=1.0, use_handles=False)
     cache.rescan()
     d = cgroup_tree.make(f"/kubepods/besteffort/pod{UID}/{CID}")
     clock.now += 1.0
     assert cache.root == find_cgroup2_root()
     assert cache.path_for(os.stat(d).st_ino) == f"{cgroup_tree.rel_base}/kubepods/besteffort/pod{UID}/{CID}"
+    assert cache.rescans == 2 and cache.handle_lookups == 0
+
+
+@pytest.mark.ebpf
+def test_new_cgroup_is_named_by_file_handle_at_once_without_a_walk(cgroup_tree: CgroupTree) -> None:
+    clock = FakeClock()
+    cache = CgroupPathCache(cgroup_tree.cgroup2_root, clock=clock, min_rescan_interval=3600.0)
+    cache.rescan()
+    # Made after the walk, well inside the rate limit: only the kernel can name it.
+    d = cgroup_tree.make(f"/kubepods/besteffort/pod{UID}/{CID}")
+    assert cache.path_for(os.stat(d).st_ino) == f"{cgroup_tree.rel_base}/kubepods/besteffort/pod{UID}/{CID}"
+    gone = cgroup_tree.make("/gone")
+    gone_id = os.stat(gone).st_ino
+    os.rmdir(gone)
+    assert cache.path_for(gone_id) is None
+    assert cache.path_for(2**62 + 12345) is None  # never existed
+    assert cache.rescans == 1 and cache.rescans_skipped == 0 and cache.handle_lookups == 3
+    assert cache.path_for(gone_id) is None and cache.handle_lookups == 3  # remembered as gone
+    assert cache.path_for(os.stat(d).st_ino) is not None and cache.hits == 1  # cached now
+
+
+@pytest.mark.ebpf
+def test_file_handles_stay_inside_the_cache_root(cgroup_tree: CgroupTree) -> None:
+    inside = cgroup_tree.make("/a/b")
+    cache = CgroupPathCache(cgroup_tree.base)
+    assert cache.path_for(os.stat(inside).st_ino) == "/a/b"
+    outside = os.stat(cgroup_tree.cgroup2_root).st_ino  # the mount root is above this cache's root
+    assert cache.path_for(outside) is None and cache.handle_lookups == 2
 
 
 def _tree(tmp: pathlib.Path, n: int) -> list[pathlib.Path]:
