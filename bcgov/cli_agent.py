@@ -19,6 +19,8 @@ from probes import registry
 if TYPE_CHECKING:
     from agent.runtime import Agent
 
+POD_LIST_WAIT_S = 10.0
+
 
 def _setup_logging(json_logs: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
@@ -97,6 +99,11 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
             click.echo(f"bcgov: {exc}", err=True)
             sys.exit(2)
         parts.enricher = enricher
+        # Events seen before the first pod list would name no pod: wait for it, but not forever.
+        if enricher.pods is not None and not enricher.wait_synced(POD_LIST_WAIT_S):
+            logging.getLogger("bcgov.agent").warning(
+                "no pod list from the Kubernetes API within %gs; starting anyway, pods get named once it "
+                "arrives (check the API server address and RBAC: list/watch pods)", POD_LIST_WAIT_S)
     agent_ = Agent(cfg, tracefs, parts)
     try:
         agent_.start()
