@@ -158,6 +158,19 @@ class PodNetwork:
         self.pods.append(pod)
         return pod
 
+    def remove_pod(self, pod: PodSandbox) -> None:
+        """Tear one pod down as the kubelet does when it is deleted: processes, cgroups, netns."""
+        from pyroute2 import netns
+
+        errors: list[BaseException] = []
+        for proc in pod.procs:
+            _stop(proc, self.cgroup2_root, errors)
+        for d in (pod.cgroup_dir, pod.cgroup_dir.parent):  # container scope, then the pod slice
+            _rmdir_cgroup(d, errors)
+        netns.remove(pod.netns)  # the veth pair goes with it
+        if errors:
+            raise errors[0]
+
     def _make_cgroup(self, rel: str) -> Path:
         path = self.cgroup2_root
         for part in rel.split("/"):

@@ -14,7 +14,8 @@ The pods:
   serving S3 on 9000 dual-stack: tier ``lakehouse`` from the well-known-ports default;
 * ``airflow/daily-sales-load-...``: an Airflow task pod (rolled up to its DAG through its
   dag_id/task_id labels), tier ``batch`` from the configured namespace mapping. It starts while the
-  agent runs: the watch announces it and its brand-new cgroup must be named on its first event.
+  agent runs: the watch announces it and its brand-new cgroup must be named on its first event;
+  once done it is deleted (cgroup and netns gone), and its series stay for the grace period.
 
 Traffic: the executor makes 3 request/reply connections to postgres, one to MinIO that MinIO
 aborts with a reset, and one refused connect to a host address that is no pod; then the Airflow
@@ -197,6 +198,14 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
             assert result["ok"] == 1, result
             for server in (pg_server, minio_server):
                 assert server.wait(timeout=30) == 0, server.stderr.read()
+
+            # The task is done: the kubelet removes its pod (cgroup, netns) and the API deletes it.
+            # Its series must stay on its workload for the deletion grace period.
+            wait_for(lambda: len([sp for sp in running.spans() if sp["attrs"].get("client.address") == airflow.ip]) == 2,
+                     timeout=90, what="both spans of the Airflow task's connection")
+            net.remove_pod(airflow)
+            apiserver.push("DELETED", pod_object(airflow, "base", None, {"dag_id": "daily_sales", "task_id": "load"}, None))
+            wait_for(lambda: pods_cache.by_uid(airflow.uid).deleted_at is not None, what="the pod's deletion")
             yield Scenario(running, net, pg, spark, minio, airflow, pids, refused_port)
         finally:
             if agent is not None:
@@ -365,7 +374,7 @@ def test_connection_counts_are_labelled_by_workload_and_tier(scenario: Scenario)
     assert value(s, name, direction="active", outcome="normal", **SPARK) == N_PG
     assert value(s, name, direction="active", outcome="reset", **SPARK) == 1
     assert value(s, name, direction="active", outcome="failed", **SPARK) == 1
-    assert value(s, name, direction="active", outcome="normal", **AIRFLOW) == 1
+    assert value(s, name, direction="active", outcome="normal", **AIRFLOW) == 1  # deleted, in its grace
     # A StatefulSet's pod names are stable: its series keep the pod.
     assert value(s, name, direction="passive", outcome="normal", **PG) == N_PG + 1
     assert value(s, name, direction="passive", outcome="reset", **MINIO) == 1
