@@ -24,6 +24,7 @@ task makes one connection to postgres.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import socket
@@ -123,8 +124,8 @@ def _client(pod: PodSandbox, *args: str) -> tuple[dict[str, Any], int]:
     return json.loads(out), proc.pid
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+def _start_agent(tmp: Path, kubeconfig: str, cleanup: contextlib.ExitStack) -> tuple[RunningAgent, Any]:
+    """The real agent (TCP probes only) with the real IdentityEnricher watching the stand-in."""
     from agent import preflight
     from agent.config import AgentConfig
     from agent.identity_enricher import IdentityEnricher
@@ -132,87 +133,89 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     from agent.spans import JsonlFileExporter
     from agent.tracefs import Tracefs
 
+    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp / "spans.jsonl"),
+                      probes=["tcp_lifecycle", "tcp_reset"])
+    cfg.validate()
+    parts = AgentParts()
+    enricher = IdentityEnricher.for_node(parts.registry, NODE, kubeconfig=kubeconfig, tiers=TIERS)
+    cleanup.callback(enricher.stop)
+    assert enricher.wait_synced(10), "the pod watch never listed the stand-in's pods"
+    parts.enricher = enricher
+    parts.span_exporter = JsonlFileExporter(cfg.spans_file, {"service.name": "bcgov-agent"}, "test")
+    log_path = tmp / "events.jsonl"
+    parts.event_stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
+    agent = Agent(cfg, Tracefs(preflight.check()), parts)
+    cleanup.callback(agent.stop)  # closes the exporter and the log stream too
+    agent.start()
+    assert all(r.up for r in agent.reports), [r.reason for r in agent.reports]
+    host, port = agent._server.address  # type: ignore[union-attr]
+    return RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics"), enricher
+
+
+def _first_pods(pg: PodSandbox, spark: PodSandbox, minio: PodSandbox) -> list[dict[str, Any]]:
+    return [
+        pod_object(pg, "postgres", PG_PORT,
+                   {"app": "postgres", "bcgov.io/tier": "oltp", "statefulset.kubernetes.io/pod-name": pg.name},
+                   ("apps/v1", "StatefulSet", "postgres")),
+        pod_object(spark, "executor", None,
+                   {"spark-app-selector": SPARK_APP_ID, "spark-role": "executor",
+                    "spark-app-name": "etl-orders", "bcgov.io/tier": "batch"},
+                   ("v1", "Pod", "etl-orders-driver")),  # executors are owned by their driver pod
+        pod_object(minio, "minio", MINIO_PORT, {"app": "minio", "pod-template-hash": MINIO_HASH},
+                   ("apps/v1", "ReplicaSet", MINIO_RS)),
+    ]
+
+
+AIRFLOW_LABELS = {"dag_id": "daily_sales", "task_id": "load", "try_number": "1"}
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     tmp = tmp_path_factory.mktemp("pods-e2e")
-    with PodNetwork() as net:
+    # Torn down in reverse: agent, pod watch, stand-in; then the pods and their network.
+    with PodNetwork() as net, contextlib.ExitStack() as cleanup:
         pg = net.add_pod("postgres-0", "db", 10)
         spark = net.add_pod(f"etl-orders-{SPARK_APP_ID[6:]}-exec-1", "spark", 20)
         minio = net.add_pod(f"{MINIO_RS}-q4x2z", "lake", 30)
-        pods = [
-            pod_object(pg, "postgres", PG_PORT,
-                       {"app": "postgres", "bcgov.io/tier": "oltp", "statefulset.kubernetes.io/pod-name": pg.name},
-                       ("apps/v1", "StatefulSet", "postgres")),
-            pod_object(spark, "executor", None,
-                       {"spark-app-selector": SPARK_APP_ID, "spark-role": "executor",
-                        "spark-app-name": "etl-orders", "bcgov.io/tier": "batch"},
-                       ("v1", "Pod", "etl-orders-driver")),  # executors are owned by their driver pod
-            pod_object(minio, "minio", MINIO_PORT, {"app": "minio", "pod-template-hash": MINIO_HASH},
-                       ("apps/v1", "ReplicaSet", MINIO_RS)),
-        ]
-        apiserver = StandInAPIServer({"metadata": {"resourceVersion": "10"}, "items": pods},
+        apiserver = StandInAPIServer({"metadata": {"resourceVersion": "10"}, "items": _first_pods(pg, spark, minio)},
                                      {"replicasets": [minio_replicaset()]})
         cert = make_self_signed_cert(str(tmp))
         kubeconfig = str(tmp / "kubeconfig")
         write_kubeconfig(kubeconfig, apiserver.start(*cert), cert[0])
-        enricher = None
-        agent = None
-        try:
-            cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp / "spans.jsonl"),
-                              probes=["tcp_lifecycle", "tcp_reset"])
-            cfg.validate()
-            parts = AgentParts()
-            enricher = IdentityEnricher.for_node(parts.registry, NODE, kubeconfig=kubeconfig, tiers=TIERS)
-            assert enricher.wait_synced(10), "the pod watch never listed the stand-in's pods"
-            parts.enricher = enricher
-            # Opened last, just before the agent that closes them on stop().
-            parts.span_exporter = JsonlFileExporter(cfg.spans_file, {"service.name": "bcgov-agent"}, "test")
-            log_path = tmp / "events.jsonl"
-            parts.event_stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8",
-                                                  line_buffering=True)
-            agent = Agent(cfg, Tracefs(preflight.check()), parts)
-            agent.start()
-            assert all(r.up for r in agent.reports), [r.reason for r in agent.reports]
-            host, port = agent._server.address  # type: ignore[union-attr]
-            running = RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics")
+        cleanup.callback(apiserver.stop)
+        running, enricher = _start_agent(tmp, kubeconfig, cleanup)
 
-            pg_server = _serve(pg, pg.ip, PG_PORT, N_PG + 1)
-            # MinIO (Go) listens dual-stack on [::]: the kernel reports its IPv4 peers as
-            # IPv4-mapped IPv6 addresses, which must still resolve to their pods.
-            minio_server = _serve(minio, "::", MINIO_PORT, 1, "abort")
-            pids = {}
-            result, pids["postgres"] = _client(spark, "connect", pg.ip, str(PG_PORT), str(N_PG))
-            assert result["ok"] == N_PG, result
-            result, pids["minio"] = _client(spark, "connect", minio.ip, str(MINIO_PORT), "1")
-            assert result["reset"] == 1, result
-            refused_port = _free_port(net.gateway)
-            result, pids["refused"] = _client(spark, "refused", net.gateway, str(refused_port))
-            assert result["refused"], result
+        pg_server = _serve(pg, pg.ip, PG_PORT, N_PG + 1)
+        # MinIO (Go) listens dual-stack on [::]: the kernel reports its IPv4 peers as
+        # IPv4-mapped IPv6 addresses, which must still resolve to their pods.
+        minio_server = _serve(minio, "::", MINIO_PORT, 1, "abort")
+        pids = {}
+        result, pids["postgres"] = _client(spark, "connect", pg.ip, str(PG_PORT), str(N_PG))
+        assert result["ok"] == N_PG, result
+        result, pids["minio"] = _client(spark, "connect", minio.ip, str(MINIO_PORT), "1")
+        assert result["reset"] == 1, result
+        refused_port = _free_port(net.gateway)
+        result, pids["refused"] = _client(spark, "refused", net.gateway, str(refused_port))
+        assert result["refused"], result
 
-            # A pod that starts now: new netns and cgroup, announced by a watch event only.
-            airflow = net.add_pod("daily-sales-load-x7k2p9q4", "airflow", 40)
-            apiserver.push("ADDED", pod_object(airflow, "base", None,
-                                               {"dag_id": "daily_sales", "task_id": "load", "try_number": "1"}, None))
-            pods_cache = enricher.pods
-            assert pods_cache is not None
-            wait_for(lambda: pods_cache.by_uid(airflow.uid), what="the watch to deliver the new pod")
-            result, pids["airflow"] = _client(airflow, "connect", pg.ip, str(PG_PORT), "1")
-            assert result["ok"] == 1, result
-            for server in (pg_server, minio_server):
-                assert server.wait(timeout=30) == 0, server.stderr.read()
+        # A pod that starts now: new netns and cgroup, announced by a watch event only.
+        airflow = net.add_pod("daily-sales-load-x7k2p9q4", "airflow", 40)
+        apiserver.push("ADDED", pod_object(airflow, "base", None, AIRFLOW_LABELS, None))
+        pods_cache = enricher.pods
+        wait_for(lambda: pods_cache.by_uid(airflow.uid), what="the watch to deliver the new pod")
+        result, pids["airflow"] = _client(airflow, "connect", pg.ip, str(PG_PORT), "1")
+        assert result["ok"] == 1, result
+        for server in (pg_server, minio_server):
+            assert server.wait(timeout=30) == 0, server.stderr.read()
 
-            # The task is done: the kubelet removes its pod (cgroup, netns) and the API deletes it.
-            # Its series must stay on its workload for the deletion grace period.
-            wait_for(lambda: len([sp for sp in running.spans() if sp["attrs"].get("client.address") == airflow.ip]) == 2,
-                     timeout=90, what="both spans of the Airflow task's connection")
-            net.remove_pod(airflow)
-            apiserver.push("DELETED", pod_object(airflow, "base", None, {"dag_id": "daily_sales", "task_id": "load"}, None))
-            wait_for(lambda: pods_cache.by_uid(airflow.uid).deleted_at is not None, what="the pod's deletion")
-            yield Scenario(running, net, pg, spark, minio, airflow, pids, refused_port)
-        finally:
-            if agent is not None:
-                agent.stop()
-            if enricher is not None:
-                enricher.stop()
-            apiserver.stop()
+        # The task is done: the kubelet removes its pod (cgroup, netns) and the API deletes it.
+        # Its series must stay on its workload for the deletion grace period.
+        wait_for(lambda: len([sp for sp in running.spans() if sp["attrs"].get("client.address") == airflow.ip]) == 2,
+                 timeout=90, what="both spans of the Airflow task's connection")
+        net.remove_pod(airflow)
+        apiserver.push("DELETED", pod_object(airflow, "base", None, AIRFLOW_LABELS, None))
+        wait_for(lambda: pods_cache.by_uid(airflow.uid).deleted_at is not None, what="the pod's deletion")
+        yield Scenario(running, net, pg, spark, minio, airflow, pids, refused_port)
 
 
 # -- what each pod is, in the agent's words -------------------------------------------------------
