@@ -10,7 +10,7 @@ import pytest
 import manifests
 
 # The agent's capabilities, each justified in agent-daemonset.yaml's comments.
-AGENT_CAPABILITIES = {"BPF", "PERFMON", "SYS_RESOURCE", "SYS_ADMIN"}
+AGENT_CAPABILITIES = {"BPF", "PERFMON", "SYS_RESOURCE", "SYS_ADMIN", "DAC_READ_SEARCH"}
 # What agent/identity reads: its node's pods, and ReplicaSet/Job owners (owners.py).
 AGENT_RBAC = {("", "pods"), ("apps", "replicasets"), ("batch", "jobs"), ("", "persistentvolumes")}
 # PVs are only read one by one (block I/O PVC labels, agent/pv_claims.py): get, no list or watch.

@@ -153,3 +153,20 @@ def test_unreadable_root_raises_identity_error(tmp_path: pathlib.Path) -> None:
     cache = CgroupPathCache(str(tmp_path / "absent"))
     with pytest.raises(CgroupRootError):
         cache.path_for(1)
+
+
+@pytest.mark.ebpf
+def test_without_cap_dac_read_search_a_miss_walks_the_tree(cgroup_tree: CgroupTree) -> None:
+    import subprocess
+    import sys
+
+    d = cgroup_tree.make(f"/kubepods/besteffort/pod{UID}/{CID}")
+    code = ("import os, sys; from agent.identity.cgroups import CgroupPathCache; c = CgroupPathCache(sys.argv[1]); "
+            "print(c.path_for(int(sys.argv[2])), c.handle_lookups, c.rescans)")
+    # setpriv (util-linux) drops the capability the way a DaemonSet without it would run.
+    out = subprocess.run(
+        ["setpriv", "--inh-caps=-dac_read_search", "--bounding-set=-dac_read_search",
+         sys.executable, "-c", code, cgroup_tree.base, str(os.stat(d).st_ino)],
+        capture_output=True, text=True, check=True, cwd=pathlib.Path(__file__).parents[3],
+    ).stdout.split()
+    assert out == [f"/kubepods/besteffort/pod{UID}/{CID}", "0", "1"]
