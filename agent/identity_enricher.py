@@ -74,7 +74,7 @@ class IdentityEnricher(Enricher):
         return tuple(labels[n] for n in LABELS)
 
     def labels_for_endpoint(self, addr: str, port: int) -> tuple[str, ...]:
-        who = self._resolver.for_peer(addr, port)
+        who = self._resolver.for_peer(addr, port, local=True)
         if who is None:
             return ("",) * len(LABELS)
         labels = who.to_prom_labels()

@@ -119,7 +119,7 @@ class IdentityResolver:
     """Resolves cgroup ids and peer addresses to Identity values.
 
     ``pods`` may be None (no Kubernetes). ``unresolved`` is called with a reason: "cgroup_unknown",
-    "no_kubernetes", "pod_unknown" or "peer_unknown".
+    "no_kubernetes", "pod_unknown", "peer_unknown" or "endpoint_unknown".
     """
 
     def __init__(
@@ -158,15 +158,16 @@ class IdentityResolver:
             return self._bare_pod(ref, port)
         return self._from_pod(pod, ref, port)
 
-    def for_peer(self, ip: str, port: int | None = None) -> Identity | None:
+    def for_peer(self, ip: str, port: int | None = None, *, local: bool = False) -> Identity | None:
         """Identity of a connection's remote end: its pod when the IP is a known pod's, else just
-        the port's tier; None when neither is known."""
+        the port's tier; None when neither is known. ``local=True`` for this node's own end known
+        only by address (4-tuple counters): an unknown one is counted as "endpoint_unknown"."""
         pod = self._pods.by_ip(ip) if self._pods is not None and self._pods.available else None
         if pod is not None:
             return self._from_pod(pod, None, port)
         tier = self._tiers.resolve(port=port)
         if tier is None:
-            self._count("peer_unknown")
+            self._count("endpoint_unknown" if local else "peer_unknown")
             return None
         return Identity(tier=tier)
 

@@ -401,4 +401,6 @@ def test_resets_name_both_ends(scenario: Scenario) -> None:
     # The refused connect: the host (no pod) sent the reset, the executor received it.
     assert value(s, name, direction="sent", **NOBODY, **peer(SPARK)) == 1
     assert value(s, name, direction="received", **SPARK, **peer(NOBODY)) == 1
+    # the gateway is no pod: unknown as the executor's peer, and as the local end of the host's reset
     assert value(s, "bcgov_agent_identity_unresolved_total", reason="peer_unknown") >= 1
+    assert value(s, "bcgov_agent_identity_unresolved_total", reason="endpoint_unknown") >= 1

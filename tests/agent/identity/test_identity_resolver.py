@@ -115,11 +115,13 @@ def test_unresolved_reasons_are_counted_into_a_prometheus_counter(tree: Tree, po
     assert (ident.pod_uid, ident.container_id, ident.tier, ident.pod) == (stranger, "ab" * 32, "lakehouse", None)
     assert r.for_cgroup(123_456_789) == Identity(node="node-a")
     assert r.for_peer("203.0.113.9", 40000) is None
+    assert r.for_peer("192.168.1.10", 40001, local=True) is None  # this node's end, not a pod
 
     def value(reason: str) -> float:
         return registry.get_sample_value("bcgov_agent_identity_unresolved_total", {"reason": reason}) or 0.0
 
-    assert [value(x) for x in ("pod_unknown", "cgroup_unknown", "peer_unknown")] == [1.0, 1.0, 1.0]
+    reasons = ("pod_unknown", "cgroup_unknown", "peer_unknown", "endpoint_unknown")
+    assert [value(x) for x in reasons] == [1.0, 1.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize(
