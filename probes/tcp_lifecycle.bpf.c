@@ -99,7 +99,17 @@ struct conn_count_key {
 };
 
 BPF_HASH(conns, u64, struct conn, 65536);
-BPF_HASH(listeners, u16, struct owner, 4096);
+/* Who listens on a port. Tracepoint fields cannot tell network namespaces apart, and pods listen
+ * on the same ports (every Postgres on 5432): once two cgroups listen on one port its owner is
+ * zeroed, so an accepted socket waits for its first send/receive instead of being given to the
+ * wrong pod. The entry lives while any of the port's listening sockets does. */
+struct listener {
+    struct owner owner;  /* cgroup_id 0: several cgroups listen on this port */
+    u32 sockets;
+    u32 _pad;
+};
+
+BPF_HASH(listeners, u16, struct listener, 4096);
 BPF_HASH(tcp_connections, struct conn_count_key, u64, 16384);
 BPF_PERCPU_ARRAY(tcp_opens, u64, 3);
 BPF_PERCPU_ARRAY(stats, u64, BCGOV_STAT_MAX);
@@ -138,9 +148,9 @@ static __always_inline void track(u64 sk, int direction, u16 sport)
         fill_owner(&c.owner);
         c.owner_source = OWNER_CONNECT;
     } else {
-        struct owner *l = listeners.lookup(&sport);
-        if (l) {
-            c.owner = *l;
+        struct listener *l = listeners.lookup(&sport);
+        if (l && l->owner.cgroup_id) {
+            c.owner = l->owner;
             c.owner_source = OWNER_LISTENER;
         }
     }
@@ -218,11 +228,20 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
     if (newstate == TCP_LISTEN) {
         /* listen() runs in the owner's context: remember who serves this port. */
-        struct owner o = {};
-        fill_owner(&o);
+        struct listener n = {};
+        fill_owner(&n.owner);
+        n.sockets = 1;
         u16 port = args->sport;
-        if (listeners.update(&port, &o) != 0)
+        if (listeners.insert(&port, &n) == 0)
+            return 0;
+        struct listener *l = listeners.lookup(&port);
+        if (!l) {
             stat_inc(BCGOV_STAT_MAP_FULL);
+            return 0;
+        }
+        if (l->owner.cgroup_id != n.owner.cgroup_id)
+            __builtin_memset(&l->owner, 0, sizeof(l->owner));
+        lock_xadd(&l->sockets, 1);
         return 0;
     }
     if (newstate == TCP_SYN_SENT) {
@@ -244,7 +263,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     if (newstate == TCP_CLOSE) {
         if (args->oldstate == TCP_LISTEN) {
             u16 port = args->sport;
-            listeners.delete(&port);
+            struct listener *l = listeners.lookup(&port);
+            if (l && l->sockets <= 1)
+                listeners.delete(&port);
+            else if (l)
+                lock_xadd(&l->sockets, -1);
             return 0;
         }
         struct tcp_close_record *r = finish(sk, args->oldstate);

@@ -2,9 +2,12 @@
 that prints what it did as one JSON line, so tests can check the agent's counts exactly.
 
 Usage:
-  python pod_workload.py serve IP PORT N [abort]   accept N connections: read the request, reply,
-                                                   close (abort: reset instead of replying);
-                                                   IP "::" listens dual-stack
+  python pod_workload.py serve IP PORT N [abort|drop]
+                                                   accept N connections: read the request, reply,
+                                                   close (abort: reset instead of replying; drop:
+                                                   close at once, no read or write, like a server
+                                                   at its connection limit); IP "::" listens
+                                                   dual-stack
   python pod_workload.py connect IP PORT N         N request/reply connections
   python pod_workload.py refused IP PORT           one connect that must be refused
 
@@ -33,7 +36,7 @@ def _read(sock: socket.socket, n: int) -> bytes:
     return got
 
 
-def serve(ip: str, port: int, n: int, abort: bool) -> dict:
+def serve(ip: str, port: int, n: int, mode: str = "") -> dict:
     # "::" listens dual-stack, as Go and Java servers do: IPv4 clients then appear to the kernel
     # as IPv4-mapped IPv6 addresses (::ffff:a.b.c.d).
     srv = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
@@ -46,8 +49,12 @@ def serve(ip: str, port: int, n: int, abort: bool) -> dict:
     served = 0
     for _ in range(n):
         conn, _ = srv.accept()
+        if mode == "drop":
+            conn.close()
+            served += 1
+            continue
         _read(conn, len(REQUEST))
-        if abort:
+        if mode == "abort":
             # SO_LINGER with a zero timeout: close() aborts the connection with a RST.
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         else:
@@ -84,7 +91,7 @@ def refused(ip: str, port: int) -> dict:
 def main(argv: list[str]) -> int:
     what, ip, port = argv[0], argv[1], int(argv[2])
     if what == "serve":
-        out = serve(ip, port, int(argv[3]), abort=argv[4:5] == ["abort"])
+        out = serve(ip, port, int(argv[3]), *argv[4:5])
     elif what == "connect":
         out = connect(ip, port, int(argv[3]))
     elif what == "refused":

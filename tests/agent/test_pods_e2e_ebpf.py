@@ -8,6 +8,9 @@ The pods:
 
 * ``db/postgres-0``: StatefulSet ``postgres``, tier ``oltp`` from its ``bcgov.io/tier`` label,
   serving on 15432 (a port with no default tier, so only the label can give it);
+* ``db/postgres-1``: its replica, listening on the same port in its own network namespace, which
+  drops a connection without reading or writing (at its connection limit): with no I/O only the
+  listening port could name the accepting pod, and the port is ambiguous between the replicas;
 * ``spark/etl-orders-...-exec-1``: a Spark executor (rolled up to SparkApplication ``etl-orders``
   through its spark-app-selector labels), tier ``batch`` from its label: the client;
 * ``lake/minio-...``: a Deployment pod (through its ReplicaSet, read from the API), no tier label,
@@ -18,8 +21,9 @@ The pods:
   once done it is deleted (cgroup and netns gone), and its series stay for the grace period.
 
 Traffic: the executor makes 3 request/reply connections to postgres, one to MinIO that MinIO
-aborts with a reset, and one refused connect to a host address that is no pod; then the Airflow
-task makes one connection to postgres.
+aborts with a reset, and one refused connect to a host address that is no pod; the host (like a
+kubelet TCP probe) connects to postgres-1, which drops it; then the Airflow task makes one
+connection to postgres.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class Scenario:
     agent: RunningAgent
     net: PodNetwork
     pg: PodSandbox
+    pg1: PodSandbox
     spark: PodSandbox
     minio: PodSandbox
     airflow: PodSandbox
@@ -152,11 +157,11 @@ def _start_agent(tmp: Path, kubeconfig: str, cleanup: contextlib.ExitStack) -> t
     return RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics"), enricher
 
 
-def _first_pods(pg: PodSandbox, spark: PodSandbox, minio: PodSandbox) -> list[dict[str, Any]]:
+def _first_pods(pg: PodSandbox, pg1: PodSandbox, spark: PodSandbox, minio: PodSandbox) -> list[dict[str, Any]]:
     return [
-        pod_object(pg, "postgres", PG_PORT,
-                   {"app": "postgres", "bcgov.io/tier": "oltp", "statefulset.kubernetes.io/pod-name": pg.name},
-                   ("apps/v1", "StatefulSet", "postgres")),
+        *(pod_object(p, "postgres", PG_PORT,
+                     {"app": "postgres", "bcgov.io/tier": "oltp", "statefulset.kubernetes.io/pod-name": p.name},
+                     ("apps/v1", "StatefulSet", "postgres")) for p in (pg, pg1)),
         pod_object(spark, "executor", None,
                    {"spark-app-selector": SPARK_APP_ID, "spark-role": "executor",
                     "spark-app-name": "etl-orders", "bcgov.io/tier": "batch"},
@@ -175,9 +180,10 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     # Torn down in reverse: agent, pod watch, stand-in; then the pods and their network.
     with PodNetwork() as net, contextlib.ExitStack() as cleanup:
         pg = net.add_pod("postgres-0", "db", 10)
+        pg1 = net.add_pod("postgres-1", "db", 11)
         spark = net.add_pod(f"etl-orders-{SPARK_APP_ID[6:]}-exec-1", "spark", 20)
         minio = net.add_pod(f"{MINIO_RS}-q4x2z", "lake", 30)
-        apiserver = StandInAPIServer({"metadata": {"resourceVersion": "10"}, "items": _first_pods(pg, spark, minio)},
+        apiserver = StandInAPIServer({"metadata": {"resourceVersion": "10"}, "items": _first_pods(pg, pg1, spark, minio)},
                                      {"replicasets": [minio_replicaset()]})
         cert = make_self_signed_cert(str(tmp))
         kubeconfig = str(tmp / "kubeconfig")
@@ -185,7 +191,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         cleanup.callback(apiserver.stop)
         running, enricher = _start_agent(tmp, kubeconfig, cleanup)
 
-        pg_server = _serve(pg, pg.ip, PG_PORT, N_PG + 1)
+        pg1_server = _serve(pg1, pg1.ip, PG_PORT, 1, "drop")
+        pg_server = _serve(pg, pg.ip, PG_PORT, N_PG + 1)  # listens last: the port's newest listener
         # MinIO (Go) listens dual-stack on [::]: the kernel reports its IPv4 peers as
         # IPv4-mapped IPv6 addresses, which must still resolve to their pods.
         minio_server = _serve(minio, "::", MINIO_PORT, 1, "abort")
@@ -197,6 +204,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         refused_port = _free_port(net.gateway)
         result, pids["refused"] = _client(spark, "refused", net.gateway, str(refused_port))
         assert result["refused"], result
+        socket.create_connection((pg1.ip, PG_PORT), timeout=10).close()  # a TCP probe from the host
 
         # A pod that starts now: new netns and cgroup, announced by a watch event only.
         airflow = net.add_pod("daily-sales-load-x7k2p9q4", "airflow", 40)
@@ -205,7 +213,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         wait_for(lambda: pods_cache.by_uid(airflow.uid), what="the watch to deliver the new pod")
         result, pids["airflow"] = _client(airflow, "connect", pg.ip, str(PG_PORT), "1")
         assert result["ok"] == 1, result
-        for server in (pg_server, minio_server):
+        for server in (pg_server, pg1_server, minio_server):
             assert server.wait(timeout=30) == 0, server.stderr.read()
 
         # The task is done: the kubelet removes its pod (cgroup, netns) and the API deletes it.
@@ -215,7 +223,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         net.remove_pod(airflow)
         apiserver.push("DELETED", pod_object(airflow, "base", None, AIRFLOW_LABELS, None))
         wait_for(lambda: pods_cache.by_uid(airflow.uid).deleted_at is not None, what="the pod's deletion")
-        yield Scenario(running, net, pg, spark, minio, airflow, pids, refused_port)
+        yield Scenario(running, net, pg, pg1, spark, minio, airflow, pids, refused_port)
 
 
 # -- what each pod is, in the agent's words -------------------------------------------------------
@@ -306,6 +314,16 @@ def test_a_pod_started_while_the_agent_runs_is_named_on_its_first_connection(sce
     assert client["attrs"]["process.pid"] == s.client_pid["airflow"]
     assert subset(server["attrs"], own_attrs(s, s.pg)) == {}
     assert subset(server["attrs"], peer_attrs(s, s.airflow)) == {}
+
+
+def test_an_accepted_connection_without_io_is_never_given_to_another_replica(scenario: Scenario) -> None:
+    s = scenario
+    (server,) = by_kind(conn_spans(s, s.pg1.ip, PG_PORT, 2), SERVER)
+    a = server["attrs"]
+    # postgres-0 listened on the same port last; the port alone must not name it as the owner.
+    assert a["bcgov.tcp.owner_source"] == "unknown"
+    assert "k8s.pod.name" not in a and "process.pid" not in a
+    assert a["network.local.address"] == s.pg1.ip
 
 
 def test_reset_connection_names_both_pods_and_the_port_tier(scenario: Scenario) -> None:

@@ -53,7 +53,10 @@ def test_stop_past_its_timeout_discards_the_backlog_and_returns_only_when_the_th
         release.wait(30)  # the first record blocks the reader, like a long backlog would
 
     reader = RingBufferReader(probe, slow_handler, Instruments(CollectorRegistry(), Enricher()))
+    before = set(threading.enumerate())
     reader.start()
+    # Other agents in this session have readers of the same name: take the one that just started.
+    (reader_thread,) = [t for t in set(threading.enumerate()) - before if t.name == "bcgov-read-tcp_lifecycle"]
     stopper = threading.Thread(target=reader.stop, kwargs={"timeout_s": 0.2})
     try:
         _loopback_connections(N_CONNECTIONS)
@@ -66,6 +69,5 @@ def test_stop_past_its_timeout_discards_the_backlog_and_returns_only_when_the_th
         release.set()
     stopper.join(30)
     assert not stopper.is_alive()
+    assert not reader_thread.is_alive()  # stop() returned only after the reader thread ended
     assert len(handled) == 1  # the backlog behind the blocked record was discarded, not handled
-    wait_for(lambda: not any(t.name == "bcgov-read-tcp_lifecycle" and t.is_alive() for t in threading.enumerate()),
-             what="the reader thread to end")
