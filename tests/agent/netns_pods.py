@@ -23,6 +23,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -89,8 +90,7 @@ class PodNetwork:
     """A bridge with a /24 of pod IPs, and the pods on it. Use as a context manager."""
 
     def __init__(self, subnet: str | None = None) -> None:
-        # 10.251.X.0/24 with a random X: a leftover of a killed run cannot clash with this one.
-        self.subnet = subnet or f"10.251.{secrets.randbelow(250) + 1}"
+        self.subnet = subnet or _free_subnet()
         self.gateway = f"{self.subnet}.1"
         self._tag = secrets.token_hex(3)
         self.bridge = f"bcgbr{self._tag}"
@@ -193,6 +193,17 @@ class PodNetwork:
         self._ledger.unlink(missing_ok=True)
         if errors:
             raise errors[0]
+
+
+def _free_subnet() -> str:
+    """A 10.251.X prefix (/24) no interface on the host uses yet: parallel runs never share one."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        used = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=socket.AF_INET)}
+    taken = {int(ip.split(".")[2]) for ip in used if ip and ip.startswith("10.251.")}
+    free = [x for x in range(1, 255) if x not in taken]
+    return f"10.251.{free[secrets.randbelow(len(free))]}"
 
 
 def sweep_leftovers() -> None:
