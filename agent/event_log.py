@@ -2,23 +2,75 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import threading
+import time
 from typing import Any, TextIO
+
+# Lines held at most before a batched log writes them out even without a flush() call.
+MAX_PENDING = 512
+
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # what _encode uses for str
+_FRAGMENT_CACHE_MAX = 16384
+# Records repeat the same keys and mostly the same string values (addresses, names, identity):
+# their '"key":"value"' texts are cached, so a line is mostly dict lookups and one join.
+_str_items: dict[tuple[str, str], str] = {}
+_key_heads: dict[str, str] = {}
+
+
+def _json_item(k: str, v: Any) -> str:
+    if type(v) is str:
+        text = _str_items.get((k, v))
+        if text is None:
+            text = f"{_json_str(k)}:{_json_str(v)}"
+            if len(_str_items) >= _FRAGMENT_CACHE_MAX:
+                _str_items.clear()
+            _str_items[(k, v)] = text
+        return text
+    head = _key_heads.get(k)
+    if head is None:
+        head = _json_str(k) + ":"
+        if len(_key_heads) < _FRAGMENT_CACHE_MAX:
+            _key_heads[k] = head
+    if type(v) is int:
+        return f"{head}{v}"
+    return head + _encode(v)
+
+
+def json_object(attributes: dict[str, Any]) -> str:
+    """`attributes` as compact JSON, exactly as json.dumps(..., separators=(",", ":"), default=str)
+    would write it (string keys), from cached fragments."""
+    return "{" + ",".join([_json_item(k, v) for k, v in attributes.items()]) + "}"
+_second: list[Any] = [None, ""]  # (epoch second, its "YYYY-MM-DDTHH:MM:SS" text): one strftime a second
 
 
 def iso_ns(epoch_ns: int) -> str:
-    """RFC 3339 UTC timestamp with microseconds."""
-    return dt.datetime.fromtimestamp(epoch_ns / 1e9, tz=dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC timestamp with microseconds (truncated, never rounded into the next second)."""
+    sec, ns = divmod(epoch_ns, 1_000_000_000)
+    cached = _second
+    if cached[0] != sec:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        cached[0], cached[1] = sec, text  # two stores; a racing reader at worst formats again
+    else:
+        text = cached[1]
+    return f"{text}.{ns // 1000:06d}Z"
 
 
 class EventLog:
-    """Writes event lines to a stream (stderr or a file); safe from several reader threads."""
+    """Writes event lines to a stream (stderr or a file); safe from several reader threads.
 
-    def __init__(self, stream: TextIO) -> None:
+    Unbatched (the default), every line is written and flushed at once. Batched, lines are
+    held in memory and written with one write and one flush when `flush()` is called (the ring
+    buffer readers do so after every poll, so a line waits at most for the batch it came in),
+    when MAX_PENDING are held, and at `close()`: one flush per line costs a system call per
+    record, and under load the GIL handoff around it costs far more."""
+
+    def __init__(self, stream: TextIO, batched: bool = False) -> None:
         self._stream = stream
+        self._batched = batched
+        self._pending: list[str] = []
         self._lock = threading.Lock()
 
     def write(
@@ -31,17 +83,47 @@ class EventLog:
         span_id: str | None = None,
     ) -> None:
         """Write one line: OTel log data model field names, flat attributes."""
-        rec: dict[str, Any] = {"time": iso_ns(time_ns), "severity": severity, "body": body}
+        self.write_json(time_ns, body, json_object(attributes), severity, trace_id, span_id)
+
+    def write_json(
+        self,
+        time_ns: int,
+        body: str,
+        attributes_json: str,
+        severity: str = "INFO",
+        trace_id: str | None = None,
+        span_id: str | None = None,
+    ) -> None:
+        """`write` with the attributes already encoded as one JSON object (the connection path
+        builds that text from per-workload fragments instead of encoding a dict per record)."""
+        head = f'{{"time":"{iso_ns(time_ns)}","severity":{_json_str(severity)},"body":{_json_str(body)}'
         if trace_id:
-            rec["trace_id"] = trace_id
-            rec["span_id"] = span_id
-        rec["attributes"] = attributes
-        line = json.dumps(rec, separators=(",", ":"), default=str)
+            head += f',"trace_id":{_json_str(trace_id)},"span_id":{_encode(span_id)}'
+        line = f'{head},"attributes":{attributes_json}}}\n'
+        if not self._batched:
+            with self._lock:
+                self._stream.write(line)
+                self._stream.flush()
+            return
         with self._lock:
-            self._stream.write(line + "\n")
+            pending = self._pending
+            pending.append(line)
+            if len(pending) < MAX_PENDING:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Write out and flush the held lines (a no-op when none are held)."""
+        with self._lock:
+            if not self._pending:
+                return
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._stream.write(text)
             self._stream.flush()
 
     def close(self) -> None:
-        """Close the stream unless it is a standard stream."""
+        """Write out what is held, then close the stream unless it is a standard stream."""
+        self.flush()
         if self._stream not in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             self._stream.close()

@@ -13,6 +13,7 @@ from agent.enrich import Enricher
 from agent.series_guard import LabelValues, SeriesGuard
 
 DROP_REASONS = ("queue_full", "export_failed", "shutdown")
+_CHILD_CACHE_MAX = 8192
 
 # From 100 µs (loopback round trips) to 5 min (long-lived batch and replication connections).
 DURATION_BUCKETS = (
@@ -30,13 +31,25 @@ class GuardedLabels:
         self._name = name
         self._label_names = tuple(label_names)
         self._guard = guard
+        # values -> child: admission and prometheus_client's labels() (locks, validation) cost
+        # several microseconds per record; a label set's child stays the same until forget().
+        self._children: dict[LabelValues, Any] = {}
 
     def labels(self, *values: str) -> Any:
         """The child for `values`, or the overflow child when the budget is spent."""
-        return self._metric.labels(*self._guard.admit(self._name, self._label_names, values))
+        child = self._children.get(values)
+        if child is None:
+            child = self._metric.labels(*self._guard.admit(self._name, self._label_names, values))
+            if len(self._children) >= _CHILD_CACHE_MAX:
+                self._children.clear()
+            self._children[values] = child
+        return child
 
     def forget(self, released: Mapping[str, Iterable[LabelValues]]) -> None:
         """Remove the children the guard released."""
+        if released.get(self._name):
+            # Released slots may go to label sets folded into overflow so far: decide afresh.
+            self._children = {}
         for values in released.get(self._name, ()):
             try:
                 self._metric.remove(*values)
@@ -67,6 +80,10 @@ class Instruments:
         )
         self.spans_sampled_out = Counter(
             "bcgov_agent_spans_sampled_out", "Normal, fast connections whose span was sampled out (metrics still count them).", registry=registry
+        )
+        self.own_connections = Counter(
+            "bcgov_agent_own_connections", "The agent's own TCP connections (OTLP export, API watches): counted, no span, "
+            "log line or duration observation, so exporting spans does not make more spans.", registry=registry
         )
         self.spans_exported = Counter("bcgov_agent_spans_exported", "Spans handed to the exporter successfully.", registry=registry)
         self.handler_errors = Counter(

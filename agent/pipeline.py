@@ -7,11 +7,13 @@ log line with the same trace_id: one event, three pillars.
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any, Callable
 
 from agent.clock import MonotonicToWall
 from agent.enrich import Enricher
+from agent.enrich_cache import EnrichmentCache
 from agent.event_log import EventLog
 from agent.instruments import Instruments
 from agent.redact import redact_argv, redact_text
@@ -27,6 +29,9 @@ from probes.events import OomKill, ProcessExec, ProcessExit, TcpConnection
 from probes.process import ARG_LEN
 
 ERROR_TYPES = {"refused": "connection_refused", "timeout": "connect_timeout", "reset": "connection_reset"}
+_BODIES = {o: f"tcp connection {o}" for o in ("normal", "reset", "refused", "timeout")}
+_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_json_value = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
@@ -60,6 +65,34 @@ def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
     if ev.outcome in ERROR_TYPES:
         attrs["error.type"] = ERROR_TYPES[ev.outcome]
     return attrs
+
+
+def connection_json_members(ev: TcpConnection) -> str:
+    """`connection_attributes(ev)` as JSON object members (no braces), written directly: the
+    same keys in the same order (tests/agent/test_pipeline_json.py holds the two together)."""
+    active = ev.direction == "active"
+    local, remote = _json_str(ev.local_addr), _json_str(ev.remote_addr)
+    lp, rp = ev.local_port, ev.remote_port
+    text = (
+        f'"network.transport":"tcp","network.type":"{"ipv6" if ev.family == socket.AF_INET6 else "ipv4"}",'
+        f'"network.local.address":{local},"network.local.port":{lp},"network.peer.address":{remote},'
+        f'"network.peer.port":{rp},"bcgov.tcp.direction":{_json_str(ev.direction)},'
+        f'"bcgov.tcp.outcome":{_json_str(ev.outcome)},"bcgov.tcp.retransmits":{ev.retransmits},'
+        f'"bcgov.tcp.owner_source":{_json_str(ev.owner_source)},'
+    )
+    if active:
+        text += f'"server.address":{remote},"server.port":{rp},"client.address":{local},"client.port":{lp}'
+    else:
+        text += f'"server.address":{local},"server.port":{lp},"client.address":{remote},"client.port":{rp}'
+    if ev.pid:
+        text += f',"process.pid":{ev.pid},"process.executable.name":{_json_str(ev.comm)}'
+    if ev.bytes_sent is not None:
+        text += f',"bcgov.tcp.bytes_sent":{ev.bytes_sent},"bcgov.tcp.bytes_received":{_json_value(ev.bytes_received)}'
+    if ev.established_ns:
+        text += f',"bcgov.tcp.handshake_seconds":{_json_value(max(0, ev.established_ns - ev.start_ns) / 1e9)}'
+    if ev.outcome in ERROR_TYPES:
+        text += f',"error.type":"{ERROR_TYPES[ev.outcome]}"'
+    return text
 
 
 class SpanSampler:
@@ -99,15 +132,24 @@ class EventPipeline:
         ids: IdSource,
         observers: list[Callable[[object], None]] | None = None,
         sampler: "SpanSampler | None" = None,
+        own_pid: int | None = None,
     ) -> None:
         self._clock = clock
         self._enricher = enricher
+        self._identity = EnrichmentCache(enricher)
+        # The agent's own connections (its OTLP exports, its API watches) would each make a span
+        # that is exported over another connection, forever: with own_pid set they are only counted.
+        self._own_pid = own_pid
         self._instruments = instruments
         self._submit_span = submit_span
         self._log = event_log
         self._ids = ids
         self._observers = observers or []
         self._sampler = sampler or SpanSampler()
+
+    def flush(self) -> None:
+        """Write out what the exporters hold for this batch (the readers call it after each poll)."""
+        self._log.flush()
 
     def handle(self, event: object) -> None:
         """Route one event to its exporters."""
@@ -124,27 +166,25 @@ class EventPipeline:
 
     def connection_span(self, ev: TcpConnection) -> SpanData:
         """The span of one connection endpoint: CLIENT for connect, SERVER for accept."""
+        return self._span(ev, self._identity.workload(ev.cgroup_id)[1], self._identity.peer(ev.remote_addr, ev.remote_port)[0])
+
+    def _span(self, ev: TcpConnection, workload_attrs: dict[str, Any], peer_attrs: dict[str, Any]) -> SpanData:
         wall = self._clock.to_wall_ns
         attrs = connection_attributes(ev)
-        attrs.update(self._enricher.attributes_for(ev.cgroup_id, ev.pid))
-        attrs.update(self._enricher.peer_attributes(ev.remote_addr, ev.remote_port))
+        attrs.update(workload_attrs)
+        if peer_attrs:
+            attrs.update(peer_attrs)
         events = [
             SpanEvent("tcp.retransmit", wall(ts), {"bcgov.tcp.retransmit.index": i + 1})
             for i, ts in enumerate(ev.retransmit_ns)
-        ]
+        ] if ev.retransmit_ns else []
         if ev.reset_ns:
             who = "received" if ev.reset_received else "sent"
             events.append(SpanEvent("tcp.reset", wall(ev.reset_ns), {"bcgov.tcp.reset.direction": who}))
         active = ev.direction == "active"
         span = SpanData(
-            trace_id=self._ids.trace_id(),
-            span_id=self._ids.span_id(),
-            name="tcp connect" if active else "tcp accept",
-            kind=KIND_CLIENT if active else KIND_SERVER,
-            start_ns=wall(ev.start_ns),
-            end_ns=wall(ev.end_ns),
-            attributes=attrs,
-            events=events,
+            self._ids.trace_id(), self._ids.span_id(), "tcp connect" if active else "tcp accept",
+            KIND_CLIENT if active else KIND_SERVER, wall(ev.start_ns), wall(ev.end_ns), attrs, events,
         )
         if ev.outcome in ERROR_TYPES:
             span.status_code = STATUS_ERROR
@@ -152,24 +192,35 @@ class EventPipeline:
         return span
 
     def _connection(self, ev: TcpConnection) -> None:
-        labels = (ev.direction, ev.outcome, *self._enricher.labels_for_cgroup(ev.cgroup_id))
+        if ev.pid == self._own_pid:
+            self._instruments.own_connections.inc()
+            return
+        workload_labels, workload_attrs, workload_json = self._identity.workload(ev.cgroup_id)
+        duration = self._instruments.duration.labels(ev.direction, ev.outcome, *workload_labels)
         if not self._sampler.keep(ev):
             # Metrics stay exact; only the span (and so the exemplar and trace_id) is skipped.
             self._instruments.spans_sampled_out.inc()
-            self._instruments.duration.labels(*labels).observe(ev.duration_ns / 1e9)
+            duration.observe(ev.duration_ns / 1e9)
             return
-        span = self.connection_span(ev)
+        peer_attrs, peer_json = self._identity.peer(ev.remote_addr, ev.remote_port)
+        span = self._span(ev, workload_attrs, peer_attrs)
         self._submit_span(span)
-        self._instruments.duration.labels(*labels).observe(
-            ev.duration_ns / 1e9, exemplar={"trace_id": span.trace_id_hex, "span_id": span.span_id_hex}
-        )
-        self._log.write(
+        trace_id, span_id = f"{span.trace_id:032x}", f"{span.span_id:016x}"
+        duration.observe(ev.duration_ns / 1e9, exemplar={"trace_id": trace_id, "span_id": span_id})
+        # The line's attributes are the span's: the same members in the same order, encoded
+        # from the connection's fields and the workload's and peer's cached JSON.
+        members = connection_json_members(ev)
+        if workload_json:
+            members += "," + workload_json
+        if peer_json:
+            members += "," + peer_json
+        self._log.write_json(
             span.end_ns,
-            f"tcp connection {ev.outcome}",
-            span.attributes,
+            _BODIES.get(ev.outcome) or f"tcp connection {ev.outcome}",
+            "{" + members + "}",
             severity="WARN" if span.status_code == STATUS_ERROR else "INFO",
-            trace_id=span.trace_id_hex,
-            span_id=span.span_id_hex,
+            trace_id=trace_id,
+            span_id=span_id,
         )
 
     def _exec(self, ev: ProcessExec) -> None:

@@ -26,6 +26,7 @@ class RingBufferReader:
         handle: Callable[[object], None],
         instruments: Instruments,
         poll_timeout_ms: int = 100,
+        after_batch: Callable[[], None] | None = None,
     ) -> None:
         spec = probe.plan.spec
         if not spec.ring_buffer or spec.decoder is None:
@@ -35,6 +36,8 @@ class RingBufferReader:
         self._handle = handle
         self._instruments = instruments
         self._timeout = poll_timeout_ms
+        # Called after each poll has handled what was there (e.g. to write out batched log lines).
+        self._after_batch = after_batch or (lambda: None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"bcgov-read-{spec.name}", daemon=True)
         self._errors_logged = 0
@@ -61,9 +64,20 @@ class RingBufferReader:
 
     def _run(self) -> None:
         bpf = self._probe.bpf
+        after = self._after_batch
         while not self._stop.is_set():
             bpf.ring_buffer_poll(self._timeout)
+            self._flush(after)
         bpf.ring_buffer_consume()  # whatever arrived before the probes were detached
+        self._flush(after)
+
+    def _flush(self, after: Callable[[], None]) -> None:
+        try:
+            after()
+        except Exception:  # a full disk must not stop the reader; the next batch tries again
+            if self._errors_logged < 10:
+                self._errors_logged += 1
+                log.exception("probe %s: after-batch hook failed", self._probe.name)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop polling after draining what is already in the buffer; past ``timeout_s`` the rest

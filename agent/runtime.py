@@ -112,7 +112,7 @@ class Agent:
             max_queue=self.config.span_queue_size,
             flush_timeout_s=self.config.otlp_timeout_seconds,
         )
-        self._event_log = EventLog(p.event_stream or _open_log(self.config.log_file))
+        self._event_log = EventLog(p.event_stream or _open_log(self.config.log_file), batched=True)
         self.pipeline = EventPipeline(
             p.clock, p.enricher, self.instruments, self._span_queue.submit, self._event_log, p.ids,
             observers=[self.summary.observe],
@@ -135,7 +135,7 @@ class Agent:
         self._start_overhead_accounting()
         for probe in self.probes.values():
             if probe.plan.spec.ring_buffer:
-                reader = RingBufferReader(probe, self.pipeline.handle, self.instruments)
+                reader = RingBufferReader(probe, self.pipeline.handle, self.instruments, after_batch=self.pipeline.flush)
                 reader.start()
                 self._readers.append(reader)
         hp = self.config.metrics_host_port()

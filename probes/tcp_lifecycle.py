@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 
 from probes.events import TcpConnection
-from probes.records import c_string, ip_from_bytes
+from probes.records import c_string, ip_from_bytes, struct_of
 from probes.spec import FieldFeature, Optional, ProbeSpec
 
 RTX_SLOTS = 4
@@ -54,35 +54,27 @@ def outcome_of(flags: int) -> str:
     return "normal"
 
 
+_RECORD = struct_of(TcpCloseRecord)
+_OUTCOMES = {flags: outcome_of(flags) for flags in range(256)}
+
+
 def decode(raw: bytes) -> TcpConnection:
     """Turn one ring buffer record into a `TcpConnection`."""
-    r = TcpCloseRecord.from_buffer_copy(raw)
-    bytes_known = bool(r.flags & F_BYTES_KNOWN)
-    n_rtx = min(r.retransmits, RTX_SLOTS)
+    # Field order is TcpCloseRecord's (struct_of keeps it; check_layout ties that to the C struct);
+    # rtx_ns unpacks as RTX_SLOTS items, so changing RTX_SLOTS fails this unpack loudly.
+    (start_ns, established_ns, end_ns, reset_ns, bytes_sent, bytes_received, r0, r1, r2, r3, cgroup_id, sock,
+     tgid, tid, retransmits, family, sport, dport, direction, flags, owner_source, _oldstate, saddr, daddr,
+     comm) = _RECORD.unpack_from(raw)
+    bytes_known = flags & F_BYTES_KNOWN
+    # Positional, in TcpConnection's field order: keywords cost more than the rest of decode
+    # (tests/probes/test_decoders.py checks every field, so a reordering cannot go unnoticed).
     return TcpConnection(
-        direction=DIRECTIONS.get(r.direction, "unknown"),
-        outcome=outcome_of(r.flags),
-        start_ns=r.start_ns,
-        established_ns=r.established_ns,
-        end_ns=r.end_ns,
-        family=r.family,
-        local_addr=ip_from_bytes(r.family, bytes(r.saddr)),
-        local_port=r.sport,
-        remote_addr=ip_from_bytes(r.family, bytes(r.daddr)),
-        remote_port=r.dport,
-        pid=r.tgid,
-        tid=r.tid,
-        comm=c_string(r.comm),
-        cgroup_id=r.cgroup_id,
-        owner_source=OWNER_SOURCES.get(r.owner_source, "unknown"),
-        bytes_sent=r.bytes_sent if bytes_known else None,
-        bytes_received=r.bytes_received if bytes_known else None,
-        retransmits=r.retransmits,
-        retransmit_ns=tuple(r.rtx_ns[i] for i in range(n_rtx)),
-        reset_ns=r.reset_ns,
-        reset_received=bool(r.flags & F_RESET_RECEIVED),
-        reset_sent=bool(r.flags & F_RESET_SENT),
-        sock=r.sock,
+        DIRECTIONS.get(direction, "unknown"), _OUTCOMES[flags], start_ns, established_ns, end_ns, family,
+        ip_from_bytes(family, saddr), sport, ip_from_bytes(family, daddr), dport, tgid, tid, c_string(comm),
+        cgroup_id, OWNER_SOURCES.get(owner_source, "unknown"),
+        bytes_sent if bytes_known else None, bytes_received if bytes_known else None, retransmits,
+        (r0, r1, r2, r3)[:min(retransmits, RTX_SLOTS)] if retransmits else (),
+        reset_ns, bool(flags & F_RESET_RECEIVED), bool(flags & F_RESET_SENT), sock,
     )
 
 

@@ -161,3 +161,39 @@ def test_layout_check_names_the_field_that_moved() -> None:
         check_layout(A, B)
     with pytest.raises(LayoutMismatch, match="8 bytes but the BPF program's struct is 16"):
         check_layout(A, C)
+
+
+def test_tcp_close_decode_matches_the_ctypes_mirror_field_by_field() -> None:
+    """decode unpacks with a struct built from the mirror and builds the event positionally; read
+    the same bytes through ctypes and compare every field, so a reordering on either side shows."""
+    import dataclasses
+    import random
+
+    rng = random.Random(3)
+    for flags in (0, tcp_lifecycle.F_ESTABLISHED | tcp_lifecycle.F_BYTES_KNOWN | tcp_lifecycle.F_RESET_SENT,
+                  tcp_lifecycle.F_ESTABLISHED | tcp_lifecycle.F_RESET_RECEIVED):
+        r = tcp_lifecycle.TcpCloseRecord()
+        for name, ctype, *_ in r._fields_:
+            if issubclass(ctype, ctypes.Array):
+                continue
+            setattr(r, name, rng.getrandbits(8 * ctypes.sizeof(ctype)))
+        r.family, r.flags, r.retransmits, r.direction, r.owner_source = socket.AF_INET6, flags, 3, 2, 3
+        r.rtx_ns = (ctypes.c_uint64 * 4)(11, 22, 33, 44)
+        r.saddr = (ctypes.c_uint8 * 16)(*range(1, 17))
+        r.daddr = (ctypes.c_uint8 * 16)(*([0] * 10 + [0xFF, 0xFF, 10, 1, 2, 3]))
+        r.comm = b"kafka-broker"
+        ev = tcp_lifecycle.decode(bytes(r))
+        want = {
+            "direction": "passive", "outcome": tcp_lifecycle.outcome_of(flags), "start_ns": r.start_ns,
+            "established_ns": r.established_ns, "end_ns": r.end_ns, "family": socket.AF_INET6,
+            "local_addr": "102:304:506:708:90a:b0c:d0e:f10", "local_port": r.sport, "remote_addr": "10.1.2.3",
+            "remote_port": r.dport, "pid": r.tgid, "tid": r.tid, "comm": "kafka-broker", "cgroup_id": r.cgroup_id,
+            "owner_source": "io",
+            "bytes_sent": r.bytes_sent if flags & tcp_lifecycle.F_BYTES_KNOWN else None,
+            "bytes_received": r.bytes_received if flags & tcp_lifecycle.F_BYTES_KNOWN else None,
+            "retransmits": 3, "retransmit_ns": (11, 22, 33), "reset_ns": r.reset_ns,
+            "reset_received": bool(flags & tcp_lifecycle.F_RESET_RECEIVED),
+            "reset_sent": bool(flags & tcp_lifecycle.F_RESET_SENT), "sock": r.sock,
+        }
+        assert set(want) == {f.name for f in dataclasses.fields(ev)}
+        assert {k: getattr(ev, k) for k in want} == want
