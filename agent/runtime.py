@@ -68,6 +68,9 @@ class AgentParts:
     clock: MonotonicToWall = field(default_factory=MonotonicToWall)
     ids: IdSource = field(default_factory=IdSource)
     specs: tuple[ProbeSpec, ...] = probe_registry.ALL
+    # Connections of this process are counted (bcgov_agent_own_connections_total), not traced:
+    # the CLI sets its own pid, so its OTLP exports do not each make a span; None traces all.
+    own_pid: int | None = None
 
 
 class Agent:
@@ -117,6 +120,7 @@ class Agent:
             p.clock, p.enricher, self.instruments, self._span_queue.submit, self._event_log, p.ids,
             observers=[self.summary.observe],
             sampler=self.sampler,
+            own_pid=p.own_pid,
         )
         self._load_probes()
         kernel = KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count, self.guard)

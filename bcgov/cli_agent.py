@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -87,7 +88,7 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    parts = AgentParts()
+    parts = AgentParts(own_pid=os.getpid())  # the agent's own export connections are not traced
     enricher = None
     if cfg.identity:
         from agent.identity.errors import IdentityError
