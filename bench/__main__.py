@@ -27,7 +27,7 @@ def _storm(a: argparse.Namespace) -> dict[str, Any]:
 def _per_record(a: argparse.Namespace) -> dict[str, Any]:
     from bench import per_record
 
-    return per_record.run(a.records)
+    return per_record.run(a.records, a.baseline)
 
 
 def _governor(a: argparse.Namespace) -> dict[str, Any]:
@@ -51,6 +51,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rates", type=int, nargs="*", default=[2000, 5000, 10000], help="storm: paced conn/s levels")
     p.add_argument("--agent-probes", help="storm: comma-separated probes for the agent (default: all)")
     p.add_argument("--records", type=int, help="per-record: connections to record (default 20000, quick 10000)")
+    p.add_argument("--baseline", help="per-record: also replay the same records with this commit's code (side by side)")
     p.add_argument("--series", type=int, action="append",
                    help="governor: TSDB sizes (repeatable; default 100000; 1000000 takes minutes and GBs)")
     a = p.parse_args(argv)

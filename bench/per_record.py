@@ -9,7 +9,14 @@ record with perf_counter_ns on one thread:
   full     - decode -> identity (cgroup path; no Kubernetes here) -> span + log line + histogram
   shed     - the same with the CPU budget's keep ratio at 0: decode -> identity -> histogram only
 The span export thread runs concurrently, as in the agent; all-in CPU per record (process CPU over
-the pass, export flushed) is reported next to the per-record times.
+the pass, export flushed) is reported next to the per-record times. Log lines are batched as the
+agent's readers batch them: written out after every REPLAY_BATCH records (the agent does so after
+each ring-buffer poll; at low rates a poll brings one record), the write timed with the record
+that ends the batch.
+
+With a baseline commit (`--baseline COMMIT`), the same recorded bytes are also replayed by that
+commit's own code (a git worktree, in a subprocess) before this code's passes, so old and new are
+measured on the same records minutes apart; their passes are reported as "<pass> @ <commit>".
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from bench.common import BenchError, ensure_tools, percentiles, say, wait_until
 from bench.nginx import running_nginx
 
 SAMPLES_KEPT = 2000  # raw per-record timings stored per pass (a uniform random subset)
+REPLAY_BATCH = 16  # records per simulated ring-buffer poll (log lines are written out after each)
 
 
 def record(connections: int) -> tuple[list[bytes], dict[str, Any]]:
@@ -104,13 +112,17 @@ def record(connections: int) -> tuple[list[bytes], dict[str, Any]]:
     return raw, meta
 
 
-def _pass(raw: list[bytes], step: Callable[[bytes], None]) -> dict[str, Any]:
+def _pass(raw: list[bytes], step: Callable[[bytes], None], after_batch: Callable[[], None] | None = None) -> dict[str, Any]:
     times = []
     pc = time.perf_counter_ns
-    for rec in raw:
+    for i, rec in enumerate(raw):
         t = pc()
         step(rec)
+        if after_batch is not None and i % REPLAY_BATCH == REPLAY_BATCH - 1:
+            after_batch()
         times.append(pc() - t)
+    if after_batch is not None:
+        after_batch()
     return _stats(times)
 
 
@@ -148,13 +160,14 @@ def replay(raw: list[bytes]) -> dict[str, Any]:
             log_file = open(Path(d) / f"{name}-events.jsonl", "a", encoding="utf-8")
             sampler = SpanSampler()
             sampler.shed_keep = keep
-            pipeline = EventPipeline(MonotonicToWall(), enricher, instruments, queue.submit, EventLog(log_file), IdSource(),
+            event_log = EventLog(log_file, batched=True)
+            pipeline = EventPipeline(MonotonicToWall(), enricher, instruments, queue.submit, event_log, IdSource(),
                                      sampler=sampler)
             cpu0 = time.process_time()
-            res = _pass(raw, lambda rec: pipeline.handle(decode(rec)))
+            res = _pass(raw, lambda rec: pipeline.handle(decode(rec)), pipeline.flush)
             queue.shutdown()
             cpu = time.process_time() - cpu0
-            log_file.close()
+            event_log.close()
             enricher.stop()
             res["all_in_cpu_us_per_record"] = cpu / len(raw) * 1e6
             res["spans_dropped"] = dropped[0]
@@ -165,10 +178,41 @@ def replay(raw: list[bytes]) -> dict[str, Any]:
     return out
 
 
-def run(connections: int) -> dict[str, Any]:
+def replay_at(commit: str, raw: list[bytes]) -> dict[str, Any]:
+    """The passes as `commit`'s own code runs them (its bench/per_record.py replay), same records."""
+    import json
+    import pickle
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="bcgov-bench-baseline-") as d:
+        tree = Path(d) / "tree"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), commit],
+                       check=True, capture_output=True, text=True)
+        try:
+            records = Path(d) / "records.pickle"
+            records.write_bytes(pickle.dumps(raw))
+            code = ("import json, pickle, sys; from bench.per_record import replay; "
+                    f"print(json.dumps(replay(pickle.loads(open({str(records)!r}, 'rb').read()))))")
+            r = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, timeout=900)
+            if r.returncode != 0:
+                raise BenchError(f"baseline replay at {commit} failed: {r.stderr.strip()[-400:]}")
+            return json.loads(r.stdout.strip().splitlines()[-1])
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], capture_output=True)
+
+
+def run(connections: int, baseline: str | None = None) -> dict[str, Any]:
     raw, meta = record(connections)
     if not raw:
         raise BenchError("no records recorded")
+    passes: dict[str, Any] = {}
+    if baseline:
+        short = subprocess.run(["git", "rev-parse", "--short", baseline], capture_output=True, text=True,
+                               check=True).stdout.strip()
+        say(f"  replaying {len(raw)} records with the code at {short} (baseline)")
+        passes.update({f"{name} @ {short}": res for name, res in replay_at(baseline, raw).items()})
     say(f"  replaying {len(raw)} records")
-    return {"params": {"connections": connections, "samples_kept_per_pass": SAMPLES_KEPT}, "recording": meta,
-            "replay": replay(raw)}
+    passes = {**replay(raw), **passes}
+    return {"params": {"connections": connections, "samples_kept_per_pass": SAMPLES_KEPT, "replay_batch": REPLAY_BATCH,
+                       "baseline": baseline}, "recording": meta, "replay": passes}
