@@ -15,7 +15,7 @@ from agent.clock import MonotonicToWall
 from agent.enrich import Enricher
 from agent.enrich_cache import EnrichmentCache
 from agent.event_log import EventLog
-from agent.instruments import Instruments
+from agent.instruments import Instruments, observe_with_exemplar
 from agent.redact import redact_argv, redact_text
 from agent.spans import (
     KIND_CLIENT,
@@ -31,7 +31,6 @@ from probes.process import ARG_LEN
 ERROR_TYPES = {"refused": "connection_refused", "timeout": "connect_timeout", "reset": "connection_reset"}
 _BODIES = {o: f"tcp connection {o}" for o in ("normal", "reset", "refused", "timeout")}
 _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-_json_value = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
@@ -67,29 +66,43 @@ def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
     return attrs
 
 
+_quoted: dict[str, str] = {}  # str -> its JSON text: addresses, process names and enum words repeat
+
+
+def _quote(text: str) -> str:
+    quoted = _json_str(text)
+    if len(_quoted) >= 8192:
+        _quoted.clear()
+    _quoted[text] = quoted
+    return quoted
+
+
 def connection_json_members(ev: TcpConnection) -> str:
     """`connection_attributes(ev)` as JSON object members (no braces), written directly: the
     same keys in the same order (tests/agent/test_pipeline_json.py holds the two together)."""
     active = ev.direction == "active"
-    local, remote = _json_str(ev.local_addr), _json_str(ev.remote_addr)
+    q = _quoted
+    local, remote = q.get(ev.local_addr) or _quote(ev.local_addr), q.get(ev.remote_addr) or _quote(ev.remote_addr)
     lp, rp = ev.local_port, ev.remote_port
     text = (
         f'"network.transport":"tcp","network.type":"{"ipv6" if ev.family == socket.AF_INET6 else "ipv4"}",'
         f'"network.local.address":{local},"network.local.port":{lp},"network.peer.address":{remote},'
-        f'"network.peer.port":{rp},"bcgov.tcp.direction":{_json_str(ev.direction)},'
-        f'"bcgov.tcp.outcome":{_json_str(ev.outcome)},"bcgov.tcp.retransmits":{ev.retransmits},'
-        f'"bcgov.tcp.owner_source":{_json_str(ev.owner_source)},'
+        f'"network.peer.port":{rp},"bcgov.tcp.direction":{q.get(ev.direction) or _quote(ev.direction)},'
+        f'"bcgov.tcp.outcome":{q.get(ev.outcome) or _quote(ev.outcome)},"bcgov.tcp.retransmits":{ev.retransmits},'
+        f'"bcgov.tcp.owner_source":{q.get(ev.owner_source) or _quote(ev.owner_source)},'
     )
     if active:
         text += f'"server.address":{remote},"server.port":{rp},"client.address":{local},"client.port":{lp}'
     else:
         text += f'"server.address":{local},"server.port":{lp},"client.address":{remote},"client.port":{rp}'
     if ev.pid:
-        text += f',"process.pid":{ev.pid},"process.executable.name":{_json_str(ev.comm)}'
+        text += f',"process.pid":{ev.pid},"process.executable.name":{q.get(ev.comm) or _quote(ev.comm)}'
     if ev.bytes_sent is not None:
-        text += f',"bcgov.tcp.bytes_sent":{ev.bytes_sent},"bcgov.tcp.bytes_received":{_json_value(ev.bytes_received)}'
+        received = "null" if ev.bytes_received is None else int(ev.bytes_received)
+        text += f',"bcgov.tcp.bytes_sent":{int(ev.bytes_sent)},"bcgov.tcp.bytes_received":{received}'
     if ev.established_ns:
-        text += f',"bcgov.tcp.handshake_seconds":{_json_value(max(0, ev.established_ns - ev.start_ns) / 1e9)}'
+        # a finite float: float.__repr__ is exactly what json writes for it
+        text += f',"bcgov.tcp.handshake_seconds":{max(0, ev.established_ns - ev.start_ns) / 1e9!r}'
     if ev.outcome in ERROR_TYPES:
         text += f',"error.type":"{ERROR_TYPES[ev.outcome]}"'
     return text
@@ -206,7 +219,7 @@ class EventPipeline:
         span = self._span(ev, workload_attrs, peer_attrs)
         self._submit_span(span)
         trace_id, span_id = f"{span.trace_id:032x}", f"{span.span_id:016x}"
-        duration.observe(ev.duration_ns / 1e9, exemplar={"trace_id": trace_id, "span_id": span_id})
+        observe_with_exemplar(duration, ev.duration_ns / 1e9, trace_id, span_id)
         # The line's attributes are the span's: the same members in the same order, encoded
         # from the connection's fields and the workload's and peer's cached JSON.
         members = connection_json_members(ev)

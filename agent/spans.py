@@ -158,8 +158,13 @@ def _json_attribute(k: str, v: Any) -> str:
         head = f'{{"key":{_json_str(k)},"value":'
         if len(_key_heads) < _FRAGMENT_CACHE_MAX:
             _key_heads[k] = head
-    if type(v) is int:
+    t = type(v)
+    if t is int:
         return f'{head}{{"intValue":"{v}"}}}}'
+    if t is float and v - v == 0:  # finite: json writes float.__repr__ (encode() per value costs ~3 us)
+        return f'{head}{{"doubleValue":{v!r}}}}}'
+    if t is bool:
+        return f'{head}{{"boolValue":{"true" if v else "false"}}}}}'
     return head + _json_any(_any_value(v)) + "}"
 
 
@@ -221,63 +226,96 @@ class OtlpExporter:
     The SDK exporters retry transient failures (gRPC UNAVAILABLE and friends, HTTP 429/502/503/504,
     connection errors) with exponential backoff and jitter until `timeout_s` has passed since the
     export began; that bounds how long one failing batch holds up the export thread. `shutdown()`
-    aborts a retry wait and closes the connection.
+    aborts a retry wait and closes the connection. The request itself is not built by the SDK
+    (a ReadableSpan per span and its encoder cost ~100 us a span): agent/otlp_proto.py writes the
+    same protobuf bytes from cached attribute encodings, and the exporters send those.
     """
 
     def __init__(
         self, endpoint: str, protocol: str, resource: dict[str, Any], scope_version: str, timeout_s: float = 5.0
     ) -> None:
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+        # The SDK's resource (its telemetry.sdk.* and service.instance.id added), as it would send it.
+        self._resource_attrs = dict(Resource.create(resource).attributes)
+        self._version = scope_version
         if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
-
             # TLS only when asked for: a bare host:port is a collector on the node or in-cluster.
             insecure = not endpoint.startswith("https://")
             target = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
-            self._exporter = Grpc(endpoint=target, insecure=insecure, timeout=timeout_s)
+            self._exporter: Any = _grpc_exporter_class()(endpoint=target, insecure=insecure, timeout=timeout_s)
         elif protocol == "http":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
-
             base = endpoint if "://" in endpoint else "http://" + endpoint
             url = base if base.rstrip("/").endswith("/v1/traces") else base.rstrip("/") + "/v1/traces"
-            self._exporter = Http(endpoint=url, timeout=timeout_s)
+            self._exporter = _http_exporter_class()(endpoint=url, timeout=timeout_s)
         else:
             raise ValueError(f"unknown OTLP protocol {protocol!r}: use 'grpc' or 'http'")
-        self._resource = Resource.create(resource)
-        self._scope = InstrumentationScope(SCOPE_NAME, scope_version)
 
-    def _readable(self, s: SpanData) -> Any:
-        from opentelemetry.sdk.trace import Event, ReadableSpan
-        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+    def request_bytes(self, spans: Sequence[SpanData]) -> bytes:
+        """The serialized ExportTraceServiceRequest for `spans`."""
+        from agent.otlp_proto import export_request
 
-        kind = SpanKind.SERVER if s.kind == KIND_SERVER else SpanKind.CLIENT
-        status = {
-            STATUS_ERROR: Status(StatusCode.ERROR, s.status_message or None),
-            STATUS_OK: Status(StatusCode.OK),
-        }.get(s.status_code, Status(StatusCode.UNSET))
-        return ReadableSpan(
-            name=s.name,
-            context=SpanContext(s.trace_id, s.span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)),
-            resource=self._resource,
-            attributes=s.attributes,
-            events=[Event(e.name, e.attributes, e.time_ns) for e in s.events],
-            kind=kind,
-            status=status,
-            start_time=s.start_ns,
-            end_time=s.end_ns,
-            instrumentation_scope=self._scope,
-        )
+        return export_request(spans, self._resource_attrs, self._version)
 
     def export(self, spans: Sequence[SpanData]) -> bool:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         try:
-            return self._exporter.export([self._readable(s) for s in spans]) == SpanExportResult.SUCCESS
+            return self._exporter.export(_Encoded(self.request_bytes(spans), len(spans))) == SpanExportResult.SUCCESS
         except Exception as exc:  # an exporter failure must never reach the event path
             log.warning("OTLP export failed: %s", exc)
             return False
 
     def shutdown(self) -> None:
         self._exporter.shutdown()
+
+
+class _Encoded:
+    """A batch already encoded; its len() is the span count (the SDK exporters count with it)."""
+
+    def __init__(self, data: bytes, n: int) -> None:
+        self.data = data
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+
+def _grpc_exporter_class() -> type:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    class EncodedGrpcExporter(OTLPSpanExporter):  # type: ignore[misc]
+        """The SDK's gRPC exporter (channel, retries, timeout) sending a pre-encoded request."""
+
+        def _translate_data(self, data: _Encoded) -> ExportTraceServiceRequest:  # type: ignore[override]
+            return ExportTraceServiceRequest.FromString(data.data)
+
+    return EncodedGrpcExporter
+
+
+def _http_exporter_class() -> type:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    class EncodedHttpExporter(OTLPSpanExporter):  # type: ignore[misc]
+        """The SDK's HTTP exporter (session, retries, timeout) posting a pre-encoded request;
+        export() is the SDK's own minus its encoding step."""
+
+        def export(self, spans: _Encoded) -> SpanExportResult:  # type: ignore[override]
+            if self._shutdown:
+                log.warning("OTLP exporter already shut down; batch not sent")
+                return SpanExportResult.FAILURE
+            with self._metrics.export_operation(len(spans)) as result:
+                limit = getattr(self, "_max_request_size", None)
+                if limit and len(spans.data) > limit:
+                    log.warning("OTLP batch of %d bytes exceeds max_request_size %d; dropped", len(spans.data), limit)
+                    result.error = ValueError("request too large")
+                    return SpanExportResult.FAILURE
+                export_result = self._client.export(spans.data)
+                if not export_result.success:
+                    result.error = export_result.error
+                    return SpanExportResult.FAILURE
+            return SpanExportResult.SUCCESS
+
+    return EncodedHttpExporter
