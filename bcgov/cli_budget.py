@@ -132,7 +132,7 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     if not enabled or not console.is_terminal:
         yield None
         return
-    with Progress(TextColumn("inventory"), BarColumn(), MofNCompleteColumn(), TextColumn("series"),
+    with Progress(TextColumn("inventory"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("inventory", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -54,6 +54,10 @@ class Classifier:
             if m.truncated:
                 out.setdefault(self.by_metric_name(name) or UNCLASSIFIED, {})[name] = m
                 continue
+            whole = self._whole_metric_tier(name, m)
+            if whole is not None:
+                out.setdefault(whole, {})[name] = m
+                continue
             parts: dict[str, list[LabelSet]] = {}
             for s in m.series:
                 parts.setdefault(self.classify(name, s), []).append(s)
@@ -63,3 +67,21 @@ class Classifier:
                 for tier, series in parts.items():
                     out.setdefault(tier, {})[name] = m.subset(series)
         return out
+
+    def _whole_metric_tier(self, name: str, m: MetricInventory) -> str | None:
+        """The one tier of every series of `m` when its label value counts decide it (the usual
+        case, and no pass over the series); None when series must be classified one by one."""
+        counts = m.all_value_counts()
+        for label, mapping in ((self.tier_label, None), (None, None), ("job", self._jobs), ("namespace", self._namespaces)):
+            if label is None:  # the metric name comes between the tier label and job
+                by_name = self.by_metric_name(name)
+                if by_name:
+                    return by_name
+                continue
+            values = counts.get(label, {})
+            hits = {v: n for v, n in values.items() if (v in self.tiers if mapping is None else v in mapping)}
+            if not hits:
+                continue
+            tiers = {v if mapping is None else mapping[v] for v in hits}
+            return tiers.pop() if len(tiers) == 1 and sum(hits.values()) == m.count else None
+        return UNCLASSIFIED

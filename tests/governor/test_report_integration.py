@@ -84,7 +84,7 @@ def test_prometheus_down_exits_4_with_one_line(cli, runner, budgets_file: Path) 
     result = runner.invoke(cli, ["budget", "report", "--prometheus", url, "--budgets", str(budgets_file), "--retries", "0", "--no-history"])
     assert result.exit_code == 4
     assert result.stdout == ""
-    assert result.output == (f"bcgov: error: cannot reach Prometheus at {url}/api/v1/query: connection refused; "
+    assert result.output == (f"bcgov: error: cannot reach Prometheus at {url}/api/v1/label/__name__/values: connection refused; "
                              "check that it is running and the URL is right, or pass --prometheus URL\n")
 
 
@@ -145,18 +145,26 @@ def test_history_gives_churn_and_trend(cli, runner, budgets_file: Path, tmp_path
     assert g["points"] == 3 and g["series_per_day"] > 0 and g["seconds_to_budget"] == 0.0  # 69 > 50: already over
 
 
-def test_chunked_and_bounded_inventory(prometheus: servers.PrometheusServer) -> None:
-    """Small chunks give the same exact counts; a metric over the per-metric bound keeps only its
-    count and is marked truncated; an inventory over the total bound is refused naming the flag."""
+def test_batched_and_bounded_inventory(prometheus: servers.PrometheusServer) -> None:
+    """Several names per request and requests in parallel give the same exact counts; a metric over
+    the per-metric bound keeps only its count and is marked truncated; an inventory over the total
+    bound is refused naming the flag."""
     from governor.errors import InventoryTooLarge
     from governor.promapi import Limits
 
+    whole = PrometheusSource(prometheus.url, limits=Limits(names_per_request=1000, parallel=1))
+    reference = whole.collect()
+    whole.close()
     seen: list[tuple[int, int]] = []
-    src = PrometheusSource(prometheus.url, limits=Limits(chunk_series=10, max_series_per_metric=20))
+    src = PrometheusSource(prometheus.url, limits=Limits(names_per_request=2, parallel=3, max_series_per_metric=20))
     inv = src.collect(progress=lambda done, total: seen.append((done, total)))
-    assert inv.total_series == SCRAPED_TOTAL
+    src.close()
+    assert inv.total_series == SCRAPED_TOTAL == reference.total_series
     assert inv.truncated_metrics == [population.FLINK] and inv.metrics[population.FLINK].count == 53
-    assert inv.metrics["airflow_dag_run_duration"].count == 12  # one metric bigger than a chunk still comes whole
-    assert len(seen) > 3 and seen[-1] == (SCRAPED_TOTAL, SCRAPED_TOTAL)
+    assert inv.metrics["airflow_dag_run_duration"].count == 12
+    for name, m in reference.metrics.items():
+        if name != population.FLINK:
+            assert inv.metrics[name].series == m.series, name
+    assert len(seen) > 3 and seen[-1] == (len(seen), len(seen))
     with pytest.raises(InventoryTooLarge, match="--max-series"):
         PrometheusSource(prometheus.url, limits=Limits(max_series_total=50)).collect()
