@@ -34,7 +34,8 @@ INSTANCES = 20
 MEASURE = """\
 import resource, subprocess, sys, time
 t = time.monotonic()
-r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+with open(sys.argv[1], "wb") as out:
+    r = subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.PIPE, text=True)
 print(time.monotonic() - t, r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, repr(r.stderr[-300:]))
 """
 
@@ -52,8 +53,8 @@ def write_openmetrics(path: Path, series: int, ts: float) -> None:
         fh.write("# EOF\n")
 
 
-def _measure(argv: list[str]) -> dict[str, Any]:
-    r = subprocess.run([sys.executable, "-c", MEASURE, *argv], capture_output=True, text=True, timeout=3600, cwd=REPO)
+def _measure(argv: list[str], stdout: Path) -> dict[str, Any]:
+    r = subprocess.run([sys.executable, "-c", MEASURE, str(stdout), *argv], capture_output=True, text=True, timeout=3600, cwd=REPO)
     secs, rc, maxrss_kb, err = r.stdout.split(" ", 3)
     return {"seconds": float(secs), "rc": int(rc), "peak_rss_mb": int(maxrss_kb) / 1024, "stderr_tail": err.strip()}
 
@@ -79,7 +80,10 @@ def one_size(series: int, workdir: Path) -> dict[str, Any]:
     port = free_port()
     (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 1m\n")
     prom = subprocess.Popen(["prometheus", f"--config.file={workdir / 'prometheus.yml'}", f"--web.listen-address=127.0.0.1:{port}",
-                             f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=30d"],
+                             f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=30d",
+                             # One sample per series: keep it live for the whole run (the default 5 m
+                             # lookback can end mid-run at 1M); query cost measured the same either way.
+                             "--query.lookback-delta=1h"],
                             stdout=subprocess.DEVNULL, stderr=open(workdir / "prometheus.log", "wb"))
     url = f"http://127.0.0.1:{port}"
     try:
@@ -101,9 +105,12 @@ def one_size(series: int, workdir: Path) -> dict[str, Any]:
         for k in range(REPEATS):
             for name, argv in (("report", report_argv), ("analyze", analyze_argv)) if k % 2 == 0 else \
                     (("analyze", analyze_argv), ("report", report_argv)):
-                m = _measure(argv)
+                out = workdir / f"{name}.out"
+                m = _measure(argv, out)
                 if name == "report" and m["rc"] not in (0, 3):  # 3: over budget, which synthetic data is
                     raise BenchError(f"bcgov budget report failed (rc {m['rc']}): {m['stderr_tail']}")
+                if name == "report" and (seen := json.loads(out.read_text())["total_series"]) != live:
+                    raise BenchError(f"bcgov budget report counted {seen} series, Prometheus serves {live}")
                 if name == "analyze" and m["rc"] != 0:
                     raise BenchError(f"promtool tsdb analyze failed: {m['stderr_tail']}")
                 runs.append({"repeat": k, "command": name, **m})
