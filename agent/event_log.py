@@ -70,14 +70,17 @@ class EventLog:
 
     Unbatched (the default), every line is written and flushed at once. Batched, lines are
     held in memory and written with one write and one flush when `flush()` is called (the ring
-    buffer readers do so after every poll, so a line waits at most for the batch it came in),
-    when MAX_PENDING are held, and at `close()`: one flush per line costs a system call per
-    record, and under load the GIL handoff around it costs far more."""
+    buffer readers call `flush(max_age_s)` after every poll: written once the oldest held line is
+    that old, and the poll timeout bounds how long a quiet reader waits to call it), when
+    MAX_PENDING are held, and at `close()`. One write per line costs a system call per record,
+    and under load the GIL handoff around each (other threads take the GIL while it is released)
+    costs far more."""
 
     def __init__(self, stream: TextIO, batched: bool = False) -> None:
         self._stream = stream
         self._batched = batched
         self._pending: list[str] = []
+        self._first_at = 0.0  # monotonic time the oldest held line was added
         self._lock = threading.Lock()
 
     def write(
@@ -114,15 +117,19 @@ class EventLog:
             return
         with self._lock:
             pending = self._pending
+            if not pending:
+                self._first_at = time.monotonic()
             pending.append(line)
             if len(pending) < MAX_PENDING:
                 return
         self.flush()
 
-    def flush(self) -> None:
-        """Write out and flush the held lines (a no-op when none are held)."""
+    def flush(self, max_age_s: float = 0.0) -> None:
+        """Write out and flush the held lines once the oldest is `max_age_s` old (0: now)."""
         with self._lock:
             if not self._pending:
+                return
+            if max_age_s and time.monotonic() - self._first_at < max_age_s:
                 return
             text = "".join(self._pending)
             self._pending.clear()

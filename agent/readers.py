@@ -25,7 +25,7 @@ class RingBufferReader:
         probe: LoadedProbe,
         handle: Callable[[object], None],
         instruments: Instruments,
-        poll_timeout_ms: int = 100,
+        poll_timeout_ms: int = 20,
         after_batch: Callable[[], None] | None = None,
     ) -> None:
         spec = probe.plan.spec
@@ -67,6 +67,8 @@ class RingBufferReader:
         after = self._after_batch
         while not self._stop.is_set():
             bpf.ring_buffer_poll(self._timeout)
+            # Probes that submit without a wakeup (tcp_lifecycle) are read here, once per timeout.
+            bpf.ring_buffer_consume()
             self._flush(after)
         bpf.ring_buffer_consume()  # whatever arrived before the probes were detached
         self._flush(after)

@@ -139,7 +139,7 @@ class Agent:
         self._start_overhead_accounting()
         for probe in self.probes.values():
             if probe.plan.spec.ring_buffer:
-                reader = RingBufferReader(probe, self.pipeline.handle, self.instruments, after_batch=self.pipeline.flush)
+                reader = RingBufferReader(probe, self.pipeline.handle, self.instruments, after_batch=self.pipeline.end_of_batch)
                 reader.start()
                 self._readers.append(reader)
         hp = self.config.metrics_host_port()

@@ -10,9 +10,9 @@ record with perf_counter_ns on one thread:
   shed     - the same with the CPU budget's keep ratio at 0: decode -> identity -> histogram only
 The span export thread runs concurrently, as in the agent; all-in CPU per record (process CPU over
 the pass, export flushed) is reported next to the per-record times. Log lines are batched as the
-agent's readers batch them: written out after every REPLAY_BATCH records (the agent does so after
-each ring-buffer poll; at low rates a poll brings one record), the write timed with the record
-that ends the batch.
+agent's readers batch them: end_of_batch after every REPLAY_BATCH records (the agent calls it after
+each ring-buffer poll), which writes the held lines once the oldest is 50 ms old; the write is
+timed with the record that ends the batch.
 
 With a baseline commit (`--baseline COMMIT`), the same recorded bytes are also replayed by that
 commit's own code (a git worktree, in a subprocess) before this code's passes, so old and new are
@@ -79,7 +79,12 @@ def record(connections: int) -> tuple[list[bytes], dict[str, Any]]:
             return 0
 
         tcp.bpf[tcp.plan.spec.ring_buffer].open_ring_buffer(keep)
-        poller = threading.Thread(target=lambda: [tcp.bpf.ring_buffer_poll(50) for _ in iter(stop.is_set, True)], daemon=True)
+        def poll() -> None:
+            while not stop.is_set():  # tcp_lifecycle submits without wakeups: consume after each poll
+                tcp.bpf.ring_buffer_poll(20)
+                tcp.bpf.ring_buffer_consume()
+
+        poller = threading.Thread(target=poll, daemon=True)
         poller.start()
         costs = BpfCostCollector(probes)
         with running_nginx() as port:
@@ -164,7 +169,8 @@ def replay(raw: list[bytes]) -> dict[str, Any]:
             pipeline = EventPipeline(MonotonicToWall(), enricher, instruments, queue.submit, event_log, IdSource(),
                                      sampler=sampler)
             cpu0 = time.process_time()
-            res = _pass(raw, lambda rec: pipeline.handle(decode(rec)), pipeline.flush)
+            res = _pass(raw, lambda rec: pipeline.handle(decode(rec)), pipeline.end_of_batch)
+            pipeline.flush()
             queue.shutdown()
             cpu = time.process_time() - cpu0
             event_log.close()

@@ -171,3 +171,20 @@ def test_fast_exemplar_observe_matches_prometheus_clients_own() -> None:
 
     assert samples(regs[0]) == samples(regs[1])
     assert sum(1 for s in samples(regs[0]) if s[3]) == 6  # the latest exemplar of each of the 6 buckets hit
+
+
+def test_batched_log_writes_at_end_of_batch_only_once_the_oldest_line_is_old_enough(monkeypatch) -> None:
+    import agent.event_log as event_log
+
+    now = [1000.0]
+    monkeypatch.setattr(event_log.time, "monotonic", lambda: now[0])
+    buf = io.StringIO()
+    log = EventLog(buf, batched=True)
+    log.write(0, "first", {})
+    now[0] += 0.01
+    log.write(0, "second", {})
+    log.flush(0.05)
+    assert buf.getvalue() == ""  # the oldest is 10 ms old: held
+    now[0] += 0.05
+    log.flush(0.05)
+    assert [json.loads(x)["body"] for x in buf.getvalue().splitlines()] == ["first", "second"]
