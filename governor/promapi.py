@@ -16,7 +16,9 @@ one fetch, and an up-front `count by (__name__)` pass would add 7 s; counts come
 
 Work is bounded: the running total is checked after every answer (above `max_series_total` the
 collection stops with an error naming the flag), and a metric larger than `max_series_per_metric`
-keeps only its count (marked truncated: not analysed).
+keeps only its count (marked truncated: not analysed). With no count pass up front, such a metric is
+fetched once to be counted: that bound limits analysis, while memory is held by the total bound and
+`http.MAX_BODY_BYTES` per answer.
 """
 
 from __future__ import annotations
