@@ -4,6 +4,7 @@ CPU from /proc/<pid>/stat, memory from /proc/<pid>/status, its own /metrics."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,6 +96,7 @@ class AgentProcess:
             prev = snap
 
     def stop(self) -> None:
+        """Stop the agent and remove its work directory (spans and logs of a storm run are 100+ MB)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -102,6 +104,7 @@ class AgentProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def start_agent(config_yaml: str) -> AgentProcess:
