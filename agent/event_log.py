@@ -8,36 +8,32 @@ import threading
 import time
 from typing import Any, TextIO
 
+from agent.json_text import cached_fragment, finite_float, json_str
+
 # Lines held at most before a batched log writes them out even without a flush() call.
 MAX_PENDING = 512
 
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
-_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # what _encode uses for str
-_FRAGMENT_CACHE_MAX = 16384
-# Records repeat the same keys and mostly the same string values (addresses, names, identity):
-# their '"key":"value"' texts are cached, so a line is mostly dict lookups and one join.
-_str_items: dict[tuple[str, str], str] = {}
-_key_heads: dict[str, str] = {}
+
+
+@cached_fragment
+def _str_item(k: str, v: str) -> str:
+    return f"{json_str(k)}:{json_str(v)}"
+
+
+@cached_fragment
+def _key_head(k: str) -> str:
+    return json_str(k) + ":"
 
 
 def _json_item(k: str, v: Any) -> str:
     if type(v) is str:
-        text = _str_items.get((k, v))
-        if text is None:
-            text = f"{_json_str(k)}:{_json_str(v)}"
-            if len(_str_items) >= _FRAGMENT_CACHE_MAX:
-                _str_items.clear()
-            _str_items[(k, v)] = text
-        return text
-    head = _key_heads.get(k)
-    if head is None:
-        head = _json_str(k) + ":"
-        if len(_key_heads) < _FRAGMENT_CACHE_MAX:
-            _key_heads[k] = head
+        return _str_item(k, v)
+    head = _key_head(k)
     t = type(v)
     if t is int:
         return f"{head}{v}"
-    if t is float and v - v == 0:  # finite: json writes float.__repr__ (encode() per value costs ~3 us)
+    if finite_float(v):
         return f"{head}{v!r}"
     if t is bool:
         return head + ("true" if v else "false")
@@ -106,9 +102,9 @@ class EventLog:
     ) -> None:
         """`write` with the attributes already encoded as one JSON object (the connection path
         builds that text from per-workload fragments instead of encoding a dict per record)."""
-        head = f'{{"time":"{iso_ns(time_ns)}","severity":{_json_str(severity)},"body":{_json_str(body)}'
+        head = f'{{"time":"{iso_ns(time_ns)}","severity":{json_str(severity)},"body":{json_str(body)}'
         if trace_id:
-            head += f',"trace_id":{_json_str(trace_id)},"span_id":{_encode(span_id)}'
+            head += f',"trace_id":{json_str(trace_id)},"span_id":{_encode(span_id)}'
         line = f'{head},"attributes":{attributes_json}}}\n'
         if not self._batched:
             with self._lock:

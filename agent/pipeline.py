@@ -7,7 +7,6 @@ log line with the same trace_id: one event, three pillars.
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ from agent.enrich import Enricher
 from agent.enrich_cache import EnrichmentCache
 from agent.event_log import EventLog
 from agent.instruments import Instruments, observe_with_exemplar
+from agent.json_text import cached_fragment, json_str
 from agent.redact import redact_argv, redact_text
 from agent.spans import (
     KIND_CLIENT,
@@ -31,7 +31,6 @@ from probes.process import ARG_LEN
 ERROR_TYPES = {"refused": "connection_refused", "timeout": "connect_timeout", "reset": "connection_reset"}
 _BODIES = {o: f"tcp connection {o}" for o in ("normal", "reset", "refused", "timeout")}
 LOG_FLUSH_AGE_S = 0.05  # how long a log line may wait in memory (plus up to one poll timeout)
-_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
@@ -67,37 +66,31 @@ def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
     return attrs
 
 
-_quoted: dict[str, str] = {}  # str -> its JSON text: addresses, process names and enum words repeat
-
-
+@cached_fragment
 def _quote(text: str) -> str:
-    quoted = _json_str(text)
-    if len(_quoted) >= 8192:
-        _quoted.clear()
-    _quoted[text] = quoted
-    return quoted
+    """`text` as a JSON string: addresses, process names and enum words repeat."""
+    return json_str(text)
 
 
 def connection_json_members(ev: TcpConnection) -> str:
     """`connection_attributes(ev)` as JSON object members (no braces), written directly: the
     same keys in the same order (tests/agent/test_pipeline_json.py holds the two together)."""
     active = ev.direction == "active"
-    q = _quoted
-    local, remote = q.get(ev.local_addr) or _quote(ev.local_addr), q.get(ev.remote_addr) or _quote(ev.remote_addr)
+    local, remote = _quote(ev.local_addr), _quote(ev.remote_addr)
     lp, rp = ev.local_port, ev.remote_port
     text = (
         f'"network.transport":"tcp","network.type":"{"ipv6" if ev.family == socket.AF_INET6 else "ipv4"}",'
         f'"network.local.address":{local},"network.local.port":{lp},"network.peer.address":{remote},'
-        f'"network.peer.port":{rp},"bcgov.tcp.direction":{q.get(ev.direction) or _quote(ev.direction)},'
-        f'"bcgov.tcp.outcome":{q.get(ev.outcome) or _quote(ev.outcome)},"bcgov.tcp.retransmits":{ev.retransmits},'
-        f'"bcgov.tcp.owner_source":{q.get(ev.owner_source) or _quote(ev.owner_source)},'
+        f'"network.peer.port":{rp},"bcgov.tcp.direction":{_quote(ev.direction)},'
+        f'"bcgov.tcp.outcome":{_quote(ev.outcome)},"bcgov.tcp.retransmits":{ev.retransmits},'
+        f'"bcgov.tcp.owner_source":{_quote(ev.owner_source)},'
     )
     if active:
         text += f'"server.address":{remote},"server.port":{rp},"client.address":{local},"client.port":{lp}'
     else:
         text += f'"server.address":{local},"server.port":{lp},"client.address":{remote},"client.port":{rp}'
     if ev.pid:
-        text += f',"process.pid":{ev.pid},"process.executable.name":{q.get(ev.comm) or _quote(ev.comm)}'
+        text += f',"process.pid":{ev.pid},"process.executable.name":{_quote(ev.comm)}'
     if ev.bytes_sent is not None:
         received = "null" if ev.bytes_received is None else int(ev.bytes_received)
         text += f',"bcgov.tcp.bytes_sent":{int(ev.bytes_sent)},"bcgov.tcp.bytes_received":{received}'

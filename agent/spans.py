@@ -14,6 +14,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
+from agent.json_text import cached_fragment, finite_float, json_str
+
 log = logging.getLogger("bcgov.agent.spans")
 
 KIND_SERVER, KIND_CLIENT = 2, 3          # OTLP SpanKind
@@ -135,33 +137,27 @@ def otlp_json_request(spans: Sequence[SpanData], resource: dict[str, Any], scope
     }
 
 
-_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # what json.dumps uses for str
 _json_any = json.JSONEncoder(separators=(",", ":")).encode
-_FRAGMENT_CACHE_MAX = 16384
-# (key, str value) -> the attribute's whole JSON text, and key -> its '{"key":...,"value":' head:
-# spans repeat the same keys and mostly the same string values (addresses, names, identity).
-_str_attrs: dict[tuple[str, str], str] = {}
-_key_heads: dict[str, str] = {}
+
+
+@cached_fragment
+def _str_attribute(k: str, v: str) -> str:
+    return f'{{"key":{json_str(k)},"value":{{"stringValue":{json_str(v)}}}}}'
+
+
+@cached_fragment
+def _attribute_head(k: str) -> str:
+    return f'{{"key":{json_str(k)},"value":'
 
 
 def _json_attribute(k: str, v: Any) -> str:
     if type(v) is str:
-        text = _str_attrs.get((k, v))
-        if text is None:
-            text = f'{{"key":{_json_str(k)},"value":{{"stringValue":{_json_str(v)}}}}}'
-            if len(_str_attrs) >= _FRAGMENT_CACHE_MAX:
-                _str_attrs.clear()
-            _str_attrs[(k, v)] = text
-        return text
-    head = _key_heads.get(k)
-    if head is None:
-        head = f'{{"key":{_json_str(k)},"value":'
-        if len(_key_heads) < _FRAGMENT_CACHE_MAX:
-            _key_heads[k] = head
+        return _str_attribute(k, v)
+    head = _attribute_head(k)
     t = type(v)
     if t is int:
         return f'{head}{{"intValue":"{v}"}}}}'
-    if t is float and v - v == 0:  # finite: json writes float.__repr__ (encode() per value costs ~3 us)
+    if finite_float(v):
         return f'{head}{{"doubleValue":{v!r}}}}}'
     if t is bool:
         return f'{head}{{"boolValue":{"true" if v else "false"}}}}}'
@@ -174,12 +170,12 @@ def _json_attributes(attrs: dict[str, Any]) -> str:
 
 def _json_span(s: SpanData) -> str:
     events = ",".join([
-        f'{{"timeUnixNano":"{e.time_ns}","name":{_json_str(e.name)},"attributes":{_json_attributes(e.attributes)}}}'
+        f'{{"timeUnixNano":"{e.time_ns}","name":{json_str(e.name)},"attributes":{_json_attributes(e.attributes)}}}'
         for e in s.events
     ])
-    status = f',"message":{_json_str(s.status_message)}' if s.status_message else ""
+    status = f',"message":{json_str(s.status_message)}' if s.status_message else ""
     return (
-        f'{{"traceId":"{s.trace_id:032x}","spanId":"{s.span_id:016x}","name":{_json_str(s.name)},"kind":{int(s.kind)},'
+        f'{{"traceId":"{s.trace_id:032x}","spanId":"{s.span_id:016x}","name":{json_str(s.name)},"kind":{int(s.kind)},'
         f'"startTimeUnixNano":"{s.start_ns}","endTimeUnixNano":"{s.end_ns}","attributes":{_json_attributes(s.attributes)},'
         f'"events":[{events}],"status":{{"code":{int(s.status_code)}{status}}}}}'
     )
@@ -191,7 +187,7 @@ def otlp_json_line(spans: Sequence[SpanData], resource: dict[str, Any], scope_ve
     ring buffer readers for the GIL)."""
     head = (
         f'{{"resourceSpans":[{{"resource":{{"attributes":{_json_attributes(resource)}}},"scopeSpans":[{{"scope":'
-        f'{{"name":{_json_str(SCOPE_NAME)},"version":{_json_str(scope_version)}}},"spans":['
+        f'{{"name":{json_str(SCOPE_NAME)},"version":{json_str(scope_version)}}},"spans":['
     )
     return head + ",".join([_json_span(s) for s in spans]) + "]}]}]}"
 
