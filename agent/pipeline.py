@@ -1,8 +1,8 @@
 """probe -> event -> enrich -> export: what the agent does with each event it receives.
 
 One `EventPipeline.handle` call per decoded event, on the reader thread. Connection events become
-a span (queued for export), a duration observation whose exemplar is that span's trace_id, and a
-log line with the same trace_id: one event, three pillars.
+a span (queued for export), an exemplar with that span's trace_id for the duration histogram the
+kernel keeps (agent/exemplars.py), and a log line with the same trace_id: one event, three pillars.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from agent.clock import MonotonicToWall
 from agent.enrich import Enricher
 from agent.enrich_cache import EnrichmentCache
 from agent.event_log import EventLog
-from agent.instruments import Instruments, observe_with_exemplar
+from agent.instruments import Instruments
 from agent.json_text import cached_fragment, json_str
 from agent.redact import redact_argv, redact_text
 from agent.spans import (
@@ -148,6 +148,7 @@ class EventPipeline:
         # that is exported over another connection, forever: with own_pid set they are only counted.
         self._own_pid = own_pid
         self._instruments = instruments
+        self._exemplars = instruments.duration_exemplars
         self._submit_span = submit_span
         self._log = event_log
         self._ids = ids
@@ -207,18 +208,16 @@ class EventPipeline:
         if ev.pid == self._own_pid:
             self._instruments.own_connections.inc()
             return
-        workload_labels, workload_attrs, workload_json = self._identity.workload(ev.cgroup_id)
-        duration = self._instruments.duration.labels(ev.direction, ev.outcome, *workload_labels)
         if not self._sampler.keep(ev):
-            # Metrics stay exact; only the span (and so the exemplar and trace_id) is skipped.
+            # Metrics stay exact (the kernel counts); only the span, exemplar and log line go.
             self._instruments.spans_sampled_out.inc()
-            duration.observe(ev.duration_ns / 1e9)
             return
+        workload_labels, workload_attrs, workload_json = self._identity.workload(ev.cgroup_id)
         peer_attrs, peer_json = self._identity.peer(ev.remote_addr, ev.remote_port)
         span = self._span(ev, workload_attrs, peer_attrs)
         self._submit_span(span)
         trace_id, span_id = f"{span.trace_id:032x}", f"{span.span_id:016x}"
-        observe_with_exemplar(duration, ev.duration_ns / 1e9, trace_id, span_id)
+        self._exemplars.remember((ev.direction, ev.outcome, *workload_labels), ev.duration_ns, trace_id, span_id)
         # The line's attributes are the span's: the same members in the same order, encoded
         # from the connection's fields and the workload's and peer's cached JSON.
         members = connection_json_members(ev)

@@ -128,13 +128,14 @@ class Agent:
         p.registry.register(kernel)
         # PVC labels need the API: only where the pod watch found a Kubernetes configuration
         claims = PvClaims.connect(self.config.kubeconfig) if getattr(p.enricher, "pods", None) is not None else None
-        latency = LatencyCollector(self.probes, p.enricher, BlockDeviceResolver(claims=claims), guard=self.guard)
+        latency = LatencyCollector(self.probes, p.enricher, BlockDeviceResolver(claims=claims), guard=self.guard,
+                                   duration_exemplars=self.instruments.duration_exemplars)
         p.registry.register(latency)
         p.registry.register(self.guard)
         housekeeping = []
         pods = getattr(p.enricher, "pods", None)  # the pod watch, when identity has one
         if pods is not None:
-            housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, latency, self.instruments]).run)
+            housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, latency]).run)
         self.exposition = GuardedView(p.registry, self.guard, housekeeping)
         self._start_overhead_accounting()
         for probe in self.probes.values():

@@ -8,12 +8,16 @@
  * Slot s counts latencies of d microseconds with bit_length(d) == s: slot 0 is d < 1 us, slot s
  * is 2^(s-1) <= d < 2^s us, so every value in slot s is below 2^s us, its Prometheus `le`. The last
  * slot collects everything from 2^(BCGOV_HIST_SLOTS-2) us (~16.8 s) up: it is exported only in +Inf.
- * Keep in step with agent/latency_metrics.py (HIST_SLOTS).
+ * Keep in step with probes/latency_hist.py (HIST_SLOTS) and probes/tcp_lifecycle.py (DURATION_SLOTS).
  */
 #ifndef BCGOV_HIST_H
 #define BCGOV_HIST_H
 
+/* A probe may set its own slot count (tcp_lifecycle: connections outlive 16.8 s) by defining
+ * BCGOV_HIST_SLOTS before including this header; block_io and runqueue keep 26. */
+#ifndef BCGOV_HIST_SLOTS
 #define BCGOV_HIST_SLOTS 26
+#endif
 
 struct bcgov_hist {
     u64 slots[BCGOV_HIST_SLOTS];

@@ -3,14 +3,21 @@
  * Traces sock:inet_sock_set_state. A connection is tracked from SYN_SENT (active: the connect()
  * caller is current, so pid/comm/cgroup are right) or SYN_RECV (passive: softirq context, so the
  * owner comes from the listening socket's owner and is then replaced by the first process that
- * sends or receives on the socket). At CLOSE one record goes to user space and the per-cgroup
- * counter is bumped. Optional tracepoints add bytes (sock_send_length/sock_recv_length, 6.3+),
+ * sends or receives on the socket). At CLOSE the per-cgroup counter is bumped, the duration
+ * (start to close, the span's) goes into a log2 histogram per (cgroup, direction, outcome), and
+ * one record goes to user space: counts and durations are exact even when records are lost. Optional tracepoints add bytes (sock_send_length/sock_recv_length, 6.3+),
  * retransmit timestamps and reset marks for the connection's span.
  *
- * Cost: a hash update per open, a lookup per send/recv when byte counting is on, one ring buffer
- * record (~200 bytes) per close.
+ * Cost: a hash update per open, a lookup per send/recv when byte counting is on, a counter and a
+ * histogram update and one ring buffer record (~200 bytes) per close.
  */
 #include "bcgov_common.h"
+/* Connections outlive the 26 slots' ~16.8 s: 32 slots give finite buckets up to 2^30 us (~17.9
+ * min). Set by probes/tcp_lifecycle.py (DURATION_SLOTS); the fallback keeps a bare compile working. */
+#ifndef BCGOV_HIST_SLOTS
+#define BCGOV_HIST_SLOTS 32
+#endif
+#include "bcgov_hist.h"
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
@@ -34,6 +41,9 @@
 #define OUTCOME_NORMAL 0
 #define OUTCOME_RESET 1
 #define OUTCOME_FAILED 2
+/* The duration histogram tells failed connects apart, as the span's outcome does. */
+#define OUTCOME_REFUSED 3
+#define OUTCOME_TIMEOUT 4
 
 #ifndef RTX_SLOTS
 #define RTX_SLOTS 4
@@ -111,6 +121,8 @@ struct listener {
 
 BPF_HASH(listeners, u16, struct listener, 4096);
 BPF_HASH(tcp_connections, struct conn_count_key, u64, 16384);
+/* Same key layout; outcome is normal, reset, refused or timeout. Drained at scrape. */
+BPF_HASH(tcp_connection_durations, struct conn_count_key, struct bcgov_hist, 16384);
 BPF_PERCPU_ARRAY(tcp_opens, u64, 3);
 BPF_PERCPU_ARRAY(stats, u64, BCGOV_STAT_MAX);
 
@@ -191,6 +203,17 @@ static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate)
     else
         stat_inc(BCGOV_STAT_MAP_FULL);
 
+    /* One clock read for the histogram and the record, so an exemplar's bucket is the kernel's. */
+    u64 end_ns = bpf_ktime_get_ns();
+    if (key.outcome == OUTCOME_FAILED)
+        key.outcome = (c->flags & F_RESET_RECEIVED) ? OUTCOME_REFUSED : OUTCOME_TIMEOUT;
+    struct bcgov_hist hzero = {};
+    struct bcgov_hist *h = tcp_connection_durations.lookup_or_try_init(&key, &hzero);
+    if (h)
+        bcgov_hist_add(h, end_ns - c->start_ns);
+    else
+        stat_inc(BCGOV_STAT_MAP_FULL);
+
     struct tcp_close_record *r = events.ringbuf_reserve(sizeof(struct tcp_close_record));
     if (!r) {
         stat_inc(BCGOV_STAT_LOST);
@@ -199,7 +222,7 @@ static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate)
     }
     r->start_ns = c->start_ns;
     r->established_ns = c->established_ns;
-    r->end_ns = bpf_ktime_get_ns();
+    r->end_ns = end_ns;
     r->reset_ns = c->reset_ns;
     r->bytes_sent = c->bytes_sent;
     r->bytes_received = c->bytes_received;

@@ -14,6 +14,11 @@ OWNER_SOURCES = {1: "connect", 2: "listener", 3: "io"}
 F_ESTABLISHED, F_RESET_RECEIVED, F_RESET_SENT, F_BYTES_KNOWN = 1, 2, 4, 8
 # Keys of the in-kernel tcp_connections map: (cgroup_id, direction, outcome).
 KERNEL_OUTCOMES = {0: "normal", 1: "reset", 2: "failed"}
+# Keys of the in-kernel tcp_connection_durations map: the same, with failed split as the span's outcome.
+DURATION_OUTCOMES = {0: "normal", 1: "reset", 3: "refused", 4: "timeout"}
+#: Log2 slots of the duration histogram (BCGOV_HIST_SLOTS in tcp_lifecycle.bpf.c): finite buckets
+#: up to 2^30 us (~17.9 min), longer connections only in +Inf.
+DURATION_SLOTS = 32
 
 
 class TcpCloseRecord(ctypes.Structure):
@@ -98,5 +103,5 @@ SPEC = ProbeSpec(
     layouts={"layout": TcpCloseRecord},
     ring_buffer="events",
     decoder=decode,
-    defines=(f"RTX_SLOTS={RTX_SLOTS}",),
+    defines=(f"RTX_SLOTS={RTX_SLOTS}", f"BCGOV_HIST_SLOTS={DURATION_SLOTS}"),
 )

@@ -54,7 +54,7 @@ def test_cumulative_buckets_sum_up_and_overflow_only_reaches_inf() -> None:
 
 
 def test_cumulative_buckets_refuse_a_layout_mismatch() -> None:
-    with pytest.raises(ValueError, match="bcgov_hist.h"):
+    with pytest.raises(ValueError, match="HIST_SLOTS"):
         cumulative_buckets([0] * (HIST_SLOTS - 1))
 
 
@@ -111,3 +111,41 @@ def test_kernel_dev_t_splits_into_major_minor(dev: int, want: tuple[int, int]) -
 
 def test_op_names_cover_the_probe_codes() -> None:
     assert OPS == {0: "read", 1: "write", 2: "discard", 3: "other"}
+
+
+def test_duration_histogram_has_its_own_slot_count_with_buckets_past_16_seconds() -> None:
+    from probes.tcp_lifecycle import DURATION_SLOTS
+
+    slots = [0] * DURATION_SLOTS
+    slots[25], slots[DURATION_SLOTS - 1] = 3, 2   # ~33.5 s and beyond the last finite bucket
+    buckets = cumulative_buckets(slots, DURATION_SLOTS)
+    assert len(buckets) == DURATION_SLOTS and buckets[-1] == ("+Inf", 5.0)
+    assert dict(buckets)["33.554432"] == 3.0 and buckets[-2] == ("1073.741824", 3.0)
+
+
+def test_exemplars_go_to_the_kernels_slot_of_their_duration() -> None:
+    from agent.exemplars import DurationExemplars
+    from agent.latency_metrics import HistogramState
+    from probes.tcp_lifecycle import DURATION_SLOTS
+
+    store = DurationExemplars(max_pending=3)
+    # 999 ns -> 0 us: slot 0; 1000 ns -> 1 us: slot 1; 3 us -> slot 2; 4 us -> slot 3; 2 h -> the overflow slot
+    for i, ns in enumerate((999, 1000, 3000)):
+        store.remember(("active", "normal"), ns, f"{i:032x}", f"{i:016x}")
+    store.remember(("active", "normal"), 4000, "f" * 32, "f" * 16)   # a 4th key: over max_pending, skipped
+    store.remember(("active", "normal"), 2500, "e" * 32, "e" * 16)   # same slot as 3000: the latest wins
+    taken = {slot: ex.labels["trace_id"][0] for _, slot, ex in store.take()}
+    assert taken == {0: "0", 1: "0", 2: "e"} and store.take() == []
+    store.remember(("active", "normal"), 7200 * 10**9, "a" * 32, "a" * 16)
+    ((_, slot, ex),) = store.take()
+    assert slot == DURATION_SLOTS - 1 and ex.value == 7200.0
+
+    state = HistogramState("d_seconds", "d", ["direction", "outcome"], slot_count=DURATION_SLOTS)
+    kernel = [0] * DURATION_SLOTS
+    kernel[DURATION_SLOTS - 1] = 1
+    state.attach_exemplar(("active", "normal"), DURATION_SLOTS - 1, ex)   # before its label set is drained: dropped
+    assert state.exemplars == {}
+    state.add(("active", "normal"), kernel, 7200 * 10**9)
+    state.attach_exemplar(("active", "normal"), DURATION_SLOTS - 1, ex)
+    inf = [s for s in state.family().samples if s.labels.get("le") == "+Inf"]
+    assert [(s.value, s.exemplar) for s in inf] == [(1.0, ex)]

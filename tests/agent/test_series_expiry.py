@@ -4,16 +4,18 @@ resolver and IdentityEnricher, real prometheus_client instruments, the guard and
 from __future__ import annotations
 
 import types
+from typing import Any
 import uuid
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from agent.identity.pods import PodCache, PodInfo
 from agent.identity.resolver import IdentityResolver
 from agent.identity.tiers import TierResolver
 from agent.identity_enricher import IdentityEnricher
-from agent.instruments import Instruments
+from agent.latency_metrics import LatencyCollector
 from agent.series_expiry import GoneSeries, PodSeriesExpiry
 from agent.series_guard import OVERFLOW, GuardedView, SeriesGuard
 
@@ -48,6 +50,16 @@ def _pod(name: str, kind: str, workload: str, ip: str) -> PodInfo:
     )
 
 
+class _Durations(Collector):
+    """The duration histogram's cumulative state as exported (drained from the kernel in the agent)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def collect(self) -> Any:
+        yield self.state.family()
+
+
 def _counts(view: GuardedView) -> dict[tuple[str, str, str], float]:
     """(pod, workload, direction) -> observations, from the exposed text."""
     out = {}
@@ -78,11 +90,19 @@ def test_series_of_expired_pods_are_dropped_and_their_slots_reused() -> None:
 
     reg = CollectorRegistry()
     guard = SeriesGuard(budgets={DURATION: 3})
-    inst = Instruments(reg, enricher, guard)
-    expiry = PodSeriesExpiry(pods, guard, [inst])
+    latency = LatencyCollector({}, enricher, guard=guard)
+    durations = latency.duration
+    reg.register(_Durations(durations))
+    expiry = PodSeriesExpiry(pods, guard, [latency])
     view = GuardedView(reg, guard, [expiry.run])
+
+    def drained(direction: str, cgroup_id: int) -> None:  # one connection, as the kernel map's drain adds it
+        slots = [0] * durations.slot_count
+        slots[(10_000).bit_length()] = 1  # 10 ms
+        durations.add((direction, "normal", *enricher.labels_for_cgroup(cgroup_id)), slots, 10_000_000)
+
     for cg in by_cgroup:  # pg-0, api-1 and api-2 (one series: api), etl-x
-        inst.duration.labels("active", "normal", *enricher.labels_for_cgroup(cg)).observe(0.01)
+        drained("active", cg)
     assert _counts(view) == {
         ("pg-0", "pg", "active"): 1.0,
         ("", "api", "active"): 2.0,
@@ -103,7 +123,7 @@ def test_series_of_expired_pods_are_dropped_and_their_slots_reused() -> None:
     new = _pod("pg-1", "StatefulSet", "pg", "10.42.0.20")
     pods.apply("ADDED", new)
     table.paths[9] = f"/kubepods.slice/kubepods-pod{new.uid.replace('-', '_')}.slice/cri-containerd-{'%064x' % 9}.scope"
-    inst.duration.labels("passive", "normal", *enricher.labels_for_cgroup(9)).observe(0.02)
+    drained("passive", 9)
     assert _counts(view)[("pg-1", "pg", "passive")] == 1.0
     assert guard.overflow_count(DURATION) == 0
     assert not any(OVERFLOW in k for k in _counts(view))

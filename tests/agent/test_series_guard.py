@@ -3,14 +3,17 @@ release; on real prometheus_client families and exposition."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from agent.config import AgentConfig, ConfigError
 from agent.enrich import Enricher
-from agent.instruments import Instruments
+from agent.latency_metrics import LatencyCollector
 from agent.series_guard import OVERFLOW, GuardedView, SeriesGuard
 
 
@@ -96,15 +99,29 @@ def test_exposition_folds_counters_and_histograms_exactly() -> None:
     }
 
 
-def test_instruments_fold_at_the_source_and_the_view_merges_nothing_twice() -> None:
+class _Durations(Collector):
+    """The duration histogram's cumulative state as exported (the kernel drain is tested on the
+    real kernel in test_duration_exact_ebpf.py)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def collect(self) -> Any:
+        yield self.state.family()
+
+
+def test_duration_histogram_folds_at_the_source_and_the_view_merges_nothing_twice() -> None:
     class ByPeer(Enricher):
         label_names = ("workload",)
 
     reg = CollectorRegistry()
     guard = SeriesGuard(default_budget=10, budgets={"bcgov_tcp_connection_duration_seconds": 2})
-    inst = Instruments(reg, ByPeer(), guard)
-    for i in range(7):
-        inst.duration.labels("active", "normal", f"w{i}").observe(0.001 * (i + 1))
+    durations = LatencyCollector({}, ByPeer(), guard=guard).duration
+    reg.register(_Durations(durations))
+    for i in range(7):  # drained kernel deltas: one connection of (i + 1) ms each
+        slots = [0] * durations.slot_count
+        slots[((i + 1) * 1000).bit_length()] = 1
+        durations.add(("active", "normal", f"w{i}"), slots, (i + 1) * 1_000_000)
     view = GuardedView(reg, guard)
     counts = {k: v for k, v in _series(view, "bcgov_tcp_connection_duration_seconds").items()
               if k[0] == "bcgov_tcp_connection_duration_seconds_count"}

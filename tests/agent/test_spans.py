@@ -66,8 +66,11 @@ def test_client_span_attributes_events_and_wall_clock() -> None:
     assert [(e.name, e.time_ns) for e in s.events] == [("tcp.retransmit", 1_000_001_500), ("tcp.retransmit", 1_000_001_700)]
     line = json.loads(log.getvalue())
     assert line["trace_id"] == s.trace_id_hex and line["span_id"] == s.span_id_hex
-    text = generate_latest(reg).decode()
-    assert 'bcgov_tcp_connection_duration_seconds_count{direction="active",outcome="normal"} 1.0' in text
+    # The kernel counts the duration; the pipeline notes the span as the exemplar of the kernel's
+    # slot for it: 2 us -> bit length 2.
+    ((labels, slot, ex),) = p._instruments.duration_exemplars.take()
+    assert (labels, slot) == (("active", "normal"), 2)
+    assert ex.labels == {"trace_id": s.trace_id_hex, "span_id": s.span_id_hex} and ex.value == 2e-6
 
 
 def test_server_span_and_failed_connect_status() -> None:
@@ -133,7 +136,9 @@ def test_sampling_keeps_failures_resets_and_slow_ones_and_counts_the_rest() -> N
     assert [s.attributes["bcgov.tcp.outcome"] for s in spans] == ["refused", "reset", "normal", "normal"]
     text = generate_latest(reg).decode()
     assert "bcgov_agent_spans_sampled_out_total 1.0" in text
-    assert 'bcgov_tcp_connection_duration_seconds_count{direction="active",outcome="normal"} 3.0' in text
+    # Exemplars only from kept spans: the sampled-out connection has none.
+    exemplar_ids = {ex.labels["trace_id"] for _, _, ex in p._instruments.duration_exemplars.take()}
+    assert exemplar_ids and exemplar_ids <= {s.trace_id_hex for s in spans}
 
 
 def test_sample_ratio_is_roughly_honoured() -> None:
