@@ -7,13 +7,39 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
+from typing import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from agent.enrich import Enricher
 from agent.exemplars import DurationExemplars
 from agent.series_guard import SeriesGuard
 
 DROP_REASONS = ("queue_full", "export_failed", "shutdown")
+
+
+class SampledOut(Collector):
+    """bcgov_agent_spans_sampled_out_total: connections sampled out by the kernel (no record sent)
+    plus those sampled out here (records sent before a keep-ratio change reached the kernel)."""
+
+    def __init__(self) -> None:
+        self._user = 0
+        #: The kernel's count (agent/kernel_sampling.py), set once tcp_lifecycle is loaded.
+        self.kernel: Callable[[], int] | None = None
+
+    def inc(self) -> None:
+        """Count one span sampled out in user space (reader thread only)."""
+        self._user += 1
+
+    def collect(self) -> Iterable[Metric]:
+        kernel = self.kernel() if self.kernel is not None else 0
+        yield CounterMetricFamily(
+            "bcgov_agent_spans_sampled_out",
+            "Normal, fast connections whose span was sampled out (metrics still count them), in the kernel or the agent.",
+            value=float(self._user + kernel),
+        )
 
 
 class Instruments:
@@ -28,9 +54,8 @@ class Instruments:
             "collector refused the batch or could not be reached within the timeout), shutdown (still queued when "
             "the agent stopped and the flush time was up).", ["reason"], registry=registry
         )
-        self.spans_sampled_out = Counter(
-            "bcgov_agent_spans_sampled_out", "Normal, fast connections whose span was sampled out (metrics still count them).", registry=registry
-        )
+        self.spans_sampled_out = SampledOut()
+        registry.register(self.spans_sampled_out)
         self.own_connections = Counter(
             "bcgov_agent_own_connections", "The agent's own TCP connections (OTLP export, API watches): counted, no span "
             "or log line, so exporting spans does not make more spans (the kernel counts them in "

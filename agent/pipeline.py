@@ -106,16 +106,46 @@ class SpanSampler:
     """Keeps every failed, reset and slow connection's span and a ratio of the rest.
 
     Sampling is deterministic per connection socket and start time, so a rerun of the same
-    stream keeps the same spans; the default keeps everything (a homelab can afford it).
+    stream keeps the same spans; the default keeps everything (a homelab can afford it). The
+    kernel applies the same test before it sends a record (tcp_lifecycle.bpf.c span_sampling,
+    written by agent/kernel_sampling.py through `subscribe`), so sampled-out connections mostly
+    never cross the ring buffer; this check catches records sent before a ratio change.
     """
 
     def __init__(self, ratio: float = 1.0, slow_seconds: float = 1.0) -> None:
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"span sample ratio must be within 0..1, not {ratio}")
         self.ratio = ratio
-        # Set by the CPU budget (agent/overhead.py) while it sheds span work; 1.0 otherwise.
-        self.shed_keep = 1.0
+        self._shed_keep = 1.0
         self._slow_ns = int(slow_seconds * 1e9)
+        self._listeners: list[Callable[[float, int], None]] = []
+
+    @property
+    def shed_keep(self) -> float:
+        """Set by the CPU budget (agent/overhead.py) while it sheds span work; 1.0 otherwise."""
+        return self._shed_keep
+
+    @shed_keep.setter
+    def shed_keep(self, keep: float) -> None:
+        changed = keep != self._shed_keep
+        self._shed_keep = keep
+        if changed:
+            self._notify()
+
+    @property
+    def slow_ns(self) -> int:
+        """Connections at least this long always keep their span."""
+        return self._slow_ns
+
+    def subscribe(self, listener: Callable[[float, int], None]) -> None:
+        """Call `listener(keep ratio, slow_ns)` now and whenever the keep ratio changes."""
+        self._listeners.append(listener)
+        listener(self.ratio * self._shed_keep, self._slow_ns)
+
+    def _notify(self) -> None:
+        ratio = self.ratio * self._shed_keep
+        for listener in self._listeners:
+            listener(ratio, self._slow_ns)
 
     def keep(self, ev: TcpConnection) -> bool:
         """True when this connection's span must be exported."""

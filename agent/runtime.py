@@ -19,6 +19,7 @@ from agent.enrich import Enricher
 from agent.event_log import EventLog
 from agent.instruments import Instruments
 from agent.kernel_metrics import STAT_LOST, KernelCollector
+from agent.kernel_sampling import KernelSpanSampling
 from agent.latency_metrics import LatencyCollector
 from agent.metrics_server import MetricsServer
 from agent.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
@@ -123,6 +124,11 @@ class Agent:
             own_pid=p.own_pid,
         )
         self._load_probes()
+        tcp = self.probes.get("tcp_lifecycle")
+        if tcp is not None and tcp.bpf is not None:
+            sampling = KernelSpanSampling(tcp)
+            self.sampler.subscribe(sampling.apply)
+            self.instruments.spans_sampled_out.kernel = sampling.sampled_out
         kernel = KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count, self.guard)
         self.kernel_metrics = kernel
         p.registry.register(kernel)

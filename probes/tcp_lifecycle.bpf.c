@@ -5,7 +5,8 @@
  * owner comes from the listening socket's owner and is then replaced by the first process that
  * sends or receives on the socket). At CLOSE the per-cgroup counter is bumped, the duration
  * (start to close, the span's) goes into a log2 histogram per (cgroup, direction, outcome), and
- * one record goes to user space: counts and durations are exact even when records are lost. Optional tracepoints add bytes (sock_send_length/sock_recv_length, 6.3+),
+ * one record goes to user space (unless span sampling skips it): counts and durations are exact
+ * even when records are lost or sampled out. Optional tracepoints add bytes (sock_send_length/sock_recv_length, 6.3+),
  * retransmit timestamps and reset marks for the connection's span.
  *
  * Cost: a hash update per open, a lookup per send/recv when byte counting is on, a counter and a
@@ -124,6 +125,20 @@ BPF_HASH(tcp_connections, struct conn_count_key, u64, 16384);
 /* Same key layout; outcome is normal, reset, refused or timeout. Drained at scrape. */
 BPF_HASH(tcp_connection_durations, struct conn_count_key, struct bcgov_hist, 16384);
 BPF_PERCPU_ARRAY(tcp_opens, u64, 3);
+
+/* Span shedding in the kernel. Counts and durations are complete above, so a record only feeds a
+ * span and a log line: for a normal, fast, never-retransmitted connection the kernel keeps the
+ * record only when (sock * 0x9E3779B97F4A7C15 + start) mod 2^32 < keep_below, the same hash and
+ * test as agent/pipeline.py SpanSampler, so user space keeps every record that arrives. User space
+ * writes this entry whenever the keep ratio (span_sample_ratio x CPU-budget shedding) changes. */
+struct span_sampling {
+    u64 keep_below;  /* ceil(ratio * 2^32) */
+    u64 slow_ns;     /* at least this long: always kept */
+    u32 active;      /* 0 (the zeroed entry, ratio 1): every record is sent */
+    u32 _pad;
+};
+BPF_ARRAY(span_sampling, struct span_sampling, 1);
+BPF_PERCPU_ARRAY(tcp_sampled_out, u64, 1);
 BPF_PERCPU_ARRAY(stats, u64, BCGOV_STAT_MAX);
 
 /* BCC rewrites map methods only in the probe's own file, so each probe carries this helper. */
@@ -213,6 +228,19 @@ static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate)
         bcgov_hist_add(h, end_ns - c->start_ns);
     else
         stat_inc(BCGOV_STAT_MAP_FULL);
+
+    if (key.outcome == OUTCOME_NORMAL && c->retransmits == 0) {
+        int zero_idx = 0;
+        struct span_sampling *s = span_sampling.lookup(&zero_idx);
+        if (s && s->active && end_ns - c->start_ns < s->slow_ns
+            && ((sk * 0x9E3779B97F4A7C15ULL + c->start_ns) & 0xFFFFFFFFULL) >= s->keep_below) {
+            u64 *n = tcp_sampled_out.lookup(&zero_idx);
+            if (n)
+                *n += 1;
+            conns.delete(&sk);
+            return 0;
+        }
+    }
 
     struct tcp_close_record *r = events.ringbuf_reserve(sizeof(struct tcp_close_record));
     if (!r) {
