@@ -6,8 +6,8 @@
  * sends or receives on the socket). At CLOSE the per-cgroup counter is bumped, the duration
  * (start to close, the span's) goes into a log2 histogram per (cgroup, direction, outcome), and
  * one record goes to user space (unless span sampling skips it): counts and durations are exact
- * even when records are lost or sampled out. Optional tracepoints add bytes (sock_send_length/sock_recv_length, 6.3+),
- * retransmit timestamps and reset marks for the connection's span.
+ * even when records are lost or sampled out. Optional tracepoints add bytes
+ * (sock_send_length/sock_recv_length, 6.3+), retransmit timestamps and reset marks for the span.
  *
  * Cost: a hash update per open, a lookup per send/recv when byte counting is on, a counter and a
  * histogram update and one ring buffer record (~200 bytes) per close.
