@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from agent.enrich import Enricher
+
+TEST_RESOURCE = {"service.name": "bcgov-agent", "host.name": "test"}
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
     """Poll until `predicate()` is truthy; return its value or fail naming what never happened."""
@@ -78,3 +84,47 @@ def _value(v: dict[str, Any]) -> Any:
     if "arrayValue" in v:
         return [_value(x) for x in v["arrayValue"].get("values", [])]
     return next(iter(v.values()))
+
+
+class CgroupIdentity(Enricher):
+    """Identity that labels a workload by its cgroup id, so a test's cgroup has its own series."""
+
+    label_names = ("cgroup",)
+
+    def labels_for_cgroup(self, cgroup_id: int) -> tuple[str, ...]:
+        return (str(cgroup_id),)
+
+    def labels_for_endpoint(self, addr: str, port: int) -> tuple[str, ...]:
+        return ("",)
+
+    def attributes_for(self, cgroup_id: int, pid: int) -> dict[str, Any]:
+        return {"bcgov.cgroup.id": cgroup_id}
+
+
+@contextlib.contextmanager
+def started_agent(tmp: Path, parts: Any = None, **config: Any) -> Iterator[RunningAgent]:
+    """A real agent started with `config` (AgentConfig fields) and `parts`: metrics on an
+    ephemeral loopback port, spans (JSONL) and event lines under `tmp`. Stopped on exit, also
+    when the test fails."""
+    from agent import preflight
+    from agent.config import AgentConfig
+    from agent.runtime import Agent, AgentParts
+    from agent.spans import JsonlFileExporter
+    from agent.tracefs import Tracefs
+
+    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp / "spans.jsonl"), **config)
+    cfg.validate()
+    log_path = tmp / "events.jsonl"
+    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
+    parts = parts or AgentParts()
+    parts.event_stream = stream
+    parts.span_exporter = parts.span_exporter or JsonlFileExporter(cfg.spans_file, TEST_RESOURCE, "test")
+    agent = Agent(cfg, Tracefs(preflight.check()), parts)
+    try:
+        agent.start()
+        assert agent._server is not None
+        host, port = agent._server.address
+        yield RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics")
+    finally:
+        agent.stop()
+        stream.close()

@@ -6,13 +6,12 @@ must name spans the agent really wrote."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from agent_harness import RunningAgent, wait_for
+from agent_harness import CgroupIdentity, RunningAgent, started_agent, wait_for
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.ebpf
@@ -21,56 +20,12 @@ BURST = 401  # prime: a count that cannot happen by accident; ~800 records again
 DURATION = "bcgov_tcp_connection_duration_seconds"
 
 
-class ByCgroup:
-    """Identity that labels a workload by its cgroup id, so the test's cgroup has its own series."""
-
-    label_names = ("cgroup",)
-    peer_label_names: tuple[str, ...] = ()
-
-    def labels_for_cgroup(self, cgroup_id: int) -> tuple[str, ...]:
-        return (str(cgroup_id),)
-
-    def labels_for_endpoint(self, addr: str, port: int) -> tuple[str, ...]:
-        return ("",)
-
-    def peer_labels(self, addr: str, port: int) -> tuple[str, ...]:
-        return ()
-
-    def attributes_for(self, cgroup_id: int, pid: int) -> dict[str, Any]:
-        return {"bcgov.cgroup.id": cgroup_id}
-
-    def peer_attributes(self, addr: str, port: int) -> dict[str, Any]:
-        return {}
-
-
 @pytest.fixture
 def tiny_ring_agent(tmp_path: Path) -> Iterator[RunningAgent]:
-    from agent import preflight
-    from agent.config import AgentConfig
-    from agent.enrich import Enricher
-    from agent.runtime import Agent, AgentParts
-    from agent.spans import JsonlFileExporter
-    from agent.tracefs import Tracefs
+    from agent.runtime import AgentParts
 
-    class Identity(ByCgroup, Enricher):
-        pass
-
-    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp_path / "spans.jsonl"),
-                      probes=["tcp_lifecycle"], ring_buffer_pages=1)
-    cfg.validate()
-    log_path = tmp_path / "events.jsonl"
-    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
-    parts = AgentParts(enricher=Identity(), event_stream=stream,
-                       span_exporter=JsonlFileExporter(cfg.spans_file, {"service.name": "bcgov-agent"}, "test"))
-    agent = Agent(cfg, Tracefs(preflight.check()), parts)
-    try:
-        agent.start()
-        assert agent._server is not None
-        host, port = agent._server.address
-        yield RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics")
-    finally:
-        agent.stop()
-        stream.close()
+    with started_agent(tmp_path, AgentParts(enricher=CgroupIdentity()), probes=["tcp_lifecycle"], ring_buffer_pages=1) as agent:
+        yield agent
 
 
 def _families(text: str) -> dict[str, Any]:

@@ -4,15 +4,13 @@ and every skipped record is counted in bcgov_agent_spans_sampled_out_total."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from agent_harness import RunningAgent, wait_for
+from agent_harness import CgroupIdentity, RunningAgent, started_agent, wait_for
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
-from test_duration_exact_ebpf import ByCgroup
 
 pytestmark = pytest.mark.ebpf
 
@@ -21,32 +19,10 @@ N = 29  # prime: a count that cannot happen by accident
 
 @pytest.fixture
 def keep_nothing_agent(tmp_path: Path) -> Iterator[RunningAgent]:
-    from agent import preflight
-    from agent.config import AgentConfig
-    from agent.enrich import Enricher
-    from agent.runtime import Agent, AgentParts
-    from agent.spans import JsonlFileExporter
-    from agent.tracefs import Tracefs
+    from agent.runtime import AgentParts
 
-    class Identity(ByCgroup, Enricher):
-        pass
-
-    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp_path / "spans.jsonl"),
-                      probes=["tcp_lifecycle"], span_sample_ratio=0.0)
-    cfg.validate()
-    log_path = tmp_path / "events.jsonl"
-    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
-    parts = AgentParts(enricher=Identity(), event_stream=stream,
-                       span_exporter=JsonlFileExporter(cfg.spans_file, {"service.name": "bcgov-agent"}, "test"))
-    agent = Agent(cfg, Tracefs(preflight.check()), parts)
-    try:
-        agent.start()
-        assert agent._server is not None
-        host, port = agent._server.address
-        yield RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics")
-    finally:
-        agent.stop()
-        stream.close()
+    with started_agent(tmp_path, AgentParts(enricher=CgroupIdentity()), probes=["tcp_lifecycle"], span_sample_ratio=0.0) as agent:
+        yield agent
 
 
 def _samples(agent: RunningAgent) -> list[Any]:

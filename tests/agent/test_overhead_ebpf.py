@@ -4,7 +4,6 @@ kernel's BPF stats reach /metrics per probe and are switched off again at stop."
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from agent_harness import RunningAgent, wait_for
+from agent_harness import RunningAgent, started_agent, wait_for
 from cgroups import WORKLOAD
 
 from agent.kernel_metrics import STAT_EMITTED, STAT_LOST
@@ -25,28 +24,8 @@ SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 @pytest.fixture
 def budget_agent(tmp_path: Path) -> Iterator[RunningAgent]:
-    from agent import preflight
-    from agent.config import AgentConfig
-    from agent.runtime import Agent, AgentParts
-    from agent.spans import JsonlFileExporter
-    from agent.tracefs import Tracefs
-
-    cfg = AgentConfig(
-        metrics_addr="127.0.0.1:0", spans_file=str(tmp_path / "spans.jsonl"), probes=["tcp_lifecycle"],
-        cpu_budget=0.001, cpu_budget_window=0.2, bpf_stats=True,
-    )
-    cfg.validate()
-    log_path = tmp_path / "events.jsonl"
-    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
-    parts = AgentParts(event_stream=stream, span_exporter=JsonlFileExporter(cfg.spans_file, {"service.name": "t"}, "test"))
-    agent = Agent(cfg, Tracefs(preflight.check()), parts)
-    try:
-        agent.start()
-        assert agent._server is not None
-        host, port = agent._server.address
-        yield RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics")
-    finally:
-        agent.stop()
+    with started_agent(tmp_path, probes=["tcp_lifecycle"], cpu_budget=0.001, cpu_budget_window=0.2, bpf_stats=True) as agent:
+        yield agent
 
 
 def _sample(agent: RunningAgent, name: str, labels: dict[str, str] | None = None) -> float:

@@ -29,7 +29,6 @@ connection to postgres.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import socket
 import sys
@@ -41,7 +40,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent_harness import RunningAgent, wait_for
+from agent_harness import RunningAgent, started_agent, wait_for
 from netns_pods import PodNetwork, PodSandbox
 
 sys.path.insert(0, str(Path(__file__).parent / "identity"))
@@ -131,30 +130,17 @@ def _client(pod: PodSandbox, *args: str) -> tuple[dict[str, Any], int]:
 
 def _start_agent(tmp: Path, kubeconfig: str, cleanup: contextlib.ExitStack) -> tuple[RunningAgent, Any]:
     """The real agent (TCP probes only) with the real IdentityEnricher watching the stand-in."""
-    from agent import preflight
-    from agent.config import AgentConfig
     from agent.identity_enricher import IdentityEnricher
-    from agent.runtime import Agent, AgentParts
-    from agent.spans import JsonlFileExporter
-    from agent.tracefs import Tracefs
+    from agent.runtime import AgentParts
 
-    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp / "spans.jsonl"),
-                      probes=["tcp_lifecycle", "tcp_reset"])
-    cfg.validate()
     parts = AgentParts()
     enricher = IdentityEnricher.for_node(parts.registry, NODE, kubeconfig=kubeconfig, tiers=TIERS)
     cleanup.callback(enricher.stop)
     assert enricher.wait_synced(10), "the pod watch never listed the stand-in's pods"
     parts.enricher = enricher
-    parts.span_exporter = JsonlFileExporter(cfg.spans_file, {"service.name": "bcgov-agent"}, "test")
-    log_path = tmp / "events.jsonl"
-    parts.event_stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
-    agent = Agent(cfg, Tracefs(preflight.check()), parts)
-    cleanup.callback(agent.stop)  # closes the exporter and the log stream too
-    agent.start()
-    assert all(r.up for r in agent.reports), [r.reason for r in agent.reports]
-    host, port = agent._server.address  # type: ignore[union-attr]
-    return RunningAgent(agent, Path(cfg.spans_file), log_path, f"http://{host}:{port}/metrics"), enricher
+    running = cleanup.enter_context(started_agent(tmp, parts, probes=["tcp_lifecycle", "tcp_reset"]))
+    assert all(r.up for r in running.agent.reports), [r.reason for r in running.agent.reports]
+    return running, enricher
 
 
 def _first_pods(pg: PodSandbox, pg1: PodSandbox, spark: PodSandbox, minio: PodSandbox) -> list[dict[str, Any]]:
