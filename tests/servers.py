@@ -365,6 +365,22 @@ class ExpositionServer:
 
 
 @contextlib.contextmanager
+def serve_http(handler: type[http.server.BaseHTTPRequestHandler], name: str) -> Iterator[int]:
+    """`handler` served by a threaded HTTP server on a free loopback port (yielded) until the
+    block exits; shut down and closed even when the test fails."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield int(httpd.server_address[1])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
 def serve_exposition(body: str, content_type: str | None = None) -> Iterator[ExpositionServer]:
     """A threaded HTTP server on a free loopback port answering /metrics with `body`."""
     state = ExpositionServer(port=0)
@@ -385,14 +401,6 @@ def serve_exposition(body: str, content_type: str | None = None) -> Iterator[Exp
         def log_message(self, *args: Any) -> None:  # keep test output quiet
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    state.port = int(httpd.server_address[1])
-    thread = threading.Thread(target=httpd.serve_forever, name="exposition", daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler, "exposition") as port:
+        state.port = port
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)

@@ -15,11 +15,12 @@ import contextlib
 import http.server
 import json
 import shlex
-import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+from tests.servers import serve_http
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tempo.json"
 
@@ -112,14 +113,6 @@ def serve(fixture: Path = FIXTURE) -> Iterator[StandInTempo]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    state.port = int(httpd.server_address[1])
-    thread = threading.Thread(target=httpd.serve_forever, name="tempo-standin", daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler, "tempo-standin") as port:
+        state.port = port
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
