@@ -35,20 +35,25 @@ def _int(v: Any) -> int:
     return int(getattr(v, "value", v))
 
 
-def drain(table: Any) -> list[tuple[Any, int]]:
-    """Read and delete every entry of a BPF hash, atomically per batch where the kernel can."""
+def drain_entries(table: Any) -> list[tuple[Any, Any]]:
+    """Read and delete every (key, value) of a BPF hash, atomically per batch where the kernel can."""
     try:
-        batch = list(table.items_lookup_and_delete_batch())
-    except Exception:  # pre-5.6 kernels lack batch ops: fall back to read-then-delete
-        batch = []
+        return list(table.items_lookup_and_delete_batch())
+    except Exception:  # pre-5.6 kernels lack batch ops: read, then delete what was read
+        out = []
         for k, v in list(table.items()):
-            batch.append((k, v))
+            out.append((k, v))
             try:
                 del table[k]
             except KeyError:
                 pass
+        return out
+
+
+def drain(table: Any) -> list[tuple[Any, int]]:
+    """`drain_entries` of a counter map: values as ints, keys as the table's own key type."""
     # batch ops hand scalar keys back as ints: make every key the table's own key type
-    return [(table.Key(k) if isinstance(k, int) else k, _int(v)) for k, v in batch]
+    return [(table.Key(k) if isinstance(k, int) else k, _int(v)) for k, v in drain_entries(table)]
 
 
 class _Cumulative:

@@ -23,6 +23,7 @@ from prometheus_client.utils import floatToGoString
 from agent.block_devices import BlockDeviceResolver
 from agent.enrich import Enricher
 from agent.exemplars import DurationExemplars
+from agent.kernel_metrics import drain_entries
 from agent.loader import LoadedProbe
 from agent.series_guard import LabelValues, SeriesGuard
 from probes import tcp_lifecycle
@@ -115,21 +116,6 @@ class HistogramState:
             buckets = cumulative_buckets(self.slots[labels], self.slot_count, self.exemplars.get(labels))
             fam.add_metric(list(labels), buckets, self.sum_ns[labels] / 1e9)
         return fam
-
-
-def drain_entries(table: Any) -> list[tuple[Any, Any]]:
-    """Read and delete every (key, value) of a BPF hash, atomically per batch where the kernel can."""
-    try:
-        return list(table.items_lookup_and_delete_batch())
-    except Exception:  # kernels without batch ops: read, then delete what was read
-        out = []
-        for k, v in list(table.items()):
-            out.append((k, v))
-            try:
-                del table[k]
-            except KeyError:
-                pass
-        return out
 
 
 DURATION = "bcgov_tcp_connection_duration_seconds"
