@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from agent.enrich import Enricher
+from probes.events import TcpConnection
 
 TEST_RESOURCE = {"service.name": "bcgov-agent", "host.name": "test"}
 
@@ -84,6 +85,18 @@ def _value(v: dict[str, Any]) -> Any:
     if "arrayValue" in v:
         return [_value(x) for x in v["arrayValue"].get("values", [])]
     return next(iter(v.values()))
+
+
+def connection(**overrides: object) -> TcpConnection:
+    """A decoded TCP connection record (a psql client's, with two retransmits), fields overridable."""
+    base = dict(
+        direction="active", outcome="normal", start_ns=1_000, established_ns=1_100, end_ns=3_000, family=2,
+        local_addr="10.0.0.1", local_port=40000, remote_addr="10.0.0.2", remote_port=5432, pid=42, tid=42,
+        comm="psql", cgroup_id=7, owner_source="connect", bytes_sent=10, bytes_received=20, retransmits=2,
+        retransmit_ns=(1_500, 1_700), reset_ns=0, reset_received=False, reset_sent=False, sock=1,
+    )
+    base.update(overrides)
+    return TcpConnection(**base)  # type: ignore[arg-type]
 
 
 class CgroupIdentity(Enricher):

@@ -17,18 +17,7 @@ from agent.event_log import MAX_PENDING, EventLog, iso_ns, json_object
 from agent.instruments import Instruments
 from agent.pipeline import EventPipeline, connection_attributes, connection_json_members
 from agent.spans import IdSource, SpanData, SpanEvent, otlp_json_line, otlp_json_request
-from probes.events import TcpConnection
-
-
-def _conn(**kw: object) -> TcpConnection:
-    base = dict(
-        direction="active", outcome="normal", start_ns=1_000, established_ns=1_100, end_ns=3_000, family=2,
-        local_addr="10.0.0.1", local_port=40000, remote_addr="10.0.0.2", remote_port=5432, pid=42, tid=42,
-        comm="psql", cgroup_id=7, owner_source="connect", bytes_sent=10, bytes_received=20, retransmits=2,
-        retransmit_ns=(1_500, 1_700), reset_ns=0, reset_received=False, reset_sent=False, sock=1,
-    )
-    base.update(kw)
-    return TcpConnection(**base)  # type: ignore[arg-type]
+from agent_harness import connection as _conn
 
 
 class _Identity(Enricher):

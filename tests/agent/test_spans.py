@@ -14,19 +14,8 @@ from agent.instruments import Instruments
 from agent.pipeline import EventPipeline
 from agent.span_queue import SpanQueue
 from agent.spans import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, IdSource, JsonlFileExporter, SpanData, otlp_json_request
-from probes.events import TcpConnection
+from agent_harness import connection as _conn
 from prometheus_client import CollectorRegistry, generate_latest
-
-
-def _conn(**kw: object) -> TcpConnection:
-    base = dict(
-        direction="active", outcome="normal", start_ns=1_000, established_ns=1_100, end_ns=3_000, family=2,
-        local_addr="10.0.0.1", local_port=40000, remote_addr="10.0.0.2", remote_port=5432, pid=42, tid=42,
-        comm="psql", cgroup_id=7, owner_source="connect", bytes_sent=10, bytes_received=20, retransmits=2,
-        retransmit_ns=(1_500, 1_700), reset_ns=0, reset_received=False, reset_sent=False, sock=1,
-    )
-    base.update(kw)
-    return TcpConnection(**base)  # type: ignore[arg-type]
 
 
 class _Memory:
