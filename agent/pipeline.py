@@ -61,6 +61,9 @@ def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
         attrs["bcgov.tcp.bytes_received"] = ev.bytes_received
     if ev.established_ns:
         attrs["bcgov.tcp.handshake_seconds"] = max(0, ev.established_ns - ev.start_ns) / 1e9
+    if ev.retransmits > len(ev.retransmit_ns):
+        # the probe keeps the first RTX_SLOTS retransmit times: say how many events the span lacks
+        attrs["bcgov.tcp.retransmit_events_dropped"] = ev.retransmits - len(ev.retransmit_ns)
     if ev.outcome in ERROR_TYPES:
         attrs["error.type"] = ERROR_TYPES[ev.outcome]
     return attrs
@@ -97,6 +100,8 @@ def connection_json_members(ev: TcpConnection) -> str:
     if ev.established_ns:
         # a finite float: float.__repr__ is exactly what json writes for it
         text += f',"bcgov.tcp.handshake_seconds":{max(0, ev.established_ns - ev.start_ns) / 1e9!r}'
+    if ev.retransmits > len(ev.retransmit_ns):
+        text += f',"bcgov.tcp.retransmit_events_dropped":{ev.retransmits - len(ev.retransmit_ns)}'
     if ev.outcome in ERROR_TYPES:
         text += f',"error.type":"{ERROR_TYPES[ev.outcome]}"'
     return text

@@ -28,6 +28,7 @@ from agent.pv_claims import PvClaims
 from agent.readers import RingBufferReader
 from agent.series_expiry import PodSeriesExpiry
 from agent.series_guard import GuardedView, SeriesGuard
+from agent.skipped_runs import SkippedRunsCollector, skipped_total
 from agent.span_queue import SpanQueue, SpanQueueStats
 from agent.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
 from agent.summary import Summary
@@ -98,6 +99,7 @@ class Agent:
         self.cpu_budget: CpuBudget | None = None
         self._budget_thread: BudgetThread | None = None
         self._bpf_stats: BpfStats | None = None
+        self._final_counts: tuple[int, int] | None = None  # (lost, skipped) read just before the probes close
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -138,6 +140,7 @@ class Agent:
                                    duration_exemplars=self.instruments.duration_exemplars)
         p.registry.register(latency)
         p.registry.register(self.guard)
+        p.registry.register(SkippedRunsCollector(self.probes))
         housekeeping = []
         pods = getattr(p.enricher, "pods", None)  # the pod watch, when identity has one
         if pods is not None:
@@ -218,6 +221,8 @@ class Agent:
             self._span_queue.shutdown()
         if self._server:
             self._server.stop()
+        if self._final_counts is None:  # the counters live in the kernel: read them while they exist
+            self._final_counts = (self.lost(), self.skipped())
         for probe in self.probes.values():
             probe.close()
         if self._event_log:
@@ -227,8 +232,18 @@ class Agent:
 
     # -- status ----------------------------------------------------------------------------
     def lost(self) -> int:
-        """Records the kernel dropped because the agent fell behind, over all probes."""
+        """Records the kernel dropped because the agent fell behind, over all probes (after
+        `stop()`: the count at the moment the probes closed)."""
+        if self._final_counts is not None:
+            return self._final_counts[0]
         return sum(p.stat(STAT_LOST) for p in self.probes.values() if p.bpf is not None and p.plan.spec.ring_buffer)
+
+    def skipped(self) -> int:
+        """Probe program runs the kernel skipped (recursion_misses; see agent/skipped_runs.py), over
+        all probes: with `lost()`, received + lost + skipped = emitted."""
+        if self._final_counts is not None:
+            return self._final_counts[1]
+        return skipped_total(self.probes)
 
     def span_stats(self) -> SpanQueueStats | None:
         """The span queue's accounting (submitted = exported + dropped + queued), once started."""

@@ -53,12 +53,13 @@ class Summary:
                 t.oom_kills.append(f"{event.comm}[{event.pid}]")
                 del t.oom_kills[:-5]
 
-    def render(self, lost: int, probes_up: int, probes_total: int, elapsed_s: float) -> Table:
-        """The table shown on the terminal."""
+    def render(self, lost: int, probes_up: int, probes_total: int, elapsed_s: float, skipped: int = 0) -> Table:
+        """The table shown on the terminal; `skipped`: probe runs the kernel skipped (recursion_misses)."""
         with self._lock:
             t = self.totals
             table = Table(
-                title=f"bcgov agent: {probes_up}/{probes_total} probes up, {elapsed_s:.0f}s, lost records {lost}",
+                title=f"bcgov agent: {probes_up}/{probes_total} probes up, {elapsed_s:.0f}s, lost records {lost}, "
+                      f"skipped runs {skipped}",
                 caption=(
                     f"failed connects {t.failed}  resets {t.resets}  retransmits {t.retransmits}  "
                     f"execs {t.execs}  exits {t.exits}  OOM kills {len(t.oom_kills)}"

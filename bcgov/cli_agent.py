@@ -129,7 +129,10 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         agent_.stop()
         if enricher is not None:
             enricher.stop()
-    click.echo(f"bcgov: agent stopped after {agent_.elapsed():.0f}s; lost records: {agent_.lost()}", err=True)
+    # received + lost + skipped = emitted: a run the kernel skipped (another BPF program was running
+    # on that CPU) sent and counted nothing, so it is a loss too
+    click.echo(f"bcgov: agent stopped after {agent_.elapsed():.0f}s; lost records: {agent_.lost()}; "
+               f"skipped BPF runs: {agent_.skipped()}", err=True)
 
 
 def _run_live(agent_: "Agent", stop: threading.Event, interval: float) -> None:
@@ -140,7 +143,7 @@ def _run_live(agent_: "Agent", stop: threading.Event, interval: float) -> None:
     up = sum(r.up for r in agent_.reports)
     with Live(console=Console(stderr=True), refresh_per_second=1, transient=False) as live:
         def tick() -> None:
-            live.update(agent_.summary.render(agent_.lost(), up, total, agent_.elapsed()))
+            live.update(agent_.summary.render(agent_.lost(), up, total, agent_.elapsed(), agent_.skipped()))
         tick()
         agent_.run(stop, on_tick=tick, tick_s=interval)
         tick()

@@ -57,6 +57,7 @@ CONNECTIONS = [
     _conn(outcome="timeout", established_ns=0, pid=0, comm=""),
     _conn(outcome="reset", reset_sent=True, reset_ns=2_500, family=10, local_addr="fd00::1", remote_addr="fd00::2"),
     _conn(comm='we"ird\\näme', established_ns=1_000_000_123),
+    _conn(retransmits=7, retransmit_ns=(1_100, 1_200, 1_300, 1_400)),  # events cut: the span says so
 ]
 
 
@@ -80,7 +81,7 @@ def test_log_lines_carry_the_span_attributes_and_ids_and_nothing_is_lost_at_clos
         assert (line["trace_id"], line["span_id"]) == (span.trace_id_hex, span.span_id_hex)
         assert line["time"] == iso_ns(span.end_ns)
     assert spans[0].attributes["bcgov.peer.tier"] == "oltp" and "bcgov.peer.tier" not in spans[1].attributes
-    assert [x["severity"] for x in lines] == ["INFO", "INFO", "WARN", "WARN", "WARN", "INFO"]
+    assert [x["severity"] for x in lines] == ["INFO", "INFO", "WARN", "WARN", "WARN", "INFO", "INFO"]
 
 
 def test_batched_log_writes_at_max_pending_and_at_close() -> None:

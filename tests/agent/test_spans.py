@@ -136,3 +136,15 @@ def test_sample_ratio_is_roughly_honoured() -> None:
     s = SpanSampler(ratio=0.25)
     kept = sum(s.keep(_conn(sock=i, retransmits=0, retransmit_ns=())) for i in range(4000))
     assert 800 < kept < 1200
+
+
+def test_a_span_whose_retransmit_events_were_cut_says_how_many() -> None:
+    # The case: the span said 5 retransmits while only 4 retransmit events rode on it.
+    p, spans, log, _ = _pipeline()
+    p.handle(_conn(retransmits=5, retransmit_ns=(1_100, 1_200, 1_300, 1_400)))
+    p.handle(_conn(retransmits=4, retransmit_ns=(1_100, 1_200, 1_300, 1_400)))
+    cut, whole = spans
+    assert len(cut.events) == 4 and cut.attributes["bcgov.tcp.retransmit_events_dropped"] == 1
+    assert "bcgov.tcp.retransmit_events_dropped" not in whole.attributes
+    first_line = json.loads(log.getvalue().splitlines()[0])
+    assert first_line["attributes"]["bcgov.tcp.retransmit_events_dropped"] == 1
