@@ -5,6 +5,10 @@
  * syscalls:sys_enter_exit_group (exit code) and signal:signal_deliver (fatal default-action signals),
  * and sched:sched_process_exit (the whole thread group is gone). Exit codes come from the syscall
  * and the signal instead of task_struct, which header offsets cannot be trusted to read.
+ * pending_exec cannot leak: its entry (the argv of an execve in flight) goes at the exec, at a
+ * failed execve's return (syscalls:sys_exit_execve, ret < 0) and at the calling thread's exit, so
+ * a storm of failed execs leaves nothing behind; should it fill anyway, only the execs that found
+ * it full lose their argv (counted in map_full), never the later ones.
  * Argv travels raw to the agent, which redacts secrets before anything leaves the process.
  *
  * Cost: a hash update per fork and exec, one record (~1.2 kB) per exec and one per process exit.
@@ -115,6 +119,17 @@ done:;
     return 0;
 }
 
+/* A failed execve returns to its caller: its argv will never be logged. A successful one already
+ * removed the entry at sched_process_exec, so this delete finds nothing then. */
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+    if (args->ret < 0) {
+        u32 tid = (u32)bpf_get_current_pid_tgid();
+        pending_exec.delete(&tid);
+    }
+    return 0;
+}
+
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
     u32 child = args->child_pid;
@@ -200,6 +215,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tgid = pid_tgid >> 32;
+    /* Every exiting thread: an execve whose return was never seen (its run skipped) ends here. */
+    u32 tid = (u32)pid_tgid;
+    pending_exec.delete(&tid);
 #ifdef HAVE_GROUP_DEAD
     if (!args->group_dead)
         return 0;

@@ -104,6 +104,7 @@ SPEC = ProbeSpec(
         "sched:sched_process_exit",
         "sched:sched_process_fork",
         "syscalls:sys_enter_execve",
+        "syscalls:sys_exit_execve",
         "syscalls:sys_enter_exit_group",
         "signal:signal_deliver",
     ),
