@@ -109,8 +109,8 @@ def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
         bpf = bpf_class(src_file=str(spec.source_path).encode(), cflags=cflags_for(plan_))
     except Exception as exc:  # BCC raises bare Exception for compile and verifier failures
         raise ProbeLoadError(
-            f"probe {spec.name} failed to compile or load: {exc}; check kernel headers at "
-            "/lib/modules/$(uname -r)/build (scripts/bootstrap.sh installs them)"
+            f"probe {spec.name} failed to compile or load: {exc}; check the kernel headers "
+            "'bcgov agent probes' names (scripts/bootstrap.sh installs the node's and the bundled set)"
         ) from exc
     loaded = LoadedProbe(plan_, bpf, attached=list(spec.required))
     try:

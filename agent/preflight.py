@@ -6,18 +6,23 @@ Each failure is one line that says what is missing and how to fix it; the CLI ex
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
-from agent import tracefs
+from agent import kernel_headers, tracefs
 
 
 class PreflightError(Exception):
     """The node cannot run the agent as is; the message names the fix."""
 
 
-def check(modules_root: str = "/lib/modules", tracefs_roots: tuple[str, ...] = tracefs.CANDIDATE_ROOTS) -> Path:
-    """Run every check in order of likelihood; returns the tracefs root."""
+def check(
+    modules_root: str = "/lib/modules",
+    tracefs_roots: tuple[str, ...] = tracefs.CANDIDATE_ROOTS,
+    headers: kernel_headers.Locations | None = None,
+) -> Path:
+    """Run every check in order of likelihood; returns the tracefs root. Headers: the node's own,
+    else the kernel's archive, else the bundled set (agent/kernel_headers.py); `headers` overrides
+    where to look (`modules_root` is kept for callers that only move that)."""
     if os.geteuid() != 0:
         raise PreflightError(
             "bcgov agent needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN for BCC): run it with sudo, "
@@ -30,12 +35,10 @@ def check(modules_root: str = "/lib/modules", tracefs_roots: tuple[str, ...] = t
             "BCC's Python bindings are missing: apt-get install python3-bpfcc, and run from a venv made with "
             "'--system-site-packages' (scripts/bootstrap.sh does both); never 'pip install bcc', an unrelated package"
         ) from exc
-    build = Path(modules_root) / platform.release() / "build"
-    if not (build / "include").exists():
-        raise PreflightError(
-            f"kernel headers not found at {build}: apt-get install linux-headers-$(uname -r), or the generic "
-            "linux-headers-amd64 linked there (scripts/bootstrap.sh does it)"
-        )
+    try:
+        kernel_headers.choose(headers or kernel_headers.Locations(modules_root=modules_root))
+    except kernel_headers.HeadersMissing as exc:
+        raise PreflightError(str(exc)) from exc
     try:
         root = tracefs.find_root(tracefs_roots)
     except tracefs.TracefsMissing as exc:

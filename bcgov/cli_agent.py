@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from agent import config as agent_config
-from agent import loader, preflight
+from agent import kernel_headers, loader, preflight
 from agent.tracefs import Tracefs
 from probes import registry
 
@@ -40,12 +40,16 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps({"severity": record.levelname, "logger": record.name, "body": record.getMessage()})
 
 
-def _preflight() -> Tracefs:
+def _preflight() -> tuple[Tracefs, kernel_headers.HeaderChoice]:
+    """The node's tracefs and the kernel headers BCC will use (applied to the environment)."""
     try:
-        return Tracefs(preflight.check())
-    except preflight.PreflightError as exc:
+        tracefs = Tracefs(preflight.check())
+        headers = kernel_headers.choose()
+    except (preflight.PreflightError, kernel_headers.HeadersMissing) as exc:
         click.echo(f"bcgov: {exc}", err=True)
         sys.exit(2)
+    headers.apply()
+    return tracefs, headers
 
 
 @click.group()
@@ -83,7 +87,8 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         sys.exit(2)
     if interactive and not cfg.log_file:
         cfg.log_file = "var/events.jsonl"  # keep the live summary readable
-    tracefs = _preflight()
+    tracefs, headers = _preflight()
+    logging.getLogger("bcgov.agent").info("kernel headers: %s", headers.describe())
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -118,8 +123,8 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         click.echo("bcgov: no probe could load on this kernel; see 'bcgov agent probes'", err=True)
         sys.exit(2)
     logging.getLogger("bcgov.agent").info(
-        "agent running: probes %s; spans -> %s; events -> %s", ", ".join(up),
-        cfg.otlp_endpoint or cfg.spans_file, cfg.log_file or "stderr")
+        "agent running: probes %s; spans -> %s; events -> %s; %s headers (%s)", ", ".join(up),
+        cfg.otlp_endpoint or cfg.spans_file, cfg.log_file or "stderr", headers.source, headers.path)
     try:
         if interactive:
             _run_live(agent_, stop, cfg.summary_interval)
@@ -153,8 +158,8 @@ def _run_live(agent_: "Agent", stop: threading.Event, interval: float) -> None:
 @click.option("--no-load", is_flag=True, help="Only check tracepoints; do not compile and load.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def probes_cmd(no_load: bool, as_json: bool) -> None:
-    """Which probes are ready on this kernel, and why not."""
-    tracefs = _preflight()
+    """Which probes are ready on this kernel, and why not (and which kernel headers compile them)."""
+    tracefs, headers = _preflight()
     rows = []
     for spec in registry.ALL:
         plan = loader.plan(spec, tracefs)
@@ -165,7 +170,8 @@ def probes_cmd(no_load: bool, as_json: bool) -> None:
             except loader.ProbeLoadError as exc:
                 ready, why = False, str(exc)
         rows.append({"probe": spec.name, "ready": ready, "why_not": why, "traces": spec.summary,
-                     "without": list(plan.missing_optional)})
+                     "without": list(plan.missing_optional),
+                     "headers": {"source": headers.source, "path": headers.path, "why": headers.why}})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -177,4 +183,5 @@ def probes_cmd(no_load: bool, as_json: bool) -> None:
             detail = r["why_not"] or "; ".join(f"without {w}" for w in r["without"])
             t.add_row(r["probe"], "yes" if r["ready"] else "NO", detail, r["traces"])
         Console().print(t)
+        Console().print(f"kernel headers: {headers.describe()}")
     sys.exit(0 if all(r["ready"] for r in rows) else 1)

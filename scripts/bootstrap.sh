@@ -59,6 +59,12 @@ if [ "$host" = 1 ] && [ ! -e "$moddir/build/include" ]; then
   fi
 fi
 
+# The bundled generic header set the agent falls back to on a node without headers
+# (agent/kernel_headers.py); the tests load every probe with it. The image runs this script itself.
+if [ "$host" = 1 ]; then
+  bash "$root/scripts/bundle_kernel_headers.sh" || die "cannot make the bundled kernel headers (see above)"
+fi
+
 # tracefs: BCC reads tracepoint layouts from it and attaches through it.
 if [ "$host" = 1 ] && [ ! -e /sys/kernel/tracing/events ]; then
   mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || die "cannot mount tracefs at /sys/kernel/tracing: the kernel needs CONFIG_TRACING"

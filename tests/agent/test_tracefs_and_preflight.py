@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import loader, preflight
+from agent import kernel_headers, loader, preflight
 from agent.tracefs import Tracefs, TracefsMissing, find_root
 from probes import registry
 
@@ -71,8 +71,12 @@ def test_tracefs_not_mounted_says_how_to_mount(tmp_path: Path) -> None:
 
 @pytest.mark.ebpf
 def test_preflight_names_missing_headers(tmp_path: Path) -> None:
-    with pytest.raises(preflight.PreflightError, match=r"kernel headers not found .*linux-headers"):
-        preflight.check(modules_root=str(tmp_path))
+    where = kernel_headers.Locations(
+        release="6.18.0-test", modules_root=str(tmp_path), kheaders=str(tmp_path / "kheaders.tar.xz"),
+        bundled=str(tmp_path / "bundle"),
+    )
+    with pytest.raises(preflight.PreflightError, match=r"kernel headers not found: .*bootstrap.sh.*linux-headers"):
+        preflight.check(headers=where)
 
 
 @pytest.mark.ebpf
