@@ -200,6 +200,9 @@ class IdentityResolver:
             workload, kind = f"lxc/{ref.lxc_name}", "LXC"
         elif ref.runtime == "systemd":
             workload, kind = ref.systemd_unit, "SystemdUnit"
+        elif ref.container_id is not None and ref.systemd_unit is not None:
+            # Podman Quadlet: the unit that runs the container is its stable name.
+            workload, kind = ref.systemd_unit, "SystemdUnit"
         elif ref.container_id is not None:
             # Docker/Podman outside Kubernetes: no engine to name the container; the id is in
             # container.id, and the workload stays empty rather than minting a value per container.
