@@ -45,6 +45,12 @@ class PodInfo:
     host_network: bool = False
     deleted_at: float | None = None
     ports: tuple[int, ...] = ()  # declared TCP container ports, in spec order (a tier hint)
+    #: A mirror pod's static pod uid (annotation ``kubernetes.io/config.mirror``): the kubelet's
+    #: config hash, 32 hex digits, which is what the static pod's cgroup path carries.
+    static_uid: str | None = None
+
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 
 def pod_info_from_api(pod: Any, owners: OwnerResolver) -> PodInfo:
@@ -74,6 +80,7 @@ def pod_info_from_api(pod: Any, owners: OwnerResolver) -> PodInfo:
         phase=(status.phase if status else None) or "Unknown",
         host_network=bool(spec and spec.host_network),
         ports=declared_tcp_ports(spec),
+        static_uid=(meta.annotations or {}).get(MIRROR_ANNOTATION) or None,
     )
 
 
@@ -119,6 +126,7 @@ class PodCache:
         self._lock = threading.Lock()
         self._by_uid: dict[str, PodInfo] = {}
         self._by_ip: dict[str, str] = {}
+        self._by_static_uid: dict[str, str] = {}  # static pod uid -> its mirror pod's uid
         self._expired: collections.deque[PodInfo] = collections.deque(maxlen=max_pods)
         self._synced = threading.Event()
         self._stopping = threading.Event()
@@ -164,9 +172,14 @@ class PodCache:
     # -- lookups ---------------------------------------------------------------------------------
 
     def by_uid(self, uid: str) -> PodInfo | None:
-        """The pod with this uid (dashes, as in metadata.uid), deleted ones during their grace."""
+        """The pod with this uid (dashes, as in metadata.uid), deleted ones during their grace; a
+        static pod's uid (its cgroup's, 32 hex) finds its mirror pod through the mirror's
+        ``kubernetes.io/config.mirror`` annotation."""
         with self._lock:
-            return self._by_uid.get(uid)
+            pod = self._by_uid.get(uid)
+            if pod is None and (mirror := self._by_static_uid.get(uid)) is not None:
+                pod = self._by_uid.get(mirror)
+            return pod
 
     def by_ip(self, ip: str) -> PodInfo | None:
         """The pod that has (or, within the grace period, had) this IP; host-network pods never."""
@@ -229,6 +242,8 @@ class PodCache:
         if old is None and len(self._by_uid) >= self._max_pods and not self._evict_one_locked():
             return
         self._by_uid[pod.uid] = pod
+        if pod.static_uid:
+            self._by_static_uid[pod.static_uid] = pod.uid
         if not pod.host_network:  # host-network pods share the node's IP: it names no pod
             for ip in pod.ips:
                 self._by_ip[ip] = pod.uid  # a live pod takes over an IP from a deleted one
@@ -244,6 +259,8 @@ class PodCache:
 
     def _remove_locked(self, pod: PodInfo) -> None:
         self._by_uid.pop(pod.uid, None)
+        if pod.static_uid and self._by_static_uid.get(pod.static_uid) == pod.uid:
+            del self._by_static_uid[pod.static_uid]
         for ip in pod.ips:
             if self._by_ip.get(ip) == pod.uid:
                 del self._by_ip[ip]
