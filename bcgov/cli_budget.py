@@ -60,7 +60,9 @@ def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--prometheus", metavar="URL", help="Prometheus-compatible API base URL (Prometheus, Mimir, VictoriaMetrics, Thanos)."),
         click.option("--scrape", "scrape_urls", metavar="URL", multiple=True,
-                     help=f"Scrape a /metrics URL directly (repeatable). Default with no source: {sources.DEFAULT_AGENT_URL}."),
+                     help=f"Scrape a /metrics URL directly (repeatable; each keeps its own instance label). Default with no source: {sources.DEFAULT_AGENT_URL}."),
+        click.option("--scrape-job", default=sources.DEFAULT_JOB, show_default=True, metavar="NAME",
+                     help="The job label --scrape targets get, as in Prometheus' scrape config (tiers can match it)."),
         click.option("--bearer-token-file", type=click.Path(dir_okay=False), help="File holding a bearer token."),
         click.option("--basic-auth-user", help="Basic auth user name."),
         click.option("--basic-auth-password-file", type=click.Path(dir_okay=False), help="File holding the basic auth password."),
@@ -101,7 +103,7 @@ def build_source(kw: dict[str, Any]) -> sources.Source:
         ca_file=kw.pop("ca_file"), insecure_skip_verify=kw.pop("insecure_skip_verify"), headers=tuple(headers),
     )
     limits = Limits(max_series_total=kw.pop("max_series"), max_series_per_metric=kw.pop("max_series_per_metric"))
-    return sources.from_options(prometheus, scrape_urls, options, limits)
+    return sources.from_options(prometheus, scrape_urls, options, limits, kw.pop("scrape_job"))
 
 
 budgets_option = click.option("--budgets", "budgets_file", type=click.Path(dir_okay=False), metavar="FILE",

@@ -34,6 +34,10 @@ class BudgetError(GovernorError):
         super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
 
 
+class UsageError(GovernorError):
+    """A flag or argument is unusable as given (a URL that is not http(s), for one)."""
+
+
 class SourceError(GovernorError):
     """A metrics source answered, but not in a way the governor can use (bad status, bad body)."""
 

@@ -14,7 +14,9 @@ from governor import errors
 # Bodies larger than this are refused rather than parsed: a /metrics page or API answer this big
 # means the bounds (chunking, --max-series) are wrong, and parsing it could exhaust memory.
 MAX_BODY_BYTES = 512 * 1024 * 1024
-_RETRY_STATUS = {429, 502, 503, 504}
+# Answers worth another attempt: rate limited, or a server error that may pass (a 500 from an
+# exporter is often one failed collection; treated like 503, not as a wrong URL).
+_RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +95,30 @@ class Http:
                 raise errors.InventoryTooLarge(f"{self.what} answered {len(resp.content)} bytes from {url}; narrow the query")
             return resp
         raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """`request`, with a URL requests cannot use turned into a usage error."""
+        try:
+            return self.request(method, url, **kwargs)
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
+            raise errors.UsageError(f"{url!r} is not a usable URL ({errors.bounded(exc, 120)}); pass an http(s) URL") from exc
+
+
+def status_problem(what: str, status: int, retries: int) -> str:
+    """One line for an HTTP status that is not 200: what it means and what to do."""
+    tried = f" (tried {retries + 1} times)" if retries else ""
+    if status in (404, 410):
+        return f"{what} answered HTTP {status} (not found); check the URL path (usually /metrics)"
+    if status == 429:
+        return f"{what} answered HTTP 429 (rate limited){tried}; retry later or raise --retries"
+    if status in (502, 503, 504):
+        return (f"{what} answered HTTP {status} (unavailable or a proxy could not reach it){tried}; "
+                "check that the exporter is up and healthy, then retry")
+    if 500 <= status < 600:
+        return f"{what} answered HTTP {status} (the exporter failed while collecting){tried}; check the exporter's own logs"
+    if status in (301, 302, 303, 307, 308):
+        return f"{what} answered a redirect (HTTP {status}) that was not followed; pass the final URL"
+    return f"{what} answered HTTP {status}; check the URL and the exporter"
 
 
 def _cause(exc: Exception) -> str:

@@ -32,13 +32,16 @@ class MetricInventory:
     count: int
     type: str | None = None
     truncated: bool = False
+    # The histogram/summary family this metric's samples belong to (`foo` for `foo_bucket`), else
+    # None: such families are analysed and remedied as one unit.
+    family: str | None = None
     # Computed once on first use (the series set never changes); not part of equality or repr.
     _value_counts: dict[str, collections.Counter[str]] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, name: str, series: Iterable[LabelSet], type: str | None = None) -> "MetricInventory":
+    def of(cls, name: str, series: Iterable[LabelSet], type: str | None = None, family: str | None = None) -> "MetricInventory":
         s = frozenset(series)
-        return cls(name=name, series=s, count=len(s), type=type)
+        return cls(name=name, series=s, count=len(s), type=type, family=family)
 
     def label_names(self) -> list[str]:
         """Every label name that occurs on at least one series, sorted."""
@@ -81,7 +84,7 @@ class MetricInventory:
 
     def subset(self, series: Iterable[LabelSet]) -> "MetricInventory":
         """The same metric restricted to `series` (used to split a metric across tiers)."""
-        return MetricInventory.of(self.name, series, self.type)
+        return MetricInventory.of(self.name, series, self.type, self.family)
 
 
 def _without_one(s: LabelSet, label: str) -> LabelSet:
@@ -94,12 +97,14 @@ def _without_one(s: LabelSet, label: str) -> LabelSet:
 
 @dataclasses.dataclass
 class Inventory:
-    """Everything one collection saw. `head` carries the TSDB head stats when the source has them."""
+    """Everything one collection saw. `head` carries the TSDB head stats when the source has them;
+    `warnings` are things a person should know that do not stop the report (an empty target)."""
 
     metrics: dict[str, MetricInventory]
     source: str
     collected_at: float
     head: dict[str, float] | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def total_series(self) -> int:
@@ -116,9 +121,10 @@ class Inventory:
             if name in metrics:
                 old = metrics[name]
                 if old.truncated or m.truncated:
-                    metrics[name] = MetricInventory(name, frozenset(), old.count + m.count, old.type or m.type, True)
+                    metrics[name] = MetricInventory(name, frozenset(), old.count + m.count, old.type or m.type, True, old.family or m.family)
                 else:
-                    metrics[name] = MetricInventory.of(name, old.series | m.series, old.type or m.type)
+                    metrics[name] = MetricInventory.of(name, old.series | m.series, old.type or m.type, old.family or m.family)
             else:
                 metrics[name] = m
-        return Inventory(metrics, f"{self.source}, {other.source}", max(self.collected_at, other.collected_at), self.head)
+        return Inventory(metrics, f"{self.source}, {other.source}", max(self.collected_at, other.collected_at), self.head,
+                         self.warnings + other.warnings)

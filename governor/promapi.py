@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from governor import errors, http
+from governor import errors, exposition, http
 from governor.inventory import Inventory, MetricInventory, label_set
 
 Progress = Callable[[int, int], None]  # (requests answered so far, requests in all)
@@ -62,6 +62,8 @@ class PrometheusSource:
 
     def __init__(self, base_url: str, options: http.HttpOptions | None = None, limits: Limits | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        if not re.match(r"https?://[^/?#\s]+", base_url):
+            raise errors.UsageError(f"--prometheus {base_url!r} is not an http(s) URL; pass the API base URL, e.g. http://host:9090")
         self.base_url = base_url.rstrip("/")
         self.limits = limits or Limits()
         self._clock = clock
@@ -95,7 +97,7 @@ class PrometheusSource:
     def _api(self, path: str, params: dict[str, Any] | None = None, post: bool = False) -> Any:
         url = f"{self.base_url}/api/v1/{path}"
         # POST keeps long match expressions out of the URL (proxies cap URL length).
-        resp = self._http.request("POST", url, data=params) if post else self._http.request("GET", url, params=params)
+        resp = self._http.send("POST", url, data=params) if post else self._http.send("GET", url, params=params)
         try:
             body = json.loads(resp.content)
         except ValueError as exc:
@@ -177,10 +179,11 @@ class PrometheusSource:
                         f"Prometheus holds more than {self.limits.max_series_total} live series; "
                         "pass a larger --max-series or narrow with --tier"
                     )
+                type_, family = exposition.family_of(name, types)
                 if len(series) > self.limits.max_series_per_metric:  # too big to analyse: keep the count, say so
-                    metrics[name] = MetricInventory(name, frozenset(), len(series), _type_of(name, types), truncated=True)
+                    metrics[name] = MetricInventory(name, frozenset(), len(series), type_, truncated=True, family=family)
                 else:
-                    m = metrics[name] = MetricInventory.of(name, series, _type_of(name, types))
+                    m = metrics[name] = MetricInventory.of(name, series, type_, family)
                     # Every analysis needs these counts; computed here they overlap the requests
                     # still in flight instead of running after the last answer.
                     m.all_value_counts()
@@ -232,17 +235,3 @@ class PrometheusSource:
 def _promql_string(s: str) -> str:
     """Escape for a double-quoted PromQL string literal."""
     return s.replace("\\", "\\\\").replace('"', '\\"')
-
-
-_SUFFIX_TYPES = (("_bucket", "histogram"), ("_count", None), ("_sum", None), ("_total", "counter"))
-
-
-def _type_of(name: str, types: dict[str, str]) -> str | None:
-    """Metadata is keyed by family name (`foo` for `foo_bucket`); try the name, then its family."""
-    if name in types:
-        return types[name]
-    for suffix, _ in _SUFFIX_TYPES:
-        if name.endswith(suffix) and name[: -len(suffix)] in types:
-            return types[name[: -len(suffix)]]
-    return None
-

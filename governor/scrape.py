@@ -1,32 +1,72 @@
-"""Inventory straight from a scrape target's /metrics (Prometheus text or OpenMetrics), so an
-exporter can be judged before it reaches Prometheus.
+"""Inventory straight from scrape targets' /metrics pages, counted as Prometheus would store them,
+so an exporter can be judged before it reaches Prometheus.
 
-The counts are the series the target exposes; Prometheus would add `job` and `instance` (which do
-not change the count for one target) and its five synthetic `up`/`scrape_*` series (not counted).
+Each target's series get the `job` and `instance` labels Prometheus adds (`instance` is the
+target's host:port; labels of the same names on the page become `exported_job` and
+`exported_instance`, Prometheus' `honor_labels: false`), so several targets never collapse into
+one. Prometheus' five synthetic series per target (`up`, `scrape_*`) are not counted.
+The page is parsed by `governor.exposition`, which follows Prometheus' own parsers.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from typing import Callable
 
-from prometheus_client.openmetrics import parser as om_parser
-from prometheus_client import parser as text_parser
-
-from governor import errors, http
-from governor.inventory import Inventory, MetricInventory, label_set
+from governor import errors, exposition, http
+from governor.inventory import Inventory, LabelSet, MetricInventory
+from governor.promapi import Limits
 
 DEFAULT_AGENT_URL = "http://127.0.0.1:9464/metrics"
-_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-# Prometheus does not store OpenMetrics `_created` samples as series in 2.x by default.
-_SKIP_OM_SUFFIXES = ("_created",)
+DEFAULT_JOB = "scrape"
+# The Accept header of Prometheus 2.x scrapes: OpenMetrics first, then the text format.
+ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+          "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+_TARGET_LABELS = ("instance", "job")
+
+
+def check_url(url: str) -> urllib.parse.SplitResult:
+    """A scrape URL must be http(s) with a host; anything else is a usage error naming the fix."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise errors.UsageError(f"--scrape {url!r} is not a valid URL ({exc}); pass e.g. http://host:9100/metrics") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise errors.UsageError(f"--scrape {url!r} is not an http(s) URL with a host; pass e.g. http://host:9100/metrics")
+    return parts
+
+
+def instance_of(parts: urllib.parse.SplitResult) -> str:
+    """Prometheus' `instance`: host:port, the scheme's default port added when none is given."""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+def with_target_labels(labels: LabelSet, job: str, instance: str) -> LabelSet:
+    """`labels` as Prometheus stores them from this target (honor_labels: false)."""
+    d = dict(labels)
+    for name in _TARGET_LABELS:
+        if name in d:
+            exported = "exported_" + name
+            while exported in d:  # Prometheus prefixes again until the name is free
+                exported = "exported_" + exported
+            d[exported] = d.pop(name)
+    d["job"], d["instance"] = job, instance
+    return tuple(sorted(d.items()))
 
 
 class ScrapeSource:
-    """Collects an `Inventory` by scraping one exposition URL."""
+    """Collects an `Inventory` by scraping one exposition URL as scrape job `job`."""
 
-    def __init__(self, url: str, options: http.HttpOptions | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, url: str, options: http.HttpOptions | None = None, clock: Callable[[], float] = time.time,
+                 limits: Limits | None = None, job: str = DEFAULT_JOB) -> None:
         self.url = url
+        self.instance = instance_of(check_url(url))
+        self.job = job
+        self.limits = limits or Limits()
         self._clock = clock
         what = "the local bcgov agent" if url == DEFAULT_AGENT_URL else "scrape target"
         hint = ("start it with 'bcgov agent run', or pass --prometheus URL or --scrape URL"
@@ -40,30 +80,45 @@ class ScrapeSource:
         self._http.close()
 
     def collect(self, progress: Callable[[int, int], None] | None = None) -> Inventory:
-        resp = self._http.request("GET", self.url, headers={"Accept": _ACCEPT})
+        resp = self._http.send("GET", self.url, headers={"Accept": ACCEPT})
         if resp.status_code != 200:
-            raise errors.SourceError(f"scrape of {self.url} answered HTTP {resp.status_code}; check the URL path (usually /metrics)")
-        inv = parse_exposition(resp.text, resp.headers.get("Content-Type", ""), self.describe(), self._clock())
+            raise errors.SourceError(http.status_problem(f"scrape of {self.url}", resp.status_code, self._http.options.retries))
+        content_type = resp.headers.get("Content-Type", "")
+        inv = inventory_of(resp.content, content_type, self.describe(), self._clock(), self.job, self.instance, self.limits)
         if progress:
             progress(inv.total_series, inv.total_series)
         return inv
 
 
-def parse_exposition(text: str, content_type: str, source: str, now: float) -> Inventory:
-    """Parse a text or OpenMetrics exposition into an inventory keyed by sample name."""
-    openmetrics = content_type.startswith("application/openmetrics-text")
+def inventory_of(body: bytes, content_type: str, source: str, now: float, job: str = DEFAULT_JOB,
+                 instance: str | None = None, limits: Limits | None = None) -> Inventory:
+    """An inventory from one page (bytes, decoded as UTF-8), each series with the target labels
+    when `instance` is given. Raises SourceError for a page Prometheus would refuse and
+    InventoryTooLarge past `limits`."""
+    limits = limits or Limits()
+    fmt = exposition.format_of(content_type)
     try:
-        families = list(om_parser.text_string_to_metric_families(text) if openmetrics
-                        else text_parser.text_string_to_metric_families(text))
-    except ValueError as exc:
-        raise errors.SourceError(f"{source}: invalid {'OpenMetrics' if openmetrics else 'text'} exposition: {errors.bounded(exc)}") from exc
-    series: dict[str, set] = {}
-    types: dict[str, str] = {}
-    for fam in families:
-        for s in fam.samples:
-            if openmetrics and s.name.endswith(_SKIP_OM_SUFFIXES) and s.name != fam.name:
-                continue
-            series.setdefault(s.name, set()).add(label_set(s.labels))
-            types.setdefault(s.name, fam.type)
-    metrics = {n: MetricInventory.of(n, ls, types.get(n)) for n, ls in series.items()}
-    return Inventory(metrics, source, now)
+        page = exposition.parse(exposition.decode(body), fmt)
+    except exposition.ExpositionError as exc:
+        raise errors.SourceError(f"{source}: Prometheus would refuse this {'OpenMetrics' if fmt == exposition.OPENMETRICS else 'text'} "
+                                 f"page: {errors.bounded(exc)}") from exc
+    if page.total_series > limits.max_series_total:
+        raise errors.InventoryTooLarge(f"{source} exposes {page.total_series} series, more than --max-series {limits.max_series_total}; "
+                                       "pass a larger --max-series")
+    metrics: dict[str, MetricInventory] = {}
+    for name, series in page.series.items():
+        type_, family = exposition.family_of(name, page.types)
+        if instance is not None:
+            series = {with_target_labels(s, job, instance) for s in series}
+        if len(series) > limits.max_series_per_metric:
+            metrics[name] = MetricInventory(name, frozenset(), len(series), type_, truncated=True, family=family)
+        else:
+            metrics[name] = MetricInventory.of(name, series, type_, family)
+    warnings = [] if page.series else [f"{source} answered with no series ({len(body)} bytes): is this the right URL, "
+                                       "and is the exporter initialised?"]
+    return Inventory(metrics, source, now, warnings=warnings)
+
+
+def parse_exposition(text: str, content_type: str, source: str, now: float) -> Inventory:
+    """An inventory of one page as the exporter exposes it (no target labels): for tests and tools."""
+    return inventory_of(text.encode("utf-8", errors="surrogateescape"), content_type, source, now)

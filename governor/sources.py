@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Callable, Protocol, Sequence
 
-from governor import http
+from governor import errors, http
 from governor.inventory import Inventory
 from governor.promapi import Limits, PrometheusSource
-from governor.scrape import DEFAULT_AGENT_URL, ScrapeSource
+from governor.scrape import DEFAULT_AGENT_URL, DEFAULT_JOB, ScrapeSource
 
 
 class Source(Protocol):
@@ -21,10 +21,13 @@ class Source(Protocol):
 
 
 class MultiScrape:
-    """Several scrape targets as one source; their series sets are united per metric."""
+    """Several scrape targets as one source. Each target's series carry its own `instance`, so the
+    union per metric counts every target, like Prometheus; `limits.max_series_total` holds for the
+    sum of all targets."""
 
-    def __init__(self, sources: Sequence[ScrapeSource]) -> None:
+    def __init__(self, sources: Sequence[ScrapeSource], limits: Limits | None = None) -> None:
         self.sources = list(sources)
+        self.limits = limits or Limits()
 
     def describe(self) -> str:
         return ", ".join(s.describe() for s in self.sources)
@@ -34,6 +37,10 @@ class MultiScrape:
         for i, s in enumerate(self.sources):
             part = s.collect()
             inv = part if inv is None else inv.merged(part)
+            if inv.total_series > self.limits.max_series_total:
+                raise errors.InventoryTooLarge(
+                    f"the {len(self.sources)} scrape targets expose more than --max-series {self.limits.max_series_total} series "
+                    f"together (after {i + 1} of them); pass a larger --max-series")
             if progress:
                 progress(i + 1, len(self.sources))
         assert inv is not None
@@ -45,10 +52,11 @@ class MultiScrape:
 
 
 def from_options(prometheus: str | None, scrape: Sequence[str], options: http.HttpOptions,
-                 limits: Limits | None = None) -> Source:
-    """The source the flags ask for; with neither flag, the local agent's /metrics."""
+                 limits: Limits | None = None, job: str = DEFAULT_JOB) -> Source:
+    """The source the flags ask for; with neither flag, the local agent's /metrics. Scrape targets
+    are labelled as scrape job `job`."""
     if prometheus:
         return PrometheusSource(prometheus, options, limits)
     urls = list(scrape) or [DEFAULT_AGENT_URL]
-    scrapers = [ScrapeSource(u, options) for u in urls]
-    return scrapers[0] if len(scrapers) == 1 else MultiScrape(scrapers)
+    scrapers = [ScrapeSource(u, options, limits=limits, job=job) for u in urls]
+    return scrapers[0] if len(scrapers) == 1 else MultiScrape(scrapers, limits)

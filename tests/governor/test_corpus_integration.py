@@ -1,0 +1,164 @@
+"""Prometheus is the oracle: real exporters' pages (tests/governor/corpus, sources in SOURCES), each
+served by a local file server and scraped by one real Prometheus. For every file, the governor's
+inventory through `--scrape` and through `--prometheus` holds exactly the series Prometheus stores:
+the same metric names, the same series per metric, the same label names and values (instant query
+`{job="<file>"}`), Prometheus' five synthetic series per target (`up`, `scrape_*`) aside.
+
+The oracle scrapes with `honor_timestamps: false`: cAdvisor's fixtures carry 2014 timestamps (a live
+kubelet's are current), which an instant query "now" would not see; the governor ignores exposed
+timestamps, so both count the live series a current kubelet would give.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from governor import exposition
+from governor.inventory import Inventory, LabelSet
+from governor.promapi import PrometheusSource
+from governor.scrape import ScrapeSource
+from tests import servers
+
+pytestmark = pytest.mark.integration
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+FILES = sorted(p.name for p in CORPUS.iterdir() if p.suffix in (".prom", ".om"))
+SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
+             "scrape_series_added"}
+CONTENT_TYPES = {".prom": "text/plain; version=0.0.4; charset=utf-8",
+                 ".om": "application/openmetrics-text; version=1.0.0; charset=utf-8"}
+
+
+def job_of(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def sources() -> dict[str, dict[str, str]]:
+    """file -> {repository, path, commit, sha256} from SOURCES."""
+    out: dict[str, dict[str, str]] = {}
+    text = (CORPUS / "SOURCES").read_text()
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        f, repo, path, commit, _ = (p.strip() for p in line.split("|"))
+        out[f] = {"repository": repo, "path": path, "commit": commit}
+    for m in re.finditer(r"^# ([0-9a-f]{64})  (\S+)$", text, re.M):
+        out[m.group(2)]["sha256"] = m.group(1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def file_server() -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            name = self.path.lstrip("/").split("?")[0]
+            if name not in FILES:
+                self.send_error(404)
+                return
+            data = (CORPUS / name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPES[Path(name).suffix])
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with servers.serve_http(Handler, "corpus") as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def oracle(file_server: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.PrometheusServer]:
+    """One Prometheus scraping every corpus file as its own job."""
+    cfg = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": job_of(f), "metrics_path": f"/{f}", "honor_timestamps": False,
+                            "static_configs": [{"targets": [f"127.0.0.1:{file_server}"]}]} for f in FILES],
+    }
+    with servers.start_prometheus(yaml.safe_dump(cfg, sort_keys=False), tmp_path_factory.mktemp("corpus")) as prom:
+        for f in FILES:
+            prom.wait_for_first_scrape(job_of(f))
+        yield prom
+
+
+def stored(prom: servers.PrometheusServer, job: str) -> dict[str, set[LabelSet]]:
+    """What Prometheus holds for `job`: metric name -> label sets (with job and instance)."""
+    out: dict[str, set[LabelSet]] = {}
+    for r in prom.query(f'{{job="{job}"}}'):
+        labels = dict(r["metric"])
+        name = labels.pop("__name__")
+        if name not in SYNTHETIC:
+            out.setdefault(name, set()).add(tuple(sorted(labels.items())))
+    return out
+
+
+def of_inventory(inv: Inventory, job: str | None = None) -> dict[str, set[LabelSet]]:
+    out: dict[str, set[LabelSet]] = {}
+    for name, m in inv.metrics.items():
+        assert not m.truncated, name
+        for s in m.series:
+            if job is None or dict(s).get("job") == job:
+                out.setdefault(name, set()).add(s)
+    return {n: s for n, s in out.items() if n not in SYNTHETIC}
+
+
+@pytest.fixture(scope="module")
+def via_prometheus(oracle: servers.PrometheusServer) -> Inventory:
+    src = PrometheusSource(oracle.url)
+    try:
+        return src.collect()
+    finally:
+        src.close()
+
+
+def test_corpus_is_what_sources_says() -> None:
+    """Every file is listed with repository, path and commit, and is byte for byte what was fetched."""
+    listed = sources()
+    assert sorted(listed) == FILES and len(FILES) >= 10
+    for f, meta in listed.items():
+        assert re.fullmatch(r"[0-9a-f]{40}", meta["commit"]) and "/" in meta["repository"], f
+        assert hashlib.sha256((CORPUS / f).read_bytes()).hexdigest() == meta["sha256"], f
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_scrape_stores_what_prometheus_stores(name: str, oracle: servers.PrometheusServer, file_server: int) -> None:
+    job = job_of(name)
+    want = stored(oracle, job)
+    assert want, f"Prometheus stored nothing for {name}: {oracle.targets(job)}"
+    src = ScrapeSource(f"http://127.0.0.1:{file_server}/{name}", job=job)
+    try:
+        got = of_inventory(src.collect())
+    finally:
+        src.close()
+    assert {n: len(s) for n, s in got.items()} == {n: len(s) for n, s in want.items()}
+    assert got == want
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_prometheus_source_reads_what_prometheus_stores(name: str, oracle: servers.PrometheusServer, via_prometheus: Inventory) -> None:
+    job = job_of(name)
+    want = stored(oracle, job)
+    got = of_inventory(via_prometheus, job)
+    assert {n: len(s) for n, s in got.items()} == {n: len(s) for n, s in want.items()}
+    assert got == want
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_families_and_types_agree_between_sources(name: str, oracle: servers.PrometheusServer, file_server: int,
+                                                 via_prometheus: Inventory) -> None:
+    """Histogram and summary members name the same family whether the governor read the page
+    or Prometheus' metadata; a counter exposed without `_total` keeps its name and its type."""
+    page = exposition.parse(exposition.decode((CORPUS / name).read_bytes()),
+                            exposition.OPENMETRICS if name.endswith(".om") else exposition.TEXT)
+    for metric in page.series:
+        m = via_prometheus.metrics[metric]
+        assert (m.type, m.family) == exposition.family_of(metric, page.types), metric
