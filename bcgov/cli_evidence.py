@@ -1,7 +1,7 @@
 """`bcgov evidence export|verify`: thin wiring over governor.evidence.
 
 Exit codes (export): 0 complete bundle, 3 partial bundle (a source was down; the manifest says
-which and why), 2 usage error or unusable --out. (verify): 0 matches, 1 changed, 2 not a bundle.
+which and why), 2 usage error or unusable --out. (verify): 0 matches, 1 changed or a bad/missing signature, 2 not a bundle.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def evidence() -> None:
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds per HTTP request.")
 @click.option("--retries", type=click.IntRange(min=0, max=10), default=1, show_default=True, help="Retries on network errors.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory, or a path ending in .tar.gz.")
+@click.option("--sign-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="SSH private key: sign MANIFEST.json into MANIFEST.json.sig (ssh-keygen -Y sign, namespace bcgov-evidence).")
 def export_cmd(**kw: Any) -> None:
     """Write a postmortem evidence bundle. Exit 3 when a source was down (partial bundle)."""
     from governor import http
@@ -64,7 +66,7 @@ def export_cmd(**kw: Any) -> None:
         window=window, scope=scope.Scope(kw["tier"], kw["namespace"], kw["pod"]), out=kw["out"],
         command=["bcgov", *sys.argv[1:]], tool_version=_version(),
         prometheus=kw["prometheus"], alertmanager=kw["alertmanager"], spans_file=kw["spans_file"],
-        otlp_query=kw["otlp_query"], logs_file=kw["logs_file"], budgets_file=kw["budgets_file"],
+        otlp_query=kw["otlp_query"], logs_file=kw["logs_file"], budgets_file=kw["budgets_file"], sign_key=kw["sign_key"],
         http_options=http.HttpOptions(timeout=kw["timeout"], retries=kw["retries"]),
     )
     progress = _progress()
@@ -91,20 +93,31 @@ def _progress() -> Any:
 
 @evidence.command("verify")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
-def verify_cmd(bundle: Path) -> None:
-    """Re-check every file of a bundle against MANIFEST.json. Exit 1 on any change."""
+@click.option("--allowed-signers", type=click.Path(dir_okay=False, path_type=Path),
+              help="OpenSSH allowed_signers file: also require MANIFEST.json.sig by one of these keys.")
+def verify_cmd(bundle: Path, allowed_signers: Path | None) -> None:
+    """Re-check every file of a bundle against MANIFEST.json, and with --allowed-signers its
+    signature first. Exit 1 on any change or a bad or missing signature."""
     from governor.evidence import errors, manifest
 
     try:
-        problems = manifest.verify(bundle)
-    except errors.VerifyError as exc:
+        found = manifest.check(bundle, allowed_signers)
+    except errors.BundleError as exc:  # ssh-keygen missing
         _fail(EXIT_USAGE, str(exc))
         return
-    if problems:
-        for p in problems:
+    except errors.VerifyError as exc:
+        _fail(EXIT_USAGE if allowed_signers is None else EXIT_CHANGED, str(exc))
+        return
+    if found.problems:
+        for p in found.problems:
             click.echo(f"bcgov: changed: {p}", err=True)
-        _fail(EXIT_CHANGED, f"{bundle} does not match its manifest ({len(problems)} problem(s))")
-    click.echo(f"{bundle}: OK, every file matches MANIFEST.json")
+        _fail(EXIT_CHANGED, f"{bundle} does not match its manifest ({len(found.problems)} problem(s))")
+    if found.signer:
+        click.echo(f"{bundle}: OK, signed by {found.signer} and every file matches MANIFEST.json")
+    elif found.signed:
+        click.echo(f"{bundle}: OK, every file matches MANIFEST.json (signature not checked: pass --allowed-signers)")
+    else:
+        click.echo(f"{bundle}: OK, every file matches MANIFEST.json")
 
 
 def register(cli: click.Group) -> None:

@@ -19,7 +19,8 @@ die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 2; }
 command -v apt-get >/dev/null || die "apt-get not found: bcgov's bootstrap supports Debian/Ubuntu; install python3-bpfcc and kernel headers by hand elsewhere"
 
 agent_pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip iproute2 kmod)
-server_pkgs=(prometheus prometheus-alertmanager nftables util-linux procps)
+# openssh-client: ssh-keygen signs and verifies evidence bundles (bcgov evidence --sign-key)
+server_pkgs=(prometheus prometheus-alertmanager nftables util-linux procps openssh-client)
 pkgs=("${agent_pkgs[@]}")
 [ "${BCGOV_BOOTSTRAP_SERVERS:-1}" = 1 ] && pkgs+=("${server_pkgs[@]}")
 

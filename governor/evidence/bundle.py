@@ -1,18 +1,23 @@
-"""Collecting bundle files in memory and writing them to a directory or a .tar.gz.
+"""Writing bundle files straight to disk as they are made, hashing them on the way.
 
-Every text file gets a last redaction pass here (`redact_text` per line) on top of the structural
-redaction its producer did: whatever a producer forgot, nothing secret-looking reaches the disk.
+Files go into a staging directory beside the destination (`.NAME.part`), so memory stays flat
+however large the telemetry is; `finish` turns the staging directory into the bundle directory (a
+rename) or a .tar.gz (streamed from the staged files), and a half-written bundle never carries the
+final name. Every text file gets a last redaction pass here (`redact_text` per line) on top of the
+structural redaction its producer did; JSON-lines files are redacted structurally, value by value,
+by their producer (telemetry.py), since a line-level pass would mask OTLP's own `"key"` fields.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import os
+import shutil
 import tarfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from agent.redact import redact_text
 from governor.evidence.errors import BundleError
@@ -20,25 +25,76 @@ from governor.evidence.errors import BundleError
 _TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".csv", ".txt")
 
 
-class Bundle:
-    """Files by bundle-relative path; `write` lays them out at the destination."""
+class FileInfo:
+    """sha256 (hex) and size in bytes of one written file."""
 
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
+    __slots__ = ("sha256", "size")
+
+    def __init__(self, sha256: str, size: int) -> None:
+        self.sha256, self.size = sha256, size
+
+
+class StreamWriter:
+    """One bundle file written line by line; the sha256 is computed while writing."""
+
+    def __init__(self, bundle: "Bundle", name: str) -> None:
+        self._bundle, self._name = bundle, name
+        self._path = bundle.staging / name
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: BinaryIO = self._path.open("wb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self._size += len(data)
+        self._fh.write(data)
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        self._fh.close()
+        self._bundle.files[self._name] = FileInfo(self._hash.hexdigest(), self._size)
+
+    def __enter__(self) -> "StreamWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Bundle:
+    """Files by bundle-relative path, staged on disk under `staging`; `files` holds their sums."""
+
+    def __init__(self, staging: Path) -> None:
+        self.staging = staging
+        self.files: dict[str, FileInfo] = {}
+
+    def open_stream(self, path: str) -> StreamWriter:
+        """A writer for a large file (JSON lines) whose producer redacted every value itself."""
+        return StreamWriter(self, path)
 
     def add_text(self, path: str, text: str) -> None:
-        self.files[path] = "\n".join(redact_text(line) for line in text.split("\n")).encode()
+        self._put(path, "\n".join(redact_text(line) for line in text.split("\n")).encode())
 
     def add_json(self, path: str, obj: Any) -> None:
         self.add_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
-    def add_jsonl(self, path: str, records: list[Any]) -> None:
-        self.add_text(path, "".join(json.dumps(r, separators=(",", ":"), sort_keys=True) + "\n" for r in records))
+    def add_raw(self, path: str, data: bytes) -> None:
+        """Bytes written exactly as given: the manifest (its signature covers these bytes) and its signature."""
+        self._put(path, data)
 
     def add_bytes(self, path: str, data: bytes) -> None:
         if path.endswith(_TEXT_SUFFIXES):
             raise BundleError(f"{path}: text files go through add_text so they are redacted")
-        self.files[path] = data
+        self._put(path, data)
+
+    def read(self, path: str) -> bytes:
+        return (self.staging / path).read_bytes()
+
+    def _put(self, path: str, data: bytes) -> None:
+        with self.open_stream(path) as w:
+            w.write(data)
 
 
 def is_tarball(out: Path) -> bool:
@@ -54,24 +110,44 @@ def check_destination(out: Path) -> None:
             raise BundleError(f"{out.parent} does not exist; create it or pick another --out")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BundleError(f"{out} exists and is not an empty directory; pick a new --out")
+    elif not out.parent.is_dir():
+        raise BundleError(f"{out.parent} does not exist; create it or pick another --out")
 
 
-def write(files: dict[str, bytes], out: Path) -> None:
-    """Write `files` under directory `out`, or as `out` (.tar.gz) with one top directory."""
+def staging_dir(out: Path) -> Path:
+    """A fresh staging directory beside `out` (same file system, so finishing is a rename)."""
+    path = out.with_name(f".{out.name}.part")
+    try:
+        if path.exists():
+            shutil.rmtree(path)  # left by an export that was killed: ours, by name
+        path.mkdir()
+    except OSError as exc:
+        raise BundleError(f"cannot write the bundle next to {out}: {exc.strerror or exc}") from exc
+    return path
+
+
+def discard(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def finish(staging: Path, names: list[str], out: Path) -> None:
+    """Make `out` from the staged files: a rename for a directory, a .tar.gz with one top directory."""
     try:
         if is_tarball(out):
             root = out.name.removesuffix(".tar.gz").removesuffix(".tgz")
             tmp = out.with_name(out.name + ".part")
-            with tarfile.open(tmp, "w:gz") as tar:
-                for name, data in sorted(files.items()):
+            with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+                for name in sorted(names):
+                    src = staging / name
                     info = tarfile.TarInfo(f"{root}/{name}")
-                    info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-                    tar.addfile(info, io.BytesIO(data))
-            os.replace(tmp, out)  # a half-written tarball never carries the final name
+                    info.size, info.mtime, info.mode = src.stat().st_size, int(time.time()), 0o644
+                    with src.open("rb") as fh:
+                        tar.addfile(info, fh)
+            os.replace(tmp, out)
+            discard(staging)
             return
-        for name, data in files.items():
-            p = out / name
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
+        if out.exists():
+            out.rmdir()  # empty (check_destination said so)
+        os.replace(staging, out)
     except OSError as exc:
         raise BundleError(f"cannot write the bundle to {out}: {exc.strerror or exc}") from exc

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from governor import http
 from governor.evidence import alerts as alerts_mod
 from governor.evidence import bundle as bundle_mod
-from governor.evidence import csvout, manifest, plots, postmortem, signals, telemetry, tempo, timeline
+from governor.evidence import csvout, manifest, plots, postmortem, signals, signing, telemetry, tempo, timeline
 from governor.evidence.errors import SourceMissing
 from governor.evidence.promrange import RangeClient, Series
 from governor.evidence.redaction import redact_value
@@ -41,6 +41,7 @@ class Request:
     otlp_query: str | None = None
     logs_file: Path | None = None
     budgets_file: str | None = None
+    sign_key: Path | None = None
     http_options: http.HttpOptions = dataclasses.field(default_factory=http.HttpOptions)
 
 
@@ -58,17 +59,17 @@ class Result:
 class _Run:
     """State of one export; each step adds files and records sources queried or missing."""
 
-    def __init__(self, req: Request, progress: Progress) -> None:
+    def __init__(self, req: Request, progress: Progress, staging: Path) -> None:
         self.req = req
         self.progress = progress
-        self.bundle = bundle_mod.Bundle()
+        self.bundle = bundle_mod.Bundle(staging)
         self.queried: dict[str, str] = {}
         self.missing: dict[str, str] = {}
         self.not_requested: dict[str, str] = {}
         self.alerts: list[alerts_mod.Alert] = []
         self.series: dict[str, list[Series]] = {}
-        self.spans = telemetry.Spans()
-        self.logs = telemetry.Logs()
+        self.timeline = timeline.Timeline()
+        self.seen: dict[tuple[str, ...], set[str]] = {}  # identity -> pillars it was seen in
         self.prom: RangeClient | None = None
 
     def miss(self, exc: SourceMissing) -> None:
@@ -128,37 +129,60 @@ class _Run:
                                              "alerts": [a.to_dict() for a in self.alerts]})
 
     def telemetry(self) -> None:
+        """Logs first, then spans (a reset already on a log line is not listed again from its span),
+        each streamed from its source into the bundle."""
         req = self.req
-        if req.otlp_query:
-            self.progress(f"spans from {redact_value(req.otlp_query)}")
-            client = tempo.TempoClient(req.otlp_query, req.http_options)
-            try:
-                self.spans = telemetry.filter_spans(client.traces(req.window, req.scope), req.window, req.scope)
-                self.queried[tempo.SOURCE] = req.otlp_query
-            except SourceMissing as exc:
-                self.miss(exc)
-            finally:
-                client.close()
-        if req.spans_file:
-            self.progress(f"spans from {req.spans_file}")
-            try:
-                self.spans = telemetry.read_spans(req.spans_file, req.window, req.scope)
-                self.queried["spans"] = str(req.spans_file)
-            except SourceMissing as exc:
-                self.miss(exc)
-        elif not req.otlp_query:
-            self.not_requested["spans"] = "no --spans-file or --otlp-query given"
-        if req.logs_file:
-            self.progress(f"logs from {req.logs_file}")
-            try:
-                self.logs = telemetry.read_logs(req.logs_file, req.window, req.scope)
-                self.queried["logs"] = str(req.logs_file)
-            except SourceMissing as exc:
-                self.miss(exc)
-        else:
-            self.not_requested["logs"] = "no --logs given"
-        self.bundle.add_jsonl("spans.jsonl", self.spans.lines)
-        self.bundle.add_jsonl("logs.jsonl", self.logs.records)
+
+        def on_log(rec: dict[str, Any], ts: float) -> None:
+            self.timeline.log(rec, ts)
+            self._see(rec.get("attributes") or {}, "logs")
+
+        def on_span(s: telemetry.FlatSpan) -> None:
+            self.timeline.span(s)
+            self._see(s.attributes, "spans")
+
+        with self.bundle.open_stream("logs.jsonl") as out:
+            if req.logs_file:
+                self.progress(f"logs from {req.logs_file}")
+                try:
+                    st = telemetry.read_logs(req.logs_file, req.window, req.scope, out, on_log, self.progress)
+                    self.queried["logs"] = str(req.logs_file)
+                    self.progress(f"logs: {st.kept} of {st.read} lines kept")
+                except SourceMissing as exc:
+                    self.miss(exc)
+            else:
+                self.not_requested["logs"] = "no --logs given"
+        with self.bundle.open_stream("spans.jsonl") as out:
+            if req.otlp_query:
+                self.progress(f"spans from {redact_value(req.otlp_query)}")
+                client = tempo.TempoClient(req.otlp_query, req.http_options)
+                try:
+                    telemetry.filter_spans(client.traces(req.window, req.scope), req.window, req.scope, out, on_span)
+                    self.queried[tempo.SOURCE] = req.otlp_query
+                except SourceMissing as exc:
+                    self.miss(exc)
+                finally:
+                    client.close()
+            if req.spans_file:
+                self.progress(f"spans from {req.spans_file}")
+                try:
+                    st = telemetry.read_spans(req.spans_file, req.window, req.scope, out, on_span, self.progress)
+                    self.queried["spans"] = str(req.spans_file)
+                    self.progress(f"spans: {st.kept} spans kept from {st.read} lines")
+                except SourceMissing as exc:
+                    self.miss(exc)
+            elif not req.otlp_query:
+                self.not_requested["spans"] = "no --spans-file or --otlp-query given"
+
+    def _see(self, attrs: dict[str, Any], where: str) -> None:
+        key = tuple(str(attrs.get(a, "")) for a in _IDENTITY_ATTRS.values())
+        if any(key):
+            places = self.seen.get(key)
+            if places is None:
+                if len(self.seen) >= timeline.MAX_GROUPS:
+                    return  # bounded like the timeline; identity.json says it is capped
+                places = self.seen[key] = set()
+            places.add(where)
 
     def budget_report(self) -> None:
         req = self.req
@@ -183,7 +207,7 @@ class _Run:
 
     # --------------------------------------------------------------------------- derived files
 
-    def derived(self) -> list[timeline.Entry]:
+    def derived(self) -> list[timeline.Group]:
         req = self.req
         for sig in signals.SIGNALS:
             if sig.name in self.series:
@@ -191,33 +215,21 @@ class _Run:
                 self.bundle.add_bytes(f"plots/{sig.name}.png",
                                       plots.render_png(sig.title, sig.unit, self.series[sig.name], req.window, self.alerts))
         self.bundle.add_json("identity.json", self.identity())
-        logged = {r.get("trace_id") for r in self.logs.records if r.get("trace_id")}
-        entries = timeline.merge(timeline.from_alerts(self.alerts), timeline.from_logs(self.logs),
-                                 timeline.from_spans(self.spans, logged),
-                                 timeline.budget_breaches(self.series.get("tier_series_vs_budget", [])))
-        entries = [e for e in entries if req.window.contains(e.ts)]
-        self.bundle.add_text("timeline.md", timeline.render(entries, f"Timeline {rfc3339(req.window.start)} to {rfc3339(req.window.end)}"))
-        return entries
+        self.timeline.alerts(self.alerts)
+        self.timeline.budget_breaches(self.series.get("tier_series_vs_budget", []))
+        groups = [g for g in self.timeline.groups() if req.window.contains(g.first)]
+        self.bundle.add_text("timeline.md", timeline.render(groups, f"Timeline {rfc3339(req.window.start)} to {rfc3339(req.window.end)}"))
+        return groups
 
     def identity(self) -> dict[str, Any]:
         """The pods, workloads and tiers seen in any pillar, with where each was seen."""
-        seen: dict[tuple[str, str, str, str], set[str]] = {}
-
-        def add(values: dict[str, str], where: str) -> None:
-            key = tuple(values.get(k, "") for k in _IDENTITY_ATTRS)
-            if any(key):
-                seen.setdefault(key, set()).add(where)  # type: ignore[arg-type]
-
-        for s in self.spans.flat:
-            add({k: str(s["attributes"].get(a, "")) for k, a in _IDENTITY_ATTRS.items()}, "spans")
-        for r in self.logs.records:
-            attrs = r.get("attributes") or {}
-            add({k: str(attrs.get(a, "")) for k, a in _IDENTITY_ATTRS.items()}, "logs")
         for name, series in self.series.items():
             for s in series:
-                add({k: s.labels.get(k, "") for k in _IDENTITY_ATTRS}, f"series/{name}")
-        rows = [{**dict(zip(_IDENTITY_ATTRS, key)), "seen_in": sorted(where)} for key, where in sorted(seen.items())]
-        return {"scope": self.req.scope.labels(), "workloads": rows,
+                key = tuple(s.labels.get(k, "") for k in _IDENTITY_ATTRS)
+                if any(key):
+                    self.seen.setdefault(key, set()).add(f"series/{name}")
+        rows = [{**dict(zip(_IDENTITY_ATTRS, key)), "seen_in": sorted(where)} for key, where in sorted(self.seen.items())]
+        return {"scope": self.req.scope.labels(), "workloads": rows, "capped": len(self.seen) >= timeline.MAX_GROUPS,
                 "tiers": sorted({r["tier"] for r in rows if r["tier"]}),
                 "namespaces": sorted({r["namespace"] for r in rows if r["namespace"]}),
                 "pods": sorted({r["pod"] for r in rows if r["pod"]})}
@@ -228,9 +240,18 @@ def _window_dict(w: Window) -> dict[str, Any]:
 
 
 def export_bundle(req: Request, progress: Progress = lambda _msg: None) -> Result:
-    """Build and write the bundle; raises BundleError only when the destination is unusable."""
+    """Build and write the bundle; raises BundleError when the destination is unusable or the
+    signing key cannot sign (nothing is left behind then)."""
     bundle_mod.check_destination(req.out)
-    run = _Run(req, progress)
+    staging = bundle_mod.staging_dir(req.out)
+    try:
+        return _export(req, progress, staging)
+    finally:
+        bundle_mod.discard(staging)  # gone already when the bundle was finished
+
+
+def _export(req: Request, progress: Progress, staging: Path) -> Result:
+    run = _Run(req, progress, staging)
     try:
         run.prometheus()
         run.alertmanager()
@@ -239,9 +260,11 @@ def export_bundle(req: Request, progress: Progress = lambda _msg: None) -> Resul
     finally:
         if run.prom is not None:
             run.prom.close()
-    entries = run.derived()
+    groups = run.derived()
     listed = sorted(run.bundle.files) + ["timeline.md", "postmortem.md", manifest.NAME]
-    run.bundle.add_text("postmortem.md", postmortem.render(req.window, req.scope, entries, sorted(set(listed)), run.missing))
+    if req.sign_key:
+        listed.append(signing.SIG_NAME)
+    run.bundle.add_text("postmortem.md", postmortem.render(req.window, req.scope, groups, sorted(set(listed)), run.missing))
     meta = {
         "tool": "bcgov", "tool_version": req.tool_version, "created_at": rfc3339(time.time()),
         "command": [str(redact_value(a)) for a in _redact_command(req.command)],
@@ -250,13 +273,18 @@ def export_bundle(req: Request, progress: Progress = lambda _msg: None) -> Resul
         "missing": run.missing, "not_requested": run.not_requested,
         "complete": not run.missing,
     }
-    files = dict(run.bundle.files)
-    mf = manifest.build(files, meta)
-    run.bundle.add_json(manifest.NAME, mf)
-    files[manifest.NAME] = run.bundle.files[manifest.NAME]
-    progress(f"writing {len(files)} files to {req.out}")
-    bundle_mod.write(files, req.out)
-    return Result(req.out, sorted(files), dict(run.missing))
+    if req.sign_key:
+        meta["signature"] = {"file": signing.SIG_NAME, "format": "SSHSIG (ssh-keygen -Y sign)", "namespace": signing.NAMESPACE}
+    mf = redact_value(manifest.build(run.bundle.files, meta))
+    data = manifest.encode(mf)
+    run.bundle.add_raw(manifest.NAME, data)
+    if req.sign_key:
+        progress(f"signing {manifest.NAME} with {req.sign_key}")
+        run.bundle.add_raw(signing.SIG_NAME, signing.sign(data, req.sign_key))
+    names = sorted(run.bundle.files)
+    progress(f"writing {len(names)} files to {req.out}")
+    bundle_mod.finish(staging, names, req.out)
+    return Result(req.out, names, dict(run.missing))
 
 
 def _redact_command(argv: Sequence[str]) -> list[str]:

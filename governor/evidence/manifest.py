@@ -1,44 +1,64 @@
 """MANIFEST.json: sha256 and size of every file, tool version, the command (redacted), sources
-queried and missing; `verify` re-checks a bundle directory or .tar.gz against it."""
+queried and missing; `verify` re-checks a bundle directory or .tar.gz against it, reading each
+file in chunks, and with `allowed_signers` also its SSH signature (signing.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tarfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Iterable, Iterator, Mapping
 
+from governor.evidence import signing
 from governor.evidence.errors import VerifyError
 
 NAME = "MANIFEST.json"
 SCHEMA = "bcgov.evidence-manifest/v1"
+_CHUNK = 1 << 20
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build(files: dict[str, bytes], meta: dict[str, Any]) -> dict[str, Any]:
-    """The manifest for `files` (bundle-relative path -> bytes) plus `meta` fields."""
-    return {"schema": SCHEMA, **meta,
-            "files": {p: {"sha256": sha256(b), "size": len(b)} for p, b in sorted(files.items())}}
+def build(files: Mapping[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """The manifest for `files` (bundle-relative path -> bytes, or an object with `sha256` and
+    `size` as bundle.FileInfo) plus `meta` fields."""
+    def entry(v: Any) -> dict[str, Any]:
+        if isinstance(v, bytes):
+            return {"sha256": sha256(v), "size": len(v)}
+        return {"sha256": v.sha256, "size": v.size}
+
+    return {"schema": SCHEMA, **meta, "files": {p: entry(v) for p, v in sorted(files.items())}}
 
 
-def _read_bundle(path: Path) -> dict[str, bytes]:
+def encode(manifest: dict[str, Any]) -> bytes:
+    """The manifest's bytes as written (and signed)."""
+    return (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+@dataclasses.dataclass
+class _Entry:
+    name: str
+    open: Any  # () -> binary file object
+
+
+def _entries(path: Path) -> Iterator[_Entry]:
     """Every regular file of a bundle directory or tarball, by bundle-relative path."""
     if path.is_dir():
-        return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                yield _Entry(str(p.relative_to(path)), lambda p=p: p.open("rb"))
+        return
     if path.is_file() and tarfile.is_tarfile(path):
-        out: dict[str, bytes] = {}
         with tarfile.open(path, "r:gz") as tar:
             members = [m for m in tar.getmembers() if m.isfile()]
             prefix = _common_root(m.name for m in members)
             for m in members:
-                fh = tar.extractfile(m)
-                assert fh is not None  # regular files always have a body
-                out[m.name[len(prefix):]] = fh.read()
-        return out
+                yield _Entry(m.name[len(prefix):], lambda m=m: tar.extractfile(m))
+        return
     raise VerifyError(f"{path} is neither a bundle directory nor a .tar.gz bundle")
 
 
@@ -48,25 +68,63 @@ def _common_root(names: Iterable[str]) -> str:
     return tops.pop() if len(tops) == 1 else ""
 
 
-def verify(path: Path) -> list[str]:
-    """Problems found (empty when the bundle matches its manifest exactly)."""
-    files = _read_bundle(path)
-    raw = files.pop(NAME, None)
+def _digest(fh: IO[bytes]) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    with fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+@dataclasses.dataclass
+class Verified:
+    """What `check` found: files that differ (empty when none) and who signed, when checked."""
+
+    problems: list[str]
+    signer: str | None = None
+    signed: bool = False
+
+
+def check(path: Path, allowed_signers: Path | None = None) -> Verified:
+    """Every file against the manifest; with `allowed_signers`, first the manifest's signature.
+
+    Raises VerifyError (one line) when there is no readable manifest, or when a signature is
+    required and missing, made by a key not in `allowed_signers`, or does not match the manifest."""
+    digests: dict[str, tuple[str, int]] = {}
+    raw = sig = None
+    for e in _entries(path):
+        if e.name == NAME:
+            raw = e.open().read()
+        elif e.name == signing.SIG_NAME:
+            sig = e.open().read()
+        else:
+            digests[e.name] = _digest(e.open())
     if raw is None:
         raise VerifyError(f"{path} has no {NAME}; was it written by `bcgov evidence export`?")
+    signer = None
+    if allowed_signers is not None:
+        if sig is None:
+            raise VerifyError(f"{path} has no {signing.SIG_NAME}: the bundle is unsigned (export it with --sign-key KEY), "
+                              f"so nothing shows who made it")
+        signer = signing.verify(raw, sig, allowed_signers)
     try:
-        manifest = json.loads(raw)
-        listed = manifest["files"]
+        listed = json.loads(raw)["files"]
     except (ValueError, KeyError, TypeError) as exc:
         raise VerifyError(f"{path}/{NAME} is not a valid manifest ({exc})") from exc
     problems = []
     for name, entry in sorted(listed.items()):
-        data = files.get(name)
-        if data is None:
+        got = digests.get(name)
+        if got is None:
             problems.append(f"{name}: missing")
-        elif len(data) != entry.get("size"):
-            problems.append(f"{name}: size {len(data)} != {entry.get('size')}")
-        elif sha256(data) != entry.get("sha256"):
+        elif got[1] != entry.get("size"):
+            problems.append(f"{name}: size {got[1]} != {entry.get('size')}")
+        elif got[0] != entry.get("sha256"):
             problems.append(f"{name}: sha256 mismatch")
-    problems += [f"{name}: not in the manifest" for name in sorted(set(files) - set(listed))]
-    return problems
+    problems += [f"{name}: not in the manifest" for name in sorted(set(digests) - set(listed))]
+    return Verified(problems, signer, sig is not None)
+
+
+def verify(path: Path) -> list[str]:
+    """Problems found (empty when the bundle matches its manifest exactly); the signature is not checked."""
+    return check(path).problems

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from governor.evidence import markdown, timeline
 from governor.evidence.scope import Scope
-from governor.evidence.timeline import Entry
 from governor.evidence.timewindow import Window, rfc3339
 
+TIMELINE_ROWS = 30  # the full (capped) table is timeline.md
 
-def render(window: Window, scope: Scope, entries: list[Entry], files: list[str], missing: dict[str, str]) -> str:
+
+def render(window: Window, scope: Scope, groups: list[timeline.Group], files: list[str], missing: dict[str, str]) -> str:
     kinds: dict[str, int] = {}
-    for e in entries:
-        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    for g in groups:
+        kinds[g.kind] = kinds.get(g.kind, 0) + g.count
     counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no events recorded"
     lines = [
         f"# Postmortem: <title> ({rfc3339(window.start)} to {rfc3339(window.end)})",
@@ -20,7 +22,7 @@ def render(window: Window, scope: Scope, entries: list[Entry], files: list[str],
         "",
         "## Summary",
         "",
-        f"Scope: {scope.describe()}. Evidence in the window: {counts}.",
+        f"Scope: {markdown.cell(scope.describe())}. Evidence in the window: {counts}.",
         "",
         "<!-- Two or three sentences: what broke, for whom, for how long, how it was resolved. -->",
         "",
@@ -31,12 +33,8 @@ def render(window: Window, scope: Scope, entries: list[Entry], files: list[str],
         "",
         "## Timeline (UTC, from the evidence; add detection, escalation and mitigation steps)",
         "",
-        "| time (UTC) | kind | what | evidence |",
-        "|---|---|---|---|",
+        *timeline.table(groups, TIMELINE_ROWS, "[timeline.md](timeline.md)"),
     ]
-    for e in entries:
-        text = e.text.replace("|", "\\|")
-        lines.append(f"| {rfc3339(e.ts)} | {e.kind} | {text} | [{e.ref}]({e.ref}) |")
     lines += [
         "",
         "## Root cause",
@@ -61,8 +59,8 @@ def render(window: Window, scope: Scope, entries: list[Entry], files: list[str],
         "## Evidence",
         "",
     ]
-    lines += [f"- [{f}]({f})" for f in files]
+    lines += [f"- {markdown.link(f)}" for f in files]
     if missing:
         lines += ["", "Missing from this bundle (see MANIFEST.json):", ""]
-        lines += [f"- {src}: {why}" for src, why in sorted(missing.items())]
+        lines += [f"- {markdown.cell(src)}: {markdown.cell(why)}" for src, why in sorted(missing.items())]
     return "\n".join(lines) + "\n"

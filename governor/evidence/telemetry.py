@@ -1,17 +1,39 @@
 """The agent's spans (OTLP JSON lines, agent/spans.py) and event log lines (agent/event_log.py),
-cut to the window and scope and redacted. trace_id/span_id are kept so the pillars still join."""
+streamed: read a line, keep it when it is in the window and scope, redact it, write it to the
+bundle, tell the observers (timeline, identity), forget it. Memory does not grow with the files.
+
+Filtering while reading is cheap where the agent's format allows: an event line starts with
+`{"time":"<RFC 3339 UTC, microseconds>"`, compared as text with the window's bounds before any
+parse, and a scoped export looks for `"k8s.namespace.name":"<value>"` in the raw line first. A line
+with no word any redaction rule needs (agent/redact.py: password, token, key, auth, `://`, ...) and
+no JSON escape is written byte for byte; any other is parsed, redacted value by value and re-encoded.
+trace_id/span_id are kept so the pillars still join.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
 
 from governor.evidence import redaction
 from governor.evidence.errors import SourceMissing
-from governor.evidence.scope import Scope
+from governor.evidence.scope import ATTRIBUTE_OF, Scope
 from governor.evidence.timewindow import Window, parse_time
+
+Progress = Callable[[str], None]
+_PROGRESS_EVERY_S = 2.0
+# Every redaction rule (agent/redact.py) needs one of these in the string it masks; the secret
+# words' alternatives all contain one of the first seven (api_key, access_key, ... contain "key").
+_SECRET_HINTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential", b"auth", b"://", b"bearer", b"basic")
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+class Writer(Protocol):
+    def write(self, data: bytes) -> None: ...
 
 
 def otlp_value(v: dict[str, Any]) -> Any:
@@ -33,101 +55,202 @@ def otlp_attrs(attrs: list[dict[str, Any]]) -> dict[str, Any]:
     return {a["key"]: otlp_value(a.get("value", {})) for a in attrs or []}
 
 
-@dataclasses.dataclass
-class Spans:
-    """Spans kept: OTLP request lines (redacted) and a flat view for the timeline and identity."""
+def may_hold_secret(line: bytes, otlp: bool = False) -> bool:
+    """False only when no redaction rule can match anything in `line`: no JSON escape (which could
+    spell a word another way) and none of the words the rules need. OTLP's own `"key":` fields
+    are discounted when `otlp`."""
+    if b"\\" in line:
+        return True
+    low = line.lower()
+    for hint in _SECRET_HINTS:
+        if hint in low:
+            if hint == b"key" and otlp and low.count(b"key") == line.count(b'"key":'):
+                continue
+            return True
+    return False
 
-    lines: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    flat: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # attrs, events, times, ids
+
+@dataclasses.dataclass
+class Stats:
+    """What one input gave: lines read, records kept, lines that were not the agent's format."""
+
+    read: int = 0
+    kept: int = 0
     skipped_bad_lines: int = 0
 
 
-def _json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed JSON or None when the line is not JSON)."""
+@dataclasses.dataclass
+class FlatSpan:
+    """One kept span for the timeline and identity: ids, times (Unix s), merged attributes (redacted)
+    and events as (time, name, attributes)."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    start: float
+    end: float
+    attributes: dict[str, Any]
+    events: list[tuple[float, str, dict[str, Any]]]
+
+
+def _open(path: Path, what: str) -> BinaryIO:
     try:
-        fh = path.open(encoding="utf-8", errors="replace")
+        return path.open("rb")
     except OSError as exc:
-        raise SourceMissing(what, f"cannot read {path} ({exc.strerror}); pass the agent's file with --{what}-file") from exc
-    with fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except ValueError:
-                yield n, None
+        opt = "--spans-file" if what == "spans" else "--logs"
+        raise SourceMissing(what, f"cannot read {path} ({exc.strerror}); pass the agent's file with {opt}") from exc
 
 
-def read_spans(path: Path, window: Window, scope: Scope) -> Spans:
+def _lines(fh: BinaryIO, total: int, what: str, stats: Stats, progress: Progress) -> Iterator[bytes]:
+    """Non-blank lines, with a progress line every couple of seconds (bytes read of `total`)."""
+    next_at = time.monotonic() + _PROGRESS_EVERY_S
+    done = 0
+    for line in fh:
+        done += len(line)
+        stats.read += 1
+        if not stats.read & 0xFFF and time.monotonic() >= next_at:
+            next_at = time.monotonic() + _PROGRESS_EVERY_S
+            pct = f" ({100 * done / total:.0f}%)" if total else ""
+            progress(f"{what}: {done / 1e6:.0f} of {total / 1e6:.0f} MB{pct}, {stats.kept} kept")
+        if line.strip():
+            yield line
+
+
+def _scope_needles(scope: Scope) -> list[bytes]:
+    """`"k8s.namespace.name":"payments"` as the agent's compact JSON writes each scope attribute."""
+    return [(json.dumps(ATTRIBUTE_OF[k]) + ":" + json.dumps(v)).encode() for k, v in scope.labels().items()]
+
+
+# ------------------------------------------------------------------------------------------ spans
+
+def read_spans(path: Path, window: Window, scope: Scope, out: Writer, observe: Callable[[FlatSpan], None],
+               progress: Progress = lambda _m: None) -> Stats:
     """Spans in the agent's file (OTLP JSON requests, one a line) overlapping the window whose
-    resource or span attributes are in scope."""
-    return filter_spans((req for _, req in _json_lines(path, "spans")), window, scope)
+    resource or span attributes are in scope, written to `out` (one request a line)."""
+    stats = Stats()
+    with _open(path, "spans") as fh:
+        total = _size(fh)
+        for line in _lines(fh, total, "spans", stats, progress):
+            try:
+                req = json.loads(line)
+            except ValueError:
+                stats.skipped_bad_lines += 1
+                continue
+            _filter_request(req, line, window, scope, out, observe, stats)
+    return stats
 
 
-def filter_spans(requests: Iterable[Any], window: Window, scope: Scope) -> Spans:
-    """OTLP JSON requests (`{"resourceSpans": [...]}`) cut to the window and scope, redacted; from
-    the agent's file or a trace backend (tempo.py). Anything that is not a request is counted."""
-    out = Spans()
+def filter_spans(requests: Iterable[Any], window: Window, scope: Scope, out: Writer,
+                 observe: Callable[[FlatSpan], None]) -> Stats:
+    """OTLP JSON requests (`{"resourceSpans": [...]}`) from a trace backend (tempo.py) cut to the
+    window and scope, redacted, written to `out`. Anything that is not a request is counted."""
+    stats = Stats()
     for req in requests:
-        if not isinstance(req, dict):
-            out.skipped_bad_lines += 1
-            continue
-        kept_rs = []
-        for rs in req.get("resourceSpans", []):
-            res_attrs = otlp_attrs(rs.get("resource", {}).get("attributes", []))
-            kept_ss = []
-            for ss in rs.get("scopeSpans", []):
-                kept = []
-                for sp in ss.get("spans", []):
+        stats.read += 1
+        _filter_request(req, None, window, scope, out, observe, stats)
+    return stats
+
+
+def _filter_request(req: Any, raw: bytes | None, window: Window, scope: Scope, out: Writer,
+                    observe: Callable[[FlatSpan], None], stats: Stats) -> None:
+    if not isinstance(req, dict):
+        stats.skipped_bad_lines += 1
+        return
+    redact = raw is None or may_hold_secret(raw, otlp=True)
+    all_kept = True
+    kept_rs = []
+    for rs in req.get("resourceSpans", []):
+        res_attrs = otlp_attrs(rs.get("resource", {}).get("attributes", []))
+        kept_ss = []
+        for ss in rs.get("scopeSpans", []):
+            kept = []
+            for sp in ss.get("spans", []):
+                try:
                     start, end = int(sp["startTimeUnixNano"]) / 1e9, int(sp["endTimeUnixNano"]) / 1e9
-                    attrs = {**res_attrs, **otlp_attrs(sp.get("attributes", []))}
-                    if end < window.start or start > window.end or not scope.matches(attrs):
-                        continue
+                except (KeyError, TypeError, ValueError):
+                    stats.skipped_bad_lines += 1
+                    all_kept = False
+                    continue
+                attrs = {**res_attrs, **otlp_attrs(sp.get("attributes", []))}
+                if end < window.start or start > window.end or not scope.matches(attrs):
+                    all_kept = False
+                    continue
+                if redact:
                     sp = {**sp, "attributes": redaction.redact_otlp_attributes(sp.get("attributes", [])),
                           "events": [{**e, "attributes": redaction.redact_otlp_attributes(e.get("attributes", []))}
                                      for e in sp.get("events", [])]}
                     if "status" in sp:
                         sp["status"] = redaction.redact_value(sp["status"])
-                    kept.append(sp)
-                    out.flat.append({"name": sp.get("name"), "trace_id": sp.get("traceId"), "span_id": sp.get("spanId"),
-                                     "start": start, "end": end, "attributes": redaction.redact_value(attrs),
-                                     "events": [(int(e["timeUnixNano"]) / 1e9, e.get("name"), otlp_attrs(e.get("attributes", [])))
-                                                for e in sp["events"]]})
-                if kept:
-                    kept_ss.append({**ss, "spans": kept})
-            if kept_ss:
-                resource = {**rs.get("resource", {}),
-                            "attributes": redaction.redact_otlp_attributes(rs.get("resource", {}).get("attributes", []))}
-                kept_rs.append({**rs, "resource": resource, "scopeSpans": kept_ss})
-        if kept_rs:
-            out.lines.append({"resourceSpans": kept_rs})
-    return out
+                    attrs = redaction.redact_value(attrs)
+                kept.append(sp)
+                stats.kept += 1
+                observe(FlatSpan(sp.get("name", ""), sp.get("traceId", ""), sp.get("spanId", ""), start, end, attrs,
+                                 [(int(e.get("timeUnixNano", 0)) / 1e9, e.get("name", ""), otlp_attrs(e.get("attributes", [])))
+                                  for e in sp.get("events", [])]))
+            if kept:
+                kept_ss.append({**ss, "spans": kept})
+        if kept_ss:
+            resource = rs.get("resource", {})
+            if redact:
+                resource = {**resource, "attributes": redaction.redact_otlp_attributes(resource.get("attributes", []))}
+            kept_rs.append({**rs, "resource": resource, "scopeSpans": kept_ss})
+    if not kept_rs:
+        return
+    if raw is not None and all_kept and not redact:
+        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+    else:
+        out.write(_ENCODE({"resourceSpans": kept_rs}).encode() + b"\n")
 
 
-@dataclasses.dataclass
-class Logs:
-    """Log records kept (redacted), each with its parsed Unix time under `_ts` stripped on write."""
+# ------------------------------------------------------------------------------------------- logs
 
-    records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    skipped_bad_lines: int = 0
+def read_logs(path: Path, window: Window, scope: Scope, out: Writer, observe: Callable[[dict[str, Any], float], None],
+              progress: Progress = lambda _m: None) -> Stats:
+    """Event log lines inside the window and scope, in file order, written to `out`; `observe`
+    gets each kept record (redacted) with its Unix time."""
+    stats = Stats()
+    lo, hi = _rfc3339_us(window.start).encode(), _rfc3339_us(window.end).encode()
+    needles = _scope_needles(scope)
+    with _open(path, "logs") as fh:
+        total = _size(fh)
+        for line in _lines(fh, total, "logs", stats, progress):
+            agent_format = line.startswith(b'{"time":"') and line[36:37] == b'"'
+            if agent_format:
+                ts_text = line[9:36]
+                if ts_text < lo or ts_text > hi:
+                    continue  # outside the window: no parse
+                if needles and b"\\" not in line and not all(n in line for n in needles):
+                    continue  # outside the scope: the agent writes compact JSON, so the pair is verbatim
+            try:
+                rec = json.loads(line)
+                ts = parse_time(str(rec["time"]), 0.0)
+            except Exception:  # noqa: BLE001 - a bad line is counted, never fatal
+                stats.skipped_bad_lines += 1
+                continue
+            if not isinstance(rec, dict) or not window.contains(ts) or not scope.matches(rec.get("attributes") or {}):
+                continue
+            if may_hold_secret(line):
+                rec = redaction.redact_value(rec)
+                out.write(_ENCODE(rec).encode() + b"\n")
+            else:
+                out.write(line if line.endswith(b"\n") else line + b"\n")
+            stats.kept += 1
+            observe(rec, ts)
+    return stats
 
 
-def read_logs(path: Path, window: Window, scope: Scope) -> Logs:
-    """Event log lines inside the window and scope, in file order."""
-    out = Logs()
-    for _, rec in _json_lines(path, "logs"):
-        if not isinstance(rec, dict) or "time" not in rec:
-            out.skipped_bad_lines += 1
-            continue
-        try:
-            ts = parse_time(str(rec["time"]), 0.0)
-        except Exception:  # noqa: BLE001 - a bad line is counted, never fatal
-            out.skipped_bad_lines += 1
-            continue
-        if not window.contains(ts) or not scope.matches(rec.get("attributes") or {}):
-            continue
-        out.records.append(redaction.redact_value(rec))
-    return out
+def _rfc3339_us(ts: float) -> str:
+    """`YYYY-MM-DDTHH:MM:SS.ffffffZ`, the agent's event-line time format (truncated to the microsecond)."""
+    us = int(ts * 1_000_000)
+    sec, frac = divmod(us, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:06d}Z"
+
+
+def _size(fh: BinaryIO) -> int:
+    try:
+        return os.fstat(fh.fileno()).st_size
+    except OSError:
+        return 0
 
 
 def log_time(rec: dict[str, Any]) -> float:

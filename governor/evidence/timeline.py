@@ -1,108 +1,191 @@
-"""A merged, time-ordered timeline: alerts, OOM kills, resets, exec/exit and budget breaches."""
+"""A merged, time-ordered timeline of groups: alerts, OOM kills, resets, exec/exit, budget breaches.
+
+Repeated events are grouped so a busy window stays readable: execs by workload and executable,
+exits by workload, executable and how they ended, resets by workload and peer (or direction), each
+group with its count, first and last time and, for execs, the most frequent command lines. Alerts,
+OOM kills and budget breaches are rare and each matters, so each is its own row. The number of
+groups is bounded (MAX_GROUPS; later new keys fold into one "other" group per kind), and so is
+the number of command lines counted per group, so memory does not grow with the input.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Iterable
 
+from governor.evidence import markdown
 from governor.evidence.alerts import Alert
 from governor.evidence.promrange import Series
-from governor.evidence.telemetry import Logs, Spans, log_time
+from governor.evidence.telemetry import FlatSpan
 from governor.evidence.timewindow import rfc3339
 
 _WHO_KEYS = ("k8s.namespace.name", "k8s.pod.name", "bcgov.workload.name", "bcgov.tier")
+MAX_GROUPS = 20_000
+MAX_COMMANDS = 64  # distinct command lines counted per group; more are counted as "other"
+TOP_COMMANDS = 3
+# Which rows a capped table keeps first (then it shows them in time order).
+PRIORITY = {"alert": 0, "oom kill": 1, "budget breach": 2, "reset": 3, "exit": 4, "exec": 5}
 
 
-@dataclasses.dataclass(frozen=True, order=True)
-class Entry:
-    """One line of the timeline; `ref` points at the bundle file holding the evidence."""
+@dataclasses.dataclass
+class Group:
+    """Events of one kind and key: `text` names the first one, `group_text` the group."""
 
-    ts: float
+    first: float
     kind: str
     text: str
-    ref: str = ""
+    ref: str
+    group_text: str = ""
+    last: float = 0.0
+    count: int = 1
+    commands: dict[str, int] = dataclasses.field(default_factory=dict)
+    other_commands: int = 0
+
+    def add_command(self, cmd: str) -> None:
+        if cmd in self.commands or len(self.commands) < MAX_COMMANDS:
+            self.commands[cmd] = self.commands.get(cmd, 0) + 1
+        else:
+            self.other_commands += 1
+
+    def what(self) -> str:
+        if self.count == 1:
+            return self.text
+        out = self.group_text or self.text
+        if self.commands:
+            top = sorted(self.commands.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_COMMANDS]
+            out += "; top commands: " + "; ".join(f"{c} (x{n})" for c, n in top)
+        return out
 
 
-def _who(attrs: dict[str, Any]) -> str:
+def _who(attrs: dict[str, Any], pid: bool = True) -> str:
     parts = [str(attrs[k]) for k in _WHO_KEYS if attrs.get(k)]
     proc = attrs.get("process.executable.name")
-    pid = attrs.get("process.pid")
-    if proc or pid:
-        parts.append(f"{proc or '?'}[{pid or '?'}]")
+    p = attrs.get("process.pid")
+    if pid and (proc or p):
+        parts.append(f"{proc or '?'}[{p or '?'}]")
+    elif proc:
+        parts.append(str(proc))
     return " ".join(parts) or "unknown workload"
 
 
-def from_alerts(alerts: Iterable[Alert]) -> list[Entry]:
-    out = []
-    for a in alerts:
-        book = f" (runbook: {a.runbook_url})" if a.runbook_url else ""
-        out.append(Entry(a.starts, "alert", f"{a.name} firing [{a.source}]{book}", "alerts.json"))
-        if a.ends is not None:
-            out.append(Entry(a.ends, "alert", f"{a.name} resolved [{a.source}]", "alerts.json"))
-    return out
+class Timeline:
+    """Collects groups from every source; `groups()` lists them oldest first."""
 
+    def __init__(self) -> None:
+        self._groups: dict[tuple[Any, ...], Group] = {}
+        self._single = 0
+        self.logged_resets: set[str] = set()  # trace ids whose reset came from a log line
 
-def from_logs(logs: Logs) -> list[Entry]:
-    out = []
-    for rec in logs.records:
+    def _add(self, key: tuple[Any, ...], ts: float, kind: str, text: str, ref: str, group_text: str = "",
+             command: str | None = None) -> None:
+        g = self._groups.get(key)
+        if g is None and len(self._groups) >= MAX_GROUPS:
+            key = ("other", kind)
+            g = self._groups.get(key)
+            text = group_text = f"{kind} events of further workloads (more than {MAX_GROUPS} groups)"
+        if g is None:
+            g = self._groups[key] = Group(ts, kind, text, ref, group_text, ts)
+            if command is not None:
+                g.add_command(command)
+            return
+        g.count += 1
+        g.first, g.last = min(g.first, ts), max(g.last, ts)
+        if command is not None:
+            g.add_command(command)
+
+    def single(self, ts: float, kind: str, text: str, ref: str) -> None:
+        self._single += 1
+        self._add(("single", self._single), ts, kind, text, ref)
+
+    def alerts(self, alerts: Iterable[Alert]) -> None:
+        for a in alerts:
+            book = f" (runbook: {a.runbook_url})" if a.runbook_url else ""
+            self.single(a.starts, "alert", f"{a.name} firing [{a.source}]{book}", "alerts.json")
+            if a.ends is not None:
+                self.single(a.ends, "alert", f"{a.name} resolved [{a.source}]", "alerts.json")
+
+    def log(self, rec: dict[str, Any], ts: float) -> None:
+        """One kept event line (telemetry.read_logs' observer)."""
         body, attrs = rec.get("body", ""), rec.get("attributes") or {}
-        ts = log_time(rec)
         if body == "oom kill":
-            out.append(Entry(ts, "oom kill", f"OOM kill of {_who(attrs)} (anon RSS {attrs.get('bcgov.oom.anon_rss_kb', '?')} kB)", "logs.jsonl"))
+            self.single(ts, "oom kill", f"OOM kill of {_who(attrs)} (anon RSS {attrs.get('bcgov.oom.anon_rss_kb', '?')} kB)", "logs.jsonl")
         elif body == "process exec":
             args = " ".join(str(a) for a in attrs.get("process.command_args") or [])
-            out.append(Entry(ts, "exec", f"exec {_who(attrs)}: {args}", "logs.jsonl"))
+            who = _who(attrs, pid=False)
+            self._add(("exec", who), ts, "exec", f"exec {_who(attrs)}: {args}", "logs.jsonl", f"exec {who}", command=args)
         elif body == "process exit":
             how = attrs.get("bcgov.process.exit_kind", "exited")
             code = attrs.get("process.exit.code", attrs.get("bcgov.process.signal", ""))
-            out.append(Entry(ts, "exit", f"exit {_who(attrs)}: {how} {code}".rstrip(), "logs.jsonl"))
+            who = _who(attrs, pid=False)
+            self._add(("exit", who, how, code), ts, "exit", f"exit {_who(attrs)}: {how} {code}".rstrip(), "logs.jsonl",
+                      f"exit {who}: {how} {code}".rstrip())
         elif body == "tcp connection reset":
             peer = f"{attrs.get('network.peer.address', '?')}:{attrs.get('network.peer.port', '?')}"
-            out.append(Entry(ts, "reset", f"connection reset, {_who(attrs)} <-> {peer} (trace {rec.get('trace_id', '-')})", "logs.jsonl"))
-    return out
+            trace = rec.get("trace_id", "-")
+            if rec.get("trace_id"):
+                self.logged_resets.add(rec["trace_id"])
+            who = _who(attrs)
+            self._add(("reset-log", who, peer), ts, "reset", f"connection reset, {who} <-> {peer} (trace {trace})",
+                      "logs.jsonl", f"connection reset, {who} <-> {peer} (first trace {trace})")
 
-
-def from_spans(spans: Spans, logged_traces: set[str]) -> list[Entry]:
-    """Resets seen on spans whose log line was not exported (the log already made an entry)."""
-    out = []
-    for s in spans.flat:
-        if s["trace_id"] in logged_traces:
-            continue
-        for ts, name, attrs in s["events"]:
+    def span(self, s: FlatSpan) -> None:
+        """Resets seen on spans whose log line was not read (the log line already made an entry).
+        Logs are read before spans for this."""
+        if s.trace_id in self.logged_resets:
+            return
+        for ts, name, attrs in s.events:
             if name == "tcp.reset":
-                out.append(Entry(ts, "reset", f"connection reset ({attrs.get('bcgov.tcp.reset.direction', '?')}), "
-                                 f"{_who(s['attributes'])} (trace {s['trace_id']})", "spans.jsonl"))
-    return out
+                d = attrs.get("bcgov.tcp.reset.direction", "?")
+                who = _who(s.attributes)
+                self._add(("reset-span", who, d), ts, "reset", f"connection reset ({d}), {who} (trace {s.trace_id})",
+                          "spans.jsonl", f"connection reset ({d}), {who} (first trace {s.trace_id})")
+
+    def budget_breaches(self, series: list[Series]) -> None:
+        """The first point of each run where a tier's series went above its budget."""
+        by_tier: dict[str, dict[str, dict[float, float]]] = {}
+        for s in series:
+            by_tier.setdefault(s.labels.get("tier", "?"), {})[s.labels.get("kind", "")] = dict(s.points)
+        for tier, kinds in sorted(by_tier.items()):
+            used, budget = kinds.get("series", {}), kinds.get("budget", {})
+            over = False
+            for t in sorted(used):
+                now_over = t in budget and used[t] > budget[t]
+                if now_over and not over:
+                    self.single(t, "budget breach", f"tier {tier}: {used[t]:.0f} series over budget {budget[t]:.0f}",
+                                "series/tier_series_vs_budget.csv")
+                over = now_over
+
+    def groups(self) -> list[Group]:
+        return sorted(self._groups.values(), key=lambda g: (g.first, PRIORITY.get(g.kind, 9), g.text))
 
 
-def budget_breaches(series: list[Series]) -> list[Entry]:
-    """The first point of each run where a tier's series went above its budget."""
-    by_tier: dict[str, dict[str, dict[float, float]]] = {}
-    for s in series:
-        by_tier.setdefault(s.labels.get("tier", "?"), {})[s.labels.get("kind", "")] = dict(s.points)
-    out = []
-    for tier, kinds in sorted(by_tier.items()):
-        used, budget = kinds.get("series", {}), kinds.get("budget", {})
-        over = False
-        for t in sorted(used):
-            now_over = t in budget and used[t] > budget[t]
-            if now_over and not over:
-                out.append(Entry(t, "budget breach", f"tier {tier}: {used[t]:.0f} series over budget {budget[t]:.0f}",
-                                 "series/tier_series_vs_budget.csv"))
-            over = now_over
-    return out
+def capped(groups: list[Group], limit: int) -> tuple[list[Group], int]:
+    """At most `limit` groups, the most important kinds first, shown in time order; and how many were left out."""
+    if len(groups) <= limit:
+        return groups, 0
+    keep = sorted(groups, key=lambda g: (PRIORITY.get(g.kind, 9), g.first))[:limit]
+    return sorted(keep, key=lambda g: (g.first, PRIORITY.get(g.kind, 9), g.text)), len(groups) - limit
 
 
-def merge(*parts: Iterable[Entry]) -> list[Entry]:
-    return sorted(e for p in parts for e in p)
+HEADER = ["| time (UTC) | kind | what | count | last (UTC) | evidence |", "|---|---|---|---|---|---|"]
 
 
-def render(entries: list[Entry], title: str) -> str:
-    """Markdown table, oldest first."""
-    lines = [f"# {title}", "", "| time (UTC) | kind | what | evidence |", "|---|---|---|---|"]
-    for e in entries:
-        text = e.text.replace("|", "\\|")
-        lines.append(f"| {rfc3339(e.ts)} | {e.kind} | {text} | [{e.ref}]({e.ref}) |" if e.ref else f"| {rfc3339(e.ts)} | {e.kind} | {text} | |")
-    if not entries:
-        lines.append("| | | nothing recorded in the window | |")
+def table(groups: list[Group], limit: int, more_in: str) -> list[str]:
+    """Markdown table rows (every cell escaped), capped at `limit` with "N more in <more_in>"."""
+    shown, left = capped(groups, limit)
+    lines = list(HEADER)
+    for g in shown:
+        last = rfc3339(g.last) if g.count > 1 else ""
+        lines.append(markdown.row(rfc3339(g.first), markdown.cell(g.kind), markdown.cell(g.what()), str(g.count), last,
+                                  markdown.link(g.ref)))
+    if not groups:
+        lines.append(markdown.row("", "", "nothing recorded in the window", "", "", ""))
+    if left:
+        lines += ["", f"_{left} more in {more_in}_"]
+    return lines
+
+
+def render(groups: list[Group], title: str, limit: int = 500) -> str:
+    """timeline.md: the groups, oldest first, capped at `limit` rows."""
+    lines = [f"# {title}", "", *table(groups, limit, "[logs.jsonl](logs.jsonl) and [spans.jsonl](spans.jsonl)")]
     return "\n".join(lines) + "\n"
