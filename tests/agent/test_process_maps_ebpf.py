@@ -36,7 +36,7 @@ def test_failed_exec_storm_leaks_nothing_and_the_next_exec_keeps_its_argv(runnin
     assert probe.stat(STAT_MAP_FULL) == full_before
 
     secret = "S3cret-after-storm"
-    argv = ["/bin/sh", "-c", "exit 0", "sh", "--password", secret]
+    argv = ["/bin/sh", "-c", f"exit 0; redis-cli -a {secret} ping", "sh", "--password", secret]
     assert cgroup.run_argv(argv).returncode == 0
 
     def known_exec() -> dict | None:
@@ -48,7 +48,7 @@ def test_failed_exec_storm_leaks_nothing_and_the_next_exec_keeps_its_argv(runnin
         return None
 
     line = wait_for(known_exec, what="the exec line of the command run after the storm")
-    assert line["attributes"]["process.command_args"] == ["/bin/sh", "-c", "exit 0", "sh", "--password", "***"]
+    assert line["attributes"]["process.command_args"] == ["/bin/sh", "-c", "exit 0; redis-cli -a *** ping", "sh", "--password", "***"]
     assert secret not in running_agent.log_path.read_text()
     # the storm's own children: one exit line each (bash's "not found" code), or counted as lost
     def storm_exits() -> int:
