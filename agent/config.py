@@ -47,6 +47,13 @@ class AgentConfig:
     otlp_timeout_seconds: float = 5.0
     series_budget_default: int = 2000
     series_budgets: dict = field(default_factory=dict)
+    # Local files rotate by size (agent/rotating_file.py): at most max_bytes * (backups + 1) each.
+    spans_file_max_bytes: int = 64 * 1024 * 1024
+    spans_file_backups: int = 3
+    log_file_max_bytes: int = 64 * 1024 * 1024
+    log_file_backups: int = 3
+    # Probes /readyz needs up: "all" (every configured probe) or a list of names (agent/readiness.py).
+    ready_requires: list[str] | str = "all"
 
     def metrics_host_port(self) -> tuple[str, int] | None:
         """(host, port) to listen on, or None when metrics serving is off ('' or 'off')."""
@@ -78,6 +85,22 @@ class AgentConfig:
             raise ConfigError(f"{where}: duration must be >= 0 seconds")
         if not 0 < self.otlp_timeout_seconds <= 60:
             raise ConfigError(f"{where}: otlp_timeout_seconds must be within 0..60 (e.g. 5), not {self.otlp_timeout_seconds}")
+        from agent.rotating_file import MIN_MAX_BYTES
+
+        for key in ("spans_file", "log_file"):
+            max_bytes, backups = getattr(self, f"{key}_max_bytes"), getattr(self, f"{key}_backups")
+            if max_bytes < MIN_MAX_BYTES:
+                raise ConfigError(f"{where}: {key}_max_bytes must be >= {MIN_MAX_BYTES} (e.g. 67108864 for 64 MiB), "
+                                  f"not {max_bytes}")
+            if backups < 0:
+                raise ConfigError(f"{where}: {key}_backups must be >= 0 (files kept besides the current one), not {backups}")
+        if self.ready_requires != "all":
+            if not isinstance(self.ready_requires, list) or not self.ready_requires:
+                raise ConfigError(f"{where}: ready_requires must be 'all' or a non-empty list of probe names")
+            outside = [p for p in self.ready_requires if p not in self.probes]
+            if outside:
+                raise ConfigError(f"{where}: ready_requires names probe(s) not loaded: {', '.join(outside)}; "
+                                  f"configured probes: {', '.join(self.probes)}")
         from agent.series_guard import budget_errors
 
         problems = budget_errors(self.series_budget_default, self.series_budgets)
@@ -155,6 +178,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError("must be a mapping")
         return value
+    if t.startswith("list[str] | str"):  # a list of names, or one keyword such as "all"
+        if isinstance(value, str):
+            return value
     if t.startswith("list"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("must be a list of names")

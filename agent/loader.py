@@ -14,7 +14,13 @@ log = logging.getLogger("bcgov.agent.loader")
 
 
 class ProbeLoadError(Exception):
-    """A probe could not be compiled, verified or attached; the message names the fix."""
+    """A probe could not be compiled, verified or attached; the message names the fix. `code` is
+    the short reason readiness exports (agent/readiness.py): missing_tracepoint, load_failed,
+    layout_mismatch."""
+
+    def __init__(self, message: str, code: str = "load_failed") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ def cflags_for(plan_: ProbePlan) -> list[str]:
 def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
     """Compile, verify and attach one probe, then check its record layouts against the C."""
     if not plan_.ready:
-        raise ProbeLoadError(plan_.reason())
+        raise ProbeLoadError(plan_.reason(), code="missing_tracepoint")
     if bpf_class is None:
         from bcc import BPF as bpf_class  # noqa: N813 - imported late: BCC is heavy and optional
     spec = plan_.spec
@@ -118,6 +124,6 @@ def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
             check_layout(mirror, bpf[map_name].Leaf)
     except LayoutMismatch as exc:
         loaded.close()
-        raise ProbeLoadError(f"probe {spec.name}: {exc}") from exc
+        raise ProbeLoadError(f"probe {spec.name}: {exc}", code="layout_mismatch") from exc
     log.debug("loaded probe %s with %s", spec.name, plan_.defines)
     return loaded

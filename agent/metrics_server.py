@@ -1,5 +1,6 @@
 """The agent's HTTP endpoint: /metrics (text or OpenMetrics, by Accept header, so exemplars
-reach Prometheus), /healthz (alive) and /readyz (probes attached). Listens only where configured."""
+reach Prometheus), /healthz (alive) and /readyz (the probes readiness requires are attached; the
+body says why not, agent/readiness.py). Listens only where configured."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ class MetricsServer:
     """A small threaded HTTP server bound to one address, exposing `registry` (the agent passes
     its guarded view: every family within its series budget)."""
 
-    def __init__(self, host: str, port: int, registry: Collector, ready: Callable[[], bool]) -> None:
+    def __init__(self, host: str, port: int, registry: Collector, ready: Callable[[], tuple[bool, str]]) -> None:
+        """`ready()` returns (ready?, the text /readyz answers with)."""
         registry_ = registry
         ready_ = ready
 
@@ -29,8 +31,8 @@ class MetricsServer:
                 elif path == "/healthz":
                     self._send(200, "text/plain", b"ok\n")
                 elif path == "/readyz":
-                    ok = ready_()
-                    self._send(200 if ok else 503, "text/plain", b"ready\n" if ok else b"no probe attached\n")
+                    ok, text = ready_()
+                    self._send(200 if ok else 503, "text/plain; charset=utf-8", text.encode())
                 else:
                     self._send(404, "text/plain", b"not found: try /metrics, /healthz or /readyz\n")
 

@@ -26,6 +26,8 @@ from agent.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
 from agent.pipeline import EventPipeline, SpanSampler
 from agent.pv_claims import PvClaims
 from agent.readers import RingBufferReader
+from agent.readiness import ProbeState, Readiness
+from agent.rotating_file import RotatingFile, RotationCollector
 from agent.series_expiry import PodSeriesExpiry
 from agent.series_guard import GuardedView, SeriesGuard
 from agent.skipped_runs import SkippedRunsCollector, skipped_total
@@ -57,6 +59,7 @@ class ProbeReport:
     up: bool
     reason: str = ""
     missing_optional: tuple[str, ...] = ()
+    code: str = ""  # why it is down, short (agent/readiness.py)
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Agent:
         self.summary = Summary()
         self.probes: dict[str, loader.LoadedProbe] = {}
         self.reports: list[ProbeReport] = []
+        self.readiness = Readiness([], self.config.ready_requires)
         self._readers: list[RingBufferReader] = []
         self._span_queue: SpanQueue | None = None
         self._event_log: EventLog | None = None
@@ -118,7 +122,10 @@ class Agent:
             max_queue=self.config.span_queue_size,
             flush_timeout_s=self.config.otlp_timeout_seconds,
         )
-        self._event_log = EventLog(p.event_stream or _open_log(self.config.log_file), batched=True)
+        log_stream = p.event_stream or _open_log(self.config)
+        self._event_log = EventLog(log_stream, batched=True)
+        rotating = [f for f in (log_stream, getattr(exporter, "file", None)) if isinstance(f, RotatingFile)]
+        p.registry.register(RotationCollector(rotating))
         self.pipeline = EventPipeline(
             p.clock, p.enricher, self.instruments, self._span_queue.submit, self._event_log, p.ids,
             observers=[self.summary.observe],
@@ -141,6 +148,9 @@ class Agent:
         p.registry.register(latency)
         p.registry.register(self.guard)
         p.registry.register(SkippedRunsCollector(self.probes))
+        self.readiness = Readiness([ProbeState(r.name, r.up, r.code, r.reason) for r in self.reports],
+                                   self.config.ready_requires)
+        p.registry.register(self.readiness)
         housekeeping = []
         pods = getattr(p.enricher, "pods", None)  # the pod watch, when identity has one
         if pods is not None:
@@ -154,7 +164,8 @@ class Agent:
                 self._readers.append(reader)
         hp = self.config.metrics_host_port()
         if hp is not None:
-            self._server = MetricsServer(hp[0], hp[1], self.exposition, ready=lambda: bool(self.probes))
+            readiness = self.readiness
+            self._server = MetricsServer(hp[0], hp[1], self.exposition, ready=lambda: (readiness.ready(), readiness.body()))
             self._server.start()
             log.info("serving metrics on http://%s:%d/metrics", *self._server.address)
 
@@ -178,7 +189,8 @@ class Agent:
             return OtlpExporter(
                 self.config.otlp_endpoint, self.config.otlp_protocol, resource, version(), self.config.otlp_timeout_seconds
             )
-        return JsonlFileExporter(self.config.spans_file, resource, version())
+        return JsonlFileExporter(self.config.spans_file, resource, version(),
+                                 self.config.spans_file_max_bytes, self.config.spans_file_backups)
 
     def _load_probes(self) -> None:
         extra = (f"RINGBUF_PAGES={self.config.ring_buffer_pages}",)
@@ -191,7 +203,7 @@ class Agent:
             except loader.ProbeLoadError as exc:
                 # Degrade per probe: report it (probe_up 0, this line) and run the rest.
                 log.error("probe %s not loaded: %s", name, exc)
-                self.reports.append(ProbeReport(name, False, str(exc)))
+                self.reports.append(ProbeReport(name, False, str(exc), code=exc.code))
                 continue
             self.reports.append(ProbeReport(name, True, "", plan.missing_optional))
             for missing in plan.missing_optional:
@@ -259,10 +271,9 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
-def _open_log(path: str | None) -> TextIO:
+def _open_log(config: AgentConfig) -> TextIO | RotatingFile:
+    """stderr, or the configured log file, rotating by size (closed by EventLog.close)."""
+    path = config.log_file
     if not path or path == "-":
         return sys.stderr
-    import os
-
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by EventLog.close
+    return RotatingFile(path, config.log_file_max_bytes, config.log_file_backups, name="events")

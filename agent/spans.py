@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from agent.json_text import cached_fragment, finite_float, json_str
+from agent.rotating_file import RotatingFile
 
 log = logging.getLogger("bcgov.agent.spans")
 
@@ -193,15 +194,18 @@ def otlp_json_line(spans: Sequence[SpanData], resource: dict[str, Any], scope_ve
 
 
 class JsonlFileExporter:
-    """Appends one OTLP JSON ExportTraceServiceRequest per batch, one per line."""
+    """Appends one OTLP JSON ExportTraceServiceRequest per batch, one per line, to a file that
+    rotates by size (at most max_bytes * (backups + 1) on disk; agent/rotating_file.py)."""
 
-    def __init__(self, path: str, resource: dict[str, Any], scope_version: str) -> None:
+    def __init__(
+        self, path: str, resource: dict[str, Any], scope_version: str,
+        max_bytes: int = 64 * 1024 * 1024, backups: int = 3,
+    ) -> None:
         self.path = path
         self._resource = resource
         self._version = scope_version
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held for the agent's life
+        self.file = RotatingFile(path, max_bytes, backups, name="spans")
+        self._fh = self.file
 
     def export(self, spans: Sequence[SpanData]) -> bool:
         try:

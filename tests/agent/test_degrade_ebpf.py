@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import re
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -37,8 +38,15 @@ def test_missing_tracepoint_degrades_one_probe_only(tmp_path: Path) -> None:
         text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read().decode()
         assert 'bcgov_agent_probe_up{probe="ghost"} 0.0' in text
         assert 'bcgov_agent_probe_up{probe="tcp_retransmit"} 1.0' in text
-        ready = urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=10)
-        assert ready.status == 200
+        assert 'bcgov_agent_probe_down{probe="ghost",reason="missing_tracepoint"} 1.0' in text
+        assert "bcgov_agent_ready 0.0" in text
+        # readiness requires every probe by default (ready_requires: all): half an agent is not ready
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=10)
+        assert not_ready.value.code == 503
+        body = not_ready.value.read().decode()
+        assert "ghost: down (required): missing_tracepoint: kernel lacks tracepoint tcp:no_such_tracepoint_in_any_kernel" in body
+        assert "tcp_retransmit: up (required)" in body
     finally:
         agent.stop()
 
