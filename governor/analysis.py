@@ -19,6 +19,7 @@ from governor.usage import UsageIndex
 
 OK, WARN, OVER, UNBUDGETED = "ok", "warn", "over", "unbudgeted"
 TOP_VALUES = 5          # top values shown per label
+MAX_VALUE_SHOWN = 120   # label values longer than this are cut in the report (a 100 kB value is not data to read)
 MAX_LABELS_SHOWN = 20   # label stats kept per metric (most distinct values first)
 SECONDS_PER_DAY = 86_400
 
@@ -98,13 +99,15 @@ class Report:
     tiers: list[TierReport]
     truncated_metrics: list[str]
     usage_sources: list[str]
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a target that exposed nothing
 
     def tier(self, name: str) -> TierReport:
         return next(t for t in self.tiers if t.name == name)
 
     def worst_status(self) -> str:
+        """over when any tier is over; warn when any tier is at warn or there is a warning."""
         statuses = {t.status for t in self.tiers}
-        return OVER if OVER in statuses else WARN if WARN in statuses else OK
+        return OVER if OVER in statuses else WARN if WARN in statuses or self.warnings else OK
 
 
 def status_of(series: int, tier: Tier, cap_problems: Iterable[str] = ()) -> str:
@@ -144,6 +147,7 @@ def analyze(
         tiers=tiers,
         truncated_metrics=inventory.truncated_metrics,
         usage_sources=usage.sources if usage else [],
+        warnings=list(inventory.warnings),
     )
 
 
@@ -200,7 +204,7 @@ def _metric_report(m: MetricInventory, tier: Tier | None, default_label_cap: int
         stats.append(LabelStat(
             label=label,
             distinct_values=len(counts),
-            top_values=sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES],
+            top_values=[(shown_value(v), n) for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]],
             cap=lcap,
             # Only configured caps gate the status; the default cap drives the explosion alert.
             over_cap=explicit and len(counts) > lcap,
@@ -209,6 +213,13 @@ def _metric_report(m: MetricInventory, tier: Tier | None, default_label_cap: int
     stats.sort(key=lambda s: (-s.distinct_values, s.label))
     return MetricReport(m.name, m.count, m.type, cap, cap is not None and m.count > cap, m.truncated,
                         stats[:MAX_LABELS_SHOWN], churn)
+
+
+def shown_value(value: str) -> str:
+    """A label value as the report shows it: cut past MAX_VALUE_SHOWN, saying how long it was."""
+    if len(value) <= MAX_VALUE_SHOWN:
+        return value
+    return f"{value[:MAX_VALUE_SHOWN - 40]}... ({len(value)} characters)"
 
 
 def recommend(tier: str, m: MetricInventory, protected: set[str], budgets: Budgets,

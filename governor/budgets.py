@@ -86,9 +86,14 @@ def load(path: str | Path | None = None) -> Budgets:
     """Load and validate a budgets file (the shipped defaults when `path` is None)."""
     p = Path(path) if path is not None else default_path()
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except OSError as exc:
         raise BudgetError(str(p), None, "", f"cannot read the budgets file ({exc.strerror}); pass --budgets FILE") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise BudgetError(str(p), line, "", f"not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from exc
     return parse(text, str(p))
 
 

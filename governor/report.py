@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from governor.analysis import OVER, WARN, Report, TierReport
@@ -94,13 +95,16 @@ def render_table(report: Report, width: int = 120, color: bool = False) -> str:
                           f"saves {r.saved} ({human_bytes(r.memory_bytes_saved)} head memory); {r.reason}")
     if report.truncated_metrics:
         console.print(f"truncated (counted, not analysed): {', '.join(report.truncated_metrics)}; raise --max-series-per-metric")
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     return buf.getvalue()
 
 
 def render_markdown(report: Report) -> str:
     """GitHub-flavoured markdown for a pull request comment."""
-    lines = [f"### bcgov budget report: {report.worst_status()}", "", _header(report), "",
-             "| tier | series | budget | usage | status | memory | trend |", "|---|---:|---:|---:|---|---:|---|"]
+    lines = [f"### bcgov budget report: {report.worst_status()}", "", _header(report), ""]
+    lines += [f"> :warning: {w}" for w in report.warnings] + ([""] if report.warnings else [])
+    lines += ["| tier | series | budget | usage | status | memory | trend |", "|---|---:|---:|---:|---|---:|---|"]
     for t in report.tiers:
         mark = {OVER: " :red_circle:", WARN: " :warning:"}.get(t.status, "")
         lines.append(f"| {t.name} | {t.series} | {'-' if t.budget is None else t.budget} | {_usage(t)} | "
