@@ -112,8 +112,10 @@ def node_kernel() -> dashboard.Dashboard:
     d = d.with_panel(series("Agent records received and lost / s",
                             [query('sum by (node, probe) (rate(bcgov_agent_events_total{' + NODE_SEL + '}[$__rate_interval]))', "received {{node}} {{probe}}"),
                              query('sum by (node, probe) (rate(bcgov_agent_events_lost_total{' + NODE_SEL + '}[$__rate_interval]))', "lost {{node}} {{probe}}"),
-                             query('sum by (node, probe) (rate(bcgov_agent_map_full_total{' + NODE_SEL + '}[$__rate_interval]))', "map full {{node}} {{probe}}")],
-                            unit="reqps", links=[common.runbook_link("BcgovAgentEventsLost")]))
+                             query('sum by (node, probe) (rate(bcgov_agent_map_full_total{' + NODE_SEL + '}[$__rate_interval]))', "map full {{node}} {{probe}}"),
+                             query('sum by (node, probe) (rate(bcgov_agent_bpf_recursion_misses_total{' + NODE_SEL + '}[$__rate_interval]))',
+                                   "skipped runs {{node}} {{probe}}")],
+                            unit="reqps", links=[common.runbook_link("BcgovAgentEventsLost"), common.runbook_link("BcgovAgentKernelRunsSkipped")]))
     return d
 
 

@@ -22,7 +22,7 @@ TIER_ALERTS = (
     "BcgovLabelValueExplosion",
     "BcgovGovernorScrapeFailure",
 )
-AGENT_ALERTS = ("BcgovAgentProbeDown", "BcgovAgentEventsLost", "BcgovAgentIdentityUnresolved")
+AGENT_ALERTS = ("BcgovAgentProbeDown", "BcgovAgentEventsLost", "BcgovAgentKernelRunsSkipped", "BcgovAgentIdentityUnresolved")
 ALERT_NAMES = TIER_ALERTS + AGENT_ALERTS
 AGENT_TIER = "platform"  # the agent is platform software; its alerts carry this tier
 PREDICT_WINDOW = "6h"
@@ -115,6 +115,11 @@ def agent_rules() -> list[Rule]:
         Rule("BcgovAgentEventsLost", "sum by (instance, probe) (rate(bcgov_agent_events_lost_total[5m])) > 0", "10m", "warning", AGENT_TIER,
              "The agent on {{ $labels.instance }} loses {{ $value | humanize }} {{ $labels.probe }} events/s",
              "Kernel events are dropped before user space reads them (ring buffer full or reader too slow)."),
+        Rule("BcgovAgentKernelRunsSkipped",
+             "sum by (instance, probe, program) (rate(bcgov_agent_bpf_recursion_misses_total[5m])) > 0", "10m", "warning", AGENT_TIER,
+             "The kernel skips {{ $value | humanize }} runs/s of {{ $labels.probe }} {{ $labels.program }} on {{ $labels.instance }}",
+             "Another BPF program was running on that CPU when the tracepoint fired, so the kernel did not run the agent's "
+             "program (recursion_misses): whatever that run would have counted or sent is missing."),
         Rule("BcgovAgentIdentityUnresolved",
              "sum by (instance) (rate(bcgov_agent_identity_unresolved_total[10m]))\n/\n"
              f"clamp_min(sum by (instance) (rate(bcgov_agent_events_total[10m])), 1e-9)\n> {IDENTITY_UNRESOLVED_RATIO:g}",

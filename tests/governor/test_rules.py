@@ -80,6 +80,11 @@ def cases(b: budgets.Budgets) -> list[dict]:
     c.append(_case("BcgovAgentEventsLost", [('bcgov_agent_events_lost_total{probe="tcp",instance="n1"}', "0+60x30")], "20m",
                    [({**pf, "probe": "tcp", "instance": "n1"}, "The agent on n1 loses 1 tcp events/s")], b))
     c.append(_case("BcgovAgentEventsLost", [('bcgov_agent_events_lost_total{probe="tcp",instance="n1"}', "5x30")], "20m", [], b))
+    K = 'bcgov_agent_bpf_recursion_misses_total{probe="tcp_lifecycle",program="sock:inet_sock_set_state",instance="n1"}'
+    c.append(_case("BcgovAgentKernelRunsSkipped", [(K, "0+120x30")], "20m",
+                   [({**pf, "probe": "tcp_lifecycle", "program": "sock:inet_sock_set_state", "instance": "n1"},
+                     "The kernel skips 2 runs/s of tcp_lifecycle sock:inet_sock_set_state on n1")], b))
+    c.append(_case("BcgovAgentKernelRunsSkipped", [(K, "246x30")], "20m", [], b))
     U, E = 'bcgov_agent_identity_unresolved_total{reason="pod",instance="n1"}', 'bcgov_agent_events_total{probe="tcp",instance="n1"}'
     c.append(_case("BcgovAgentIdentityUnresolved", [(U, "0+60x40"), (E, "0+600x40")], "30m",
                    [({**pf, "instance": "n1"}, "10% of events on n1 have no pod identity")], b))
@@ -107,7 +112,7 @@ def test_promtool_check_rules_on_shipped_and_test_budgets(generated, tmp_path: P
     r = promtool("check", "rules", str(path), str(shipped))
     assert r.returncode == 0, r.stdout + r.stderr
     n_tiers = len(budgets.load().tiers)
-    assert f"SUCCESS: {5 * n_tiers + 3} rules found" in r.stdout
+    assert f"SUCCESS: {5 * n_tiers + len(rules.AGENT_ALERTS)} rules found" in r.stdout
 
 
 @pytest.mark.integration
