@@ -31,6 +31,26 @@ class Enricher:
         """Label values (matching `peer_label_names`) for a remote endpoint."""
         return ()
 
+    # The three calls every metric family, span and log line is labelled through. Subclasses that
+    # know more than the cgroup (identity_enricher.py) override these; the defaults keep enrichers
+    # that only implement the per-cgroup calls below working.
+
+    def workload_labels(self, cgroup_id: int, port: int | None = None, *, per_pod: bool = False) -> tuple[str, ...]:
+        """Label values (matching `label_names`) of the workload in `cgroup_id`. `port`: the local
+        port of its end of a connection when that port names its tier (a server's listening port,
+        None for a client's ephemeral one). `per_pod`: show the pod even for workloads whose pods
+        come and go (rare events such as OOM kills)."""
+        return self.labels_for_cgroup(cgroup_id)
+
+    def endpoint_labels(self, addr: str, port: int, owner_cgroup: int = 0) -> tuple[str, ...]:
+        """Label values (matching `label_names`) of this node's end of a connection known by
+        address; `owner_cgroup` is the cgroup listening on `port` when the kernel knows one."""
+        return self.labels_for_endpoint(addr, port)
+
+    def workload_attributes(self, cgroup_id: int, pid: int, port: int | None = None) -> dict[str, Any]:
+        """Span and log attributes of a process; `port` as in `workload_labels`."""
+        return self.attributes_for(cgroup_id, pid)
+
     def attributes_for(self, cgroup_id: int, pid: int) -> dict[str, Any]:
         """Span and log attributes (OTel semantic conventions) for a process."""
         attrs: dict[str, Any] = {}

@@ -34,22 +34,24 @@ class EnrichmentCache:
         self._ttl = ttl_s
         self._max = max_entries
         self._clock = clock
-        self._workloads: dict[int, tuple[float, Workload]] = {}
+        self._workloads: dict[tuple[int, int | None], tuple[float, Workload]] = {}
         self._peers: dict[tuple[str, int], tuple[float, Peer]] = {}
 
-    def workload(self, cgroup_id: int) -> Workload:
-        """Label values and attributes of the workload in `cgroup_id`."""
+    def workload(self, cgroup_id: int, port: int | None = None) -> Workload:
+        """Label values and attributes of the workload in `cgroup_id`; `port` is a server end's
+        local port (its tier), None for a client end (see `Enricher.workload_labels`)."""
         now = self._clock()
-        hit = self._workloads.get(cgroup_id)
+        key = (cgroup_id, port)
+        hit = self._workloads.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
         e = self._enricher
-        # attributes_for takes a pid, but identity is the cgroup's: pid 0 keeps the key honest.
-        attrs = e.attributes_for(cgroup_id, 0)
-        value = (e.labels_for_cgroup(cgroup_id), attrs, _members(attrs))
+        # attributes take a pid, but identity is the cgroup's: pid 0 keeps the key honest.
+        attrs = e.workload_attributes(cgroup_id, 0, port)
+        value = (e.workload_labels(cgroup_id, port), attrs, _members(attrs))
         if len(self._workloads) >= self._max:
             self._workloads.clear()  # a cgroup churn storm: start over rather than grow
-        self._workloads[cgroup_id] = (now + self._ttl, value)
+        self._workloads[key] = (now + self._ttl, value)
         return value
 
     def peer(self, addr: str, port: int) -> Peer:

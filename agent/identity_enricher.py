@@ -66,19 +66,32 @@ class IdentityEnricher(Enricher):
         if self._pods is not None:
             self._pods.stop()
 
-    def _who(self, cgroup_id: int) -> Identity:
-        return self._resolver.for_cgroup(cgroup_id)
+    def _who(self, cgroup_id: int, port: int | None = None) -> Identity:
+        return self._resolver.for_cgroup(cgroup_id, port)
+
+    @staticmethod
+    def _labels(who: Identity, per_pod: bool = False) -> tuple[str, ...]:
+        """The one place an Identity becomes label values, for every family: workload, tier and
+        pod cannot disagree between families that see the same process."""
+        labels = who.to_prom_labels(per_pod=per_pod)
+        return tuple(labels[n] for n in LABELS)
+
+    def workload_labels(self, cgroup_id: int, port: int | None = None, *, per_pod: bool = False) -> tuple[str, ...]:
+        return self._labels(self._who(cgroup_id, port), per_pod)
+
+    def endpoint_labels(self, addr: str, port: int, owner_cgroup: int = 0) -> tuple[str, ...]:
+        return self._labels(self._resolver.for_endpoint(addr, port, owner_cgroup))
+
+    def workload_attributes(self, cgroup_id: int, pid: int, port: int | None = None) -> dict[str, Any]:
+        attrs = Enricher.attributes_for(self, cgroup_id, pid)
+        attrs.update(self._who(cgroup_id, port).to_otel_attributes())
+        return attrs
 
     def labels_for_cgroup(self, cgroup_id: int) -> tuple[str, ...]:
-        labels = self._who(cgroup_id).to_prom_labels()
-        return tuple(labels[n] for n in LABELS)
+        return self.workload_labels(cgroup_id)
 
     def labels_for_endpoint(self, addr: str, port: int) -> tuple[str, ...]:
-        who = self._resolver.for_peer(addr, port, local=True)
-        if who is None:
-            return ("",) * len(LABELS)
-        labels = who.to_prom_labels()
-        return tuple(labels[n] for n in LABELS)
+        return self.endpoint_labels(addr, port)
 
     def peer_labels(self, addr: str, port: int) -> tuple[str, ...]:
         who = self._resolver.for_peer(addr, port)
@@ -88,9 +101,7 @@ class IdentityEnricher(Enricher):
         return tuple(labels[n] for n in PEER_LABELS)
 
     def attributes_for(self, cgroup_id: int, pid: int) -> dict[str, Any]:
-        attrs = super().attributes_for(cgroup_id, pid)
-        attrs.update(self._who(cgroup_id).to_otel_attributes())
-        return attrs
+        return self.workload_attributes(cgroup_id, pid)
 
     def peer_attributes(self, addr: str, port: int) -> dict[str, Any]:
         who = self._resolver.for_peer(addr, port)

@@ -123,8 +123,17 @@ class KernelCollector(Collector):
         self._exits = _Cumulative(
             "bcgov_process_exits", "Process exits by status (ok, error, signaled, unknown), counted in the kernel.", ["status"], g
         )
-        self._ooms = _Cumulative("bcgov_oom_kills", "OOM killer victims, counted in the kernel.", e.label_names, g)
-        self._cumulatives = (self._connections, self._retransmits, self._resets, self._execs, self._exits, self._ooms)
+        self._ooms = _Cumulative(
+            "bcgov_oom_kills", "OOM killer victims, counted in the kernel; pod shown for every workload kind.", e.label_names, g
+        )
+        self._before_agent = _Cumulative(
+            "bcgov_tcp_connections_before_agent",
+            "Finished TCP connections that were open when the agent started (learnt through sock_diag; "
+            "no duration), counted in the kernel.",
+            ["direction", "outcome", *e.label_names], g,
+        )
+        self._cumulatives = (self._connections, self._retransmits, self._resets, self._execs, self._exits, self._ooms,
+                             self._before_agent)
         #: Called with (table, key, count) for every drained map entry, before it is labelled: the
         #: raw kernel counts, for debugging and for tests that count one cgroup's events exactly.
         self.taps: list[Callable[[str, Any, int], None]] = []
@@ -175,20 +184,27 @@ class KernelCollector(Collector):
             full.add_metric([name], float(p.stat(STAT_MAP_FULL)))
         yield from (up, events, lost, full)
 
-    def _tcp_lifecycle(self, p: LoadedProbe) -> Iterable[Metric]:
+    def _connection_counts(self, p: LoadedProbe, table: str) -> dict[LabelValues, int]:
+        """A (cgroup, direction, outcome, port) counter map as deltas per label set; the port (a
+        passive end's listening port, else 0) gives the server's tier."""
         e = self._enricher
-        self._connections.add_all(_summed(
+        return _summed(
             (
                 (
                     tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown"),
                     tcp_lifecycle.KERNEL_OUTCOMES.get(k.outcome, "unknown"),
-                    *e.labels_for_cgroup(k.cgroup_id),
+                    *e.workload_labels(k.cgroup_id, k.port or None),
                 ),
                 n,
             )
-            for k, n in self._drain(p, "tcp_connections")
-        ))
+            for k, n in self._drain(p, table)
+        )
+
+    def _tcp_lifecycle(self, p: LoadedProbe) -> Iterable[Metric]:
+        self._connections.add_all(self._connection_counts(p, "tcp_connections"))
         yield self._connections.family()
+        self._before_agent.add_all(self._connection_counts(p, "tcp_connections_before_agent"))
+        yield self._before_agent.family()
 
         opened = CounterMetricFamily(
             "bcgov_tcp_connections_opened", "TCP connections opened (SYN sent or received), counted in the kernel.", labels=["direction"]
@@ -198,29 +214,46 @@ class KernelCollector(Collector):
             opened.add_metric([direction], float(sum(opens[idx])))
         yield opened
         untracked = CounterMetricFamily(
-            "bcgov_tcp_untracked_closes", "TCP closes of connections opened before the agent started (no record sent)."
+            "bcgov_tcp_untracked_closes",
+            "TCP closes of connections the probe never saw open and the start-up socket list did not name "
+            "(opened between that list and the probe's attach, or map full); no record sent.",
         )
         untracked.add_metric([], float(p.stat(STAT_UNTRACKED)))
         yield untracked
 
+    def _listener_cgroups(self) -> dict[int, int]:
+        """Local port -> the one cgroup listening on it, from tcp_lifecycle's `listeners` map (ports
+        several cgroups listen on name no owner there): a 4-tuple counter's local end is then
+        labelled as that process, as in bcgov_tcp_connections_total."""
+        p = self._probes.get("tcp_lifecycle")
+        if p is None or p.bpf is None:
+            return {}
+        try:
+            return {_int(k): int(v.owner.cgroup_id) for k, v in p.bpf["listeners"].items() if v.owner.cgroup_id}
+        except KeyError:
+            return {}
+
     def _tcp_retransmits(self, p: LoadedProbe) -> Metric:
         e = self._enricher
+        owners = self._listener_cgroups()
         deltas = []
         for k, n in self._drain(p, "tcp_retransmits"):
             local = ip_from_bytes(k.family, bytes(k.saddr))
             remote = ip_from_bytes(k.family, bytes(k.daddr))
-            deltas.append(((*e.labels_for_endpoint(local, k.sport), *e.peer_labels(remote, k.dport)), n))
+            deltas.append(((*e.endpoint_labels(local, k.sport, owners.get(k.sport, 0)),
+                            *e.peer_labels(remote, k.dport)), n))
         self._retransmits.add_all(_summed(deltas))
         return self._retransmits.family()
 
     def _tcp_resets(self, p: LoadedProbe) -> Metric:
         e = self._enricher
+        owners = self._listener_cgroups()
         deltas = []
         for k, n in self._drain(p, "tcp_resets"):
             t = tcp_reset.decode_key(k)
             labels = (
                 t.direction,
-                *e.labels_for_endpoint(t.local_addr, t.local_port),
+                *e.endpoint_labels(t.local_addr, t.local_port, owners.get(t.local_port, 0)),
                 *e.peer_labels(t.remote_addr, t.remote_port),
             )
             deltas.append((labels, n))
@@ -229,7 +262,7 @@ class KernelCollector(Collector):
 
     def _process(self, p: LoadedProbe) -> Iterable[Metric]:
         e = self._enricher
-        self._execs.add_all(_summed((e.labels_for_cgroup(_int(k)), n) for k, n in self._drain(p, "process_execs")))
+        self._execs.add_all(_summed((e.workload_labels(_int(k)), n) for k, n in self._drain(p, "process_execs")))
         yield self._execs.family()
         deltas = []
         for k, n in self._drain(p, "process_exits"):
@@ -241,5 +274,6 @@ class KernelCollector(Collector):
 
     def _oom(self, p: LoadedProbe) -> Metric:
         e = self._enricher
-        self._ooms.add_all(_summed((e.labels_for_cgroup(_int(k)), n) for k, n in self._drain(p, "oom_kills")))
+        # OOM kills are rare and each one matters: the pod is named whatever its workload kind.
+        self._ooms.add_all(_summed((e.workload_labels(_int(k), per_pod=True), n) for k, n in self._drain(p, "oom_kills")))
         return self._ooms.family()

@@ -182,7 +182,7 @@ class LatencyCollector(Collector):
         for k, v in drain_entries(p.bpf["block_io_latency"]):
             dev = self._devices.describe(*dev_major_minor(k.dev))
             labels = (dev.device, OPS.get(k.op, "other"), dev.mount, dev.pvc, dev.pvc_namespace,
-                      *e.labels_for_cgroup(k.cgroup_id))
+                      *e.workload_labels(k.cgroup_id))
             self._block.add(labels, v.slots, v.sum_ns)
         return self._block.family()
 
@@ -190,7 +190,7 @@ class LatencyCollector(Collector):
         e = self._enricher
         for k, v in drain_entries(p.bpf["runqueue_latency"]):
             # batch reads give a u64 key as an int, item reads as c_ulong
-            self._runq.add(e.labels_for_cgroup(int(getattr(k, "value", k))), v.slots, v.sum_ns)
+            self._runq.add(e.workload_labels(int(getattr(k, "value", k))), v.slots, v.sum_ns)
         return self._runq.family()
 
     def _durations(self, p: LoadedProbe) -> Metric:
@@ -199,7 +199,7 @@ class LatencyCollector(Collector):
             labels = (
                 tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown"),
                 tcp_lifecycle.DURATION_OUTCOMES.get(k.outcome, "unknown"),
-                *e.labels_for_cgroup(k.cgroup_id),
+                *e.workload_labels(k.cgroup_id, k.port or None),
             )
             self.duration.add(labels, v.slots, v.sum_ns)
         # After the drain: a kept span's connection was counted in the kernel before its record

@@ -33,11 +33,23 @@ _BODIES = {o: f"tcp connection {o}" for o in ("normal", "reset", "refused", "tim
 LOG_FLUSH_AGE_S = 0.05  # how long a log line may wait in memory (plus up to one poll timeout)
 
 
+def network_type(ev: TcpConnection) -> str:
+    """"ipv4" or "ipv6" by the address actually used: an IPv4 client of a dual-stack (AF_INET6)
+    socket has an IPv4-mapped address, which the decoder prints as IPv4, and is IPv4."""
+    return "ipv6" if ev.family == socket.AF_INET6 and ":" in ev.local_addr else "ipv4"
+
+
+def server_port(ev: TcpConnection) -> int | None:
+    """The local port when it names this end's tier (the accepting side's listening port); a
+    client's ephemeral port names nothing. The kernel keys its counts the same way."""
+    return ev.local_port if ev.direction == "passive" else None
+
+
 def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
     """OTel semantic-convention attributes of a connection as its owner's socket saw it."""
     attrs: dict[str, Any] = {
         "network.transport": "tcp",
-        "network.type": "ipv6" if ev.family == socket.AF_INET6 else "ipv4",
+        "network.type": network_type(ev),
         "network.local.address": ev.local_addr,
         "network.local.port": ev.local_port,
         "network.peer.address": ev.remote_addr,
@@ -66,6 +78,8 @@ def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
         attrs["bcgov.tcp.retransmit_events_dropped"] = ev.retransmits - len(ev.retransmit_ns)
     if ev.outcome in ERROR_TYPES:
         attrs["error.type"] = ERROR_TYPES[ev.outcome]
+    if ev.before_agent:
+        attrs["bcgov.tcp.start_observed"] = False
     return attrs
 
 
@@ -82,7 +96,7 @@ def connection_json_members(ev: TcpConnection) -> str:
     local, remote = _quote(ev.local_addr), _quote(ev.remote_addr)
     lp, rp = ev.local_port, ev.remote_port
     text = (
-        f'"network.transport":"tcp","network.type":"{"ipv6" if ev.family == socket.AF_INET6 else "ipv4"}",'
+        f'"network.transport":"tcp","network.type":"{network_type(ev)}",'
         f'"network.local.address":{local},"network.local.port":{lp},"network.peer.address":{remote},'
         f'"network.peer.port":{rp},"bcgov.tcp.direction":{_quote(ev.direction)},'
         f'"bcgov.tcp.outcome":{_quote(ev.outcome)},"bcgov.tcp.retransmits":{ev.retransmits},'
@@ -104,6 +118,8 @@ def connection_json_members(ev: TcpConnection) -> str:
         text += f',"bcgov.tcp.retransmit_events_dropped":{ev.retransmits - len(ev.retransmit_ns)}'
     if ev.outcome in ERROR_TYPES:
         text += f',"error.type":"{ERROR_TYPES[ev.outcome]}"'
+    if ev.before_agent:
+        text += ',"bcgov.tcp.start_observed":false'
     return text
 
 
@@ -214,7 +230,8 @@ class EventPipeline:
 
     def connection_span(self, ev: TcpConnection) -> SpanData:
         """The span of one connection endpoint: CLIENT for connect, SERVER for accept."""
-        return self._span(ev, self._identity.workload(ev.cgroup_id)[1], self._identity.peer(ev.remote_addr, ev.remote_port)[0])
+        return self._span(ev, self._identity.workload(ev.cgroup_id, server_port(ev))[1],
+                          self._identity.peer(ev.remote_addr, ev.remote_port)[0])
 
     def _span(self, ev: TcpConnection, workload_attrs: dict[str, Any], peer_attrs: dict[str, Any]) -> SpanData:
         wall = self._clock.to_wall_ns
@@ -247,12 +264,13 @@ class EventPipeline:
             # Metrics stay exact (the kernel counts); only the span, exemplar and log line go.
             self._instruments.spans_sampled_out.inc()
             return
-        workload_labels, workload_attrs, workload_json = self._identity.workload(ev.cgroup_id)
+        workload_labels, workload_attrs, workload_json = self._identity.workload(ev.cgroup_id, server_port(ev))
         peer_attrs, peer_json = self._identity.peer(ev.remote_addr, ev.remote_port)
         span = self._span(ev, workload_attrs, peer_attrs)
         self._submit_span(span)
         trace_id, span_id = f"{span.trace_id:032x}", f"{span.span_id:016x}"
-        self._exemplars.remember((ev.direction, ev.outcome, *workload_labels), ev.duration_ns, trace_id, span_id)
+        if not ev.before_agent:  # no duration of its own: it is in no histogram bucket
+            self._exemplars.remember((ev.direction, ev.outcome, *workload_labels), ev.duration_ns, trace_id, span_id)
         # The line's attributes are the span's: the same members in the same order, encoded
         # from the connection's fields and the workload's and peer's cached JSON.
         members = connection_json_members(ev)

@@ -36,6 +36,9 @@ class TcpConnection:
     reset_received: bool
     reset_sent: bool
     sock: int
+    # Opened before the agent started (learnt from sock_diag): start_ns is when the agent learnt
+    # of it, not when it opened, and its duration is unknown.
+    before_agent: bool = False
 
     @property
     def duration_ns(self) -> int:

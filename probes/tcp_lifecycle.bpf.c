@@ -38,11 +38,12 @@
 #define F_RESET_RECEIVED 2
 #define F_RESET_SENT 4
 #define F_BYTES_KNOWN 8
+#define F_BEFORE_AGENT 16  /* opened before the agent: learnt from sock_diag, start not observed */
 
+/* The span's outcomes, shared by the counter and the duration histogram so the two always agree
+ * (probes/tcp_lifecycle.py OUTCOMES). 2 was "failed" (refused or timed out) and is no longer used. */
 #define OUTCOME_NORMAL 0
 #define OUTCOME_RESET 1
-#define OUTCOME_FAILED 2
-/* The duration histogram tells failed connects apart, as the span's outcome does. */
 #define OUTCOME_REFUSED 3
 #define OUTCOME_TIMEOUT 4
 
@@ -106,6 +107,27 @@ struct conn_count_key {
     u64 cgroup_id;
     u8 direction;
     u8 outcome;
+    u16 port;    /* passive: the local (listening) port, which names the server's tier; active: 0 */
+    u8 _pad[4];
+};
+
+/* Connections open before the agent started, written by user space from a sock_diag dump at
+ * start-up (agent/preexisting.py) and keyed like the tracepoint's endpoints, so their close is
+ * counted and recorded (F_BEFORE_AGENT) instead of being untracked. */
+struct tuple_key {
+    u8 saddr[16];
+    u8 daddr[16];
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u16 _pad;
+};
+
+struct preexisting_conn {
+    struct owner owner;
+    u64 seen_ns;       /* bpf_ktime_get_ns() clock: when user space learnt of the connection */
+    u8 direction;
+    u8 owner_source;
     u8 _pad[6];
 };
 
@@ -122,6 +144,9 @@ struct listener {
 
 BPF_HASH(listeners, u16, struct listener, 4096);
 BPF_HASH(tcp_connections, struct conn_count_key, u64, 16384);
+/* Closes of connections opened before the agent (no duration: their start was not seen). */
+BPF_HASH(tcp_connections_before_agent, struct conn_count_key, u64, 4096);
+BPF_HASH(preexisting, struct tuple_key, struct preexisting_conn, 16384);
 /* Same key layout; outcome is normal, reset, refused or timeout. Drained at scrape. */
 BPF_HASH(tcp_connection_durations, struct conn_count_key, struct bcgov_hist, 16384);
 BPF_PERCPU_ARRAY(tcp_opens, u64, 3);
@@ -188,7 +213,7 @@ static __always_inline void track(u64 sk, int direction, u16 sport)
 
 /* Counts the finished connection and reserves its record, filled from the tracked state; the
  * caller adds the endpoints from the tracepoint and submits. NULL: untracked or ring buffer full. */
-static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate)
+static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate, u16 sport)
 {
     struct conn *c = conns.lookup(&sk);
     if (!c) {
@@ -205,14 +230,16 @@ static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate)
     struct conn_count_key key = {};
     key.cgroup_id = c->owner.cgroup_id;
     key.direction = c->direction;
+    key.port = c->direction == DIR_PASSIVE ? sport : 0;
     if (!(c->flags & F_ESTABLISHED))
-        key.outcome = OUTCOME_FAILED;
+        key.outcome = (c->flags & F_RESET_RECEIVED) ? OUTCOME_REFUSED : OUTCOME_TIMEOUT;
     else if (c->flags & (F_RESET_RECEIVED | F_RESET_SENT))
         key.outcome = OUTCOME_RESET;
     else
         key.outcome = OUTCOME_NORMAL;
     u64 zero = 0;
-    u64 *count = tcp_connections.lookup_or_try_init(&key, &zero);
+    u64 *count = (c->flags & F_BEFORE_AGENT) ? tcp_connections_before_agent.lookup_or_try_init(&key, &zero)
+                                             : tcp_connections.lookup_or_try_init(&key, &zero);
     if (count)
         lock_xadd(count, 1);
     else
@@ -220,14 +247,14 @@ static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate)
 
     /* One clock read for the histogram and the record, so an exemplar's bucket is the kernel's. */
     u64 end_ns = bpf_ktime_get_ns();
-    if (key.outcome == OUTCOME_FAILED)
-        key.outcome = (c->flags & F_RESET_RECEIVED) ? OUTCOME_REFUSED : OUTCOME_TIMEOUT;
-    struct bcgov_hist hzero = {};
-    struct bcgov_hist *h = tcp_connection_durations.lookup_or_try_init(&key, &hzero);
-    if (h)
-        bcgov_hist_add(h, end_ns - c->start_ns);
-    else
-        stat_inc(BCGOV_STAT_MAP_FULL);
+    if (!(c->flags & F_BEFORE_AGENT)) {  /* a connection older than the agent has no known duration */
+        struct bcgov_hist hzero = {};
+        struct bcgov_hist *h = tcp_connection_durations.lookup_or_try_init(&key, &hzero);
+        if (h)
+            bcgov_hist_add(h, end_ns - c->start_ns);
+        else
+            stat_inc(BCGOV_STAT_MAP_FULL);
+    }
 
     if (key.outcome == OUTCOME_NORMAL && c->retransmits == 0) {
         int zero_idx = 0;
@@ -268,6 +295,24 @@ static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate)
     __builtin_memcpy(r->comm, c->owner.comm, sizeof(r->comm));
     conns.delete(&sk);
     return r;
+}
+
+/* A close of a connection this probe never saw open: when user space listed it at start-up, track
+ * it now from that entry, so finish() counts and records it like any other (marked F_BEFORE_AGENT). */
+static __always_inline void adopt_preexisting(u64 sk, struct tuple_key *t)
+{
+    struct preexisting_conn *p = preexisting.lookup(t);
+    if (!p)
+        return;
+    struct conn c = {};
+    c.start_ns = p->seen_ns;
+    c.owner = p->owner;
+    c.direction = p->direction;
+    c.owner_source = p->owner_source;
+    c.flags = F_ESTABLISHED | F_BEFORE_AGENT;
+    if (conns.update(&sk, &c) != 0)
+        stat_inc(BCGOV_STAT_MAP_FULL);
+    preexisting.delete(t);
 }
 
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
@@ -321,7 +366,22 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
                 lock_xadd(&l->sockets, -1);
             return 0;
         }
-        struct tcp_close_record *r = finish(sk, args->oldstate);
+        if (!conns.lookup(&sk)) {
+            /* the tuple as agent/preexisting.py writes it (BCC defines args' type only here) */
+            struct tuple_key t = {};
+            t.family = args->family;
+            t.sport = args->sport;
+            t.dport = args->dport;
+            if (args->family == BCGOV_AF_INET) {
+                __builtin_memcpy(t.saddr, args->saddr, 4);
+                __builtin_memcpy(t.daddr, args->daddr, 4);
+            } else {
+                __builtin_memcpy(t.saddr, args->saddr_v6, 16);
+                __builtin_memcpy(t.daddr, args->daddr_v6, 16);
+            }
+            adopt_preexisting(sk, &t);
+        }
+        struct tcp_close_record *r = finish(sk, args->oldstate, args->sport);
         if (!r)
             return 0;
         r->family = args->family;

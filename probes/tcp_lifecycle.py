@@ -11,11 +11,12 @@ from probes.spec import FieldFeature, Optional, ProbeSpec
 RTX_SLOTS = 4
 DIRECTIONS = {1: "active", 2: "passive"}
 OWNER_SOURCES = {1: "connect", 2: "listener", 3: "io"}
-F_ESTABLISHED, F_RESET_RECEIVED, F_RESET_SENT, F_BYTES_KNOWN = 1, 2, 4, 8
-# Keys of the in-kernel tcp_connections map: (cgroup_id, direction, outcome).
-KERNEL_OUTCOMES = {0: "normal", 1: "reset", 2: "failed"}
-# Keys of the in-kernel tcp_connection_durations map: the same, with failed split as the span's outcome.
-DURATION_OUTCOMES = {0: "normal", 1: "reset", 3: "refused", 4: "timeout"}
+F_ESTABLISHED, F_RESET_RECEIVED, F_RESET_SENT, F_BYTES_KNOWN, F_BEFORE_AGENT = 1, 2, 4, 8, 16
+# Outcome codes of the in-kernel maps' keys (cgroup_id, direction, outcome, port): the span's
+# outcomes, so bcgov_tcp_connections_total, the duration histogram and the span always agree.
+OUTCOMES = {0: "normal", 1: "reset", 3: "refused", 4: "timeout"}
+KERNEL_OUTCOMES = OUTCOMES  # tcp_connections and tcp_connections_before_agent
+DURATION_OUTCOMES = OUTCOMES  # tcp_connection_durations
 #: Log2 slots of the duration histogram (BCGOV_HIST_SLOTS in tcp_lifecycle.bpf.c): finite buckets
 #: up to 2^30 us (~17.9 min), longer connections only in +Inf.
 DURATION_SLOTS = 32
@@ -79,7 +80,7 @@ def decode(raw: bytes) -> TcpConnection:
         cgroup_id, OWNER_SOURCES.get(owner_source, "unknown"),
         bytes_sent if bytes_known else None, bytes_received if bytes_known else None, retransmits,
         (r0, r1, r2, r3)[:min(retransmits, RTX_SLOTS)] if retransmits else (),
-        reset_ns, bool(flags & F_RESET_RECEIVED), bool(flags & F_RESET_SENT), sock,
+        reset_ns, bool(flags & F_RESET_RECEIVED), bool(flags & F_RESET_SENT), sock, bool(flags & F_BEFORE_AGENT),
     )
 
 

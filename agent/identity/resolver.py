@@ -158,6 +158,20 @@ class IdentityResolver:
             return self._bare_pod(ref, port)
         return self._from_pod(pod, ref, port)
 
+    def for_endpoint(self, ip: str, port: int | None = None, owner_cgroup: int = 0) -> Identity:
+        """Identity of this node's own end of a connection known by address (the 4-tuple counters:
+        resets, retransmits), built like ``for_cgroup``'s so every family labels it alike: the pod
+        with this IP; else the process in ``owner_cgroup`` (the port's listener, when the kernel
+        knows a single one); else the node itself (workload "host", counted "endpoint_unknown").
+        ``port`` is its local port, for the tier."""
+        pod = self._pods.by_ip(ip) if self._pods is not None and self._pods.available else None
+        if pod is not None:
+            return self._from_pod(pod, None, port)
+        if owner_cgroup:
+            return self.for_cgroup(owner_cgroup, port)
+        self._count("endpoint_unknown")
+        return self._non_pod(ContainerRef(), port)
+
     def for_peer(self, ip: str, port: int | None = None, *, local: bool = False) -> Identity | None:
         """Identity of a connection's remote end: its pod when the IP is a known pod's, else just
         the port's tier; None when neither is known. ``local=True`` for this node's own end known

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from agent_harness import RunningAgent, wait_for
+from probes import tcp_lifecycle
 
 
 pytestmark = pytest.mark.ebpf
@@ -91,10 +92,11 @@ def test_refused_connect_is_an_error_span_and_counts_resets(running_agent: Runni
     assert span["attrs"]["bcgov.tcp.outcome"] == "refused"
     assert span["attrs"]["error.type"] == "connection_refused"
     assert [e["name"] for e in span["events"]] == ["tcp.reset"]
-    failed = running_agent.kernel_count(
-        "tcp_lifecycle", "tcp_connections", lambda k: k.cgroup_id == cgroup.id and k.outcome == 2
+    refused = running_agent.kernel_count(  # counted as the span says: refused, not just "failed"
+        "tcp_lifecycle", "tcp_connections",
+        lambda k: k.cgroup_id == cgroup.id and tcp_lifecycle.KERNEL_OUTCOMES.get(k.outcome) == "refused",
     )
-    assert failed == 1
+    assert refused == 1
     text = running_agent.scrape()
     assert re.search(r'bcgov_tcp_resets_total\{direction="sent"\} [1-9]', text)
     assert re.search(r'bcgov_tcp_resets_total\{direction="received"\} [1-9]', text)

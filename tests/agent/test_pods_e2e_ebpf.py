@@ -366,6 +366,7 @@ PG = {"namespace": "db", "pod": "postgres-0", "workload": "postgres", "tier": "o
 MINIO = {"namespace": "lake", "pod": "", "workload": "minio", "tier": "lakehouse"}
 AIRFLOW = {"namespace": "airflow", "pod": "", "workload": "airflow-dag/daily_sales", "tier": "batch"}
 NOBODY = {"namespace": "", "pod": "", "workload": "", "tier": ""}
+HOST = {"namespace": "", "pod": "", "workload": "host", "tier": ""}  # the node's own end, as everywhere
 
 
 def peer(labels: dict[str, str]) -> dict[str, str]:
@@ -380,7 +381,7 @@ def test_connection_counts_are_labelled_by_workload_and_tier(scenario: Scenario)
     # Spark executors and Deployment pods come and go: their series carry the workload, no pod.
     assert value(s, name, direction="active", outcome="normal", **SPARK) == N_PG
     assert value(s, name, direction="active", outcome="reset", **SPARK) == 1
-    assert value(s, name, direction="active", outcome="failed", **SPARK) == 1
+    assert value(s, name, direction="active", outcome="refused", **SPARK) == 1  # as the span says
     assert value(s, name, direction="active", outcome="normal", **AIRFLOW) == 1  # deleted, in its grace
     # A StatefulSet's pod names are stable: its series keep the pod.
     assert value(s, name, direction="passive", outcome="normal", **PG) == N_PG + 1
@@ -403,7 +404,7 @@ def test_resets_name_both_ends(scenario: Scenario) -> None:
     assert value(s, name, direction="sent", **MINIO, **peer(SPARK)) == 1
     assert value(s, name, direction="received", **SPARK, **peer(MINIO)) == 1
     # The refused connect: the host (no pod) sent the reset, the executor received it.
-    assert value(s, name, direction="sent", **NOBODY, **peer(SPARK)) == 1
+    assert value(s, name, direction="sent", **HOST, **peer(SPARK)) == 1
     assert value(s, name, direction="received", **SPARK, **peer(NOBODY)) == 1
     # the gateway is no pod: unknown as the executor's peer, and as the local end of the host's reset
     assert value(s, "bcgov_agent_identity_unresolved_total", reason="peer_unknown") >= 1

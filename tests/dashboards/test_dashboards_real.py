@@ -123,7 +123,7 @@ def test_key_panel_returns_data(results: dict, key: tuple[str, str], positive: b
 def test_the_pods_traffic_is_labelled_and_counted(results: dict) -> None:
     (q, r), = results[(common.UID_OVERVIEW, "Connections / s by tier and outcome")]
     outcomes = {s["metric"]["outcome"] for s in r}
-    assert {"normal", "reset", "failed"} <= outcomes, q  # the kernel counts a refused connect as failed
+    assert {"normal", "reset", "refused"} <= outcomes, q  # the kernel counts a refused connect as the span does
     assert {s["metric"]["tier"] for s in r} == {realstack.TIER}
     (q, r), = results[(common.UID_WORKLOAD, "Resets / s by peer")]
     assert {s["metric"]["direction"] for s in r} == {"sent", "received"}, q

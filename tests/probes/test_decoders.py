@@ -171,7 +171,8 @@ def test_tcp_close_decode_matches_the_ctypes_mirror_field_by_field() -> None:
 
     rng = random.Random(3)
     for flags in (0, tcp_lifecycle.F_ESTABLISHED | tcp_lifecycle.F_BYTES_KNOWN | tcp_lifecycle.F_RESET_SENT,
-                  tcp_lifecycle.F_ESTABLISHED | tcp_lifecycle.F_RESET_RECEIVED):
+                  tcp_lifecycle.F_ESTABLISHED | tcp_lifecycle.F_RESET_RECEIVED,
+                  tcp_lifecycle.F_ESTABLISHED | tcp_lifecycle.F_BEFORE_AGENT):
         r = tcp_lifecycle.TcpCloseRecord()
         for name, ctype, *_ in r._fields_:
             if issubclass(ctype, ctypes.Array):
@@ -194,6 +195,7 @@ def test_tcp_close_decode_matches_the_ctypes_mirror_field_by_field() -> None:
             "retransmits": 3, "retransmit_ns": (11, 22, 33), "reset_ns": r.reset_ns,
             "reset_received": bool(flags & tcp_lifecycle.F_RESET_RECEIVED),
             "reset_sent": bool(flags & tcp_lifecycle.F_RESET_SENT), "sock": r.sock,
+            "before_agent": bool(flags & tcp_lifecycle.F_BEFORE_AGENT),
         }
         assert set(want) == {f.name for f in dataclasses.fields(ev)}
         assert {k: getattr(ev, k) for k in want} == want
