@@ -175,15 +175,20 @@ def budget() -> None:
 @analysis_options
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
 @click.option("--fail-on", type=click.Choice(["over", "warn"]), default="over", show_default=True,
-              help="Exit 3 when any tier is at this status or worse.")
+              help="Exit 3 when any tier is at this status or worse (warn includes warnings such as an empty target).")
+@click.option("--fail-on-explosion", is_flag=True,
+              help="Also exit 3 when any metric, unclassified ones included, has a label with more values than its cap "
+                   "(the tier's labels: cap, else max_label_values, else defaults.max_label_values).")
 @guarded
-def report_cmd(fmt: str, fail_on: str, **kw: Any) -> None:
+def report_cmd(fmt: str, fail_on: str, fail_on_explosion: bool, **kw: Any) -> None:
     """Inventory series, compare with budgets, recommend labels to drop. Exit 3 over budget."""
     _, ev, _ = run_evaluation(kw, show_progress=fmt == "table")
     color = fmt == "table" and sys.stdout.isatty()
     click.echo(report.render(ev.report, fmt, color=color), nl=False)
     worst = ev.report.worst_status()
     if worst == OVER or (fail_on == "warn" and worst == WARN):
+        sys.exit(EXIT_OVER)
+    if fail_on_explosion and any(t.label_explosions for t in ev.report.tiers):
         sys.exit(EXIT_OVER)
 
 

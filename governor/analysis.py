@@ -10,18 +10,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
-from governor.budgets import UNCLASSIFIED, Budgets, Tier
+from governor.budgets import GOVERNOR, UNCLASSIFIED, Budgets, Tier
 from governor.churn import ChurnStat
 from governor.growth import Growth
 from governor.inventory import Inventory, MetricInventory
 from governor.tiers import Classifier
+from governor.recommend import Recommendation, Unit, recommend, units_of
 from governor.usage import UsageIndex
 
 OK, WARN, OVER, UNBUDGETED = "ok", "warn", "over", "unbudgeted"
 TOP_VALUES = 5          # top values shown per label
 MAX_VALUE_SHOWN = 120   # label values longer than this are cut in the report (a 100 kB value is not data to read)
 MAX_LABELS_SHOWN = 20   # label stats kept per metric (most distinct values first)
-SECONDS_PER_DAY = 86_400
 
 
 @dataclasses.dataclass
@@ -32,20 +32,6 @@ class LabelStat:
     cap: int | None
     over_cap: bool
     unused: bool | None  # None: usage unknown (no rules, dashboards or query log were read)
-
-
-@dataclasses.dataclass
-class Recommendation:
-    tier: str
-    metric: str
-    label: str
-    series_before: int
-    series_after: int
-    saved: int
-    memory_bytes_saved: int
-    disk_bytes_per_day_saved: int
-    unused: bool | None
-    reason: str
 
 
 @dataclasses.dataclass
@@ -68,6 +54,7 @@ class LabelCount:
     label: str
     distinct_values: int
     cap: int
+    saved: int | None = None  # explosions only: series saved by dropping the label from its metric or family
 
 
 @dataclasses.dataclass
@@ -100,6 +87,7 @@ class Report:
     truncated_metrics: list[str]
     usage_sources: list[str]
     warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a target that exposed nothing
+    runbook_base_url: str = ""  # budgets' defaults.runbook_base_url: where the alerts' runbooks live
 
     def tier(self, name: str) -> TierReport:
         return next(t for t in self.tiers if t.name == name)
@@ -128,10 +116,11 @@ def analyze(
     only_tier: str | None = None,
 ) -> Report:
     """Build the report. Every configured tier appears (with 0 series if nothing matched), plus
-    `unclassified` when some series matched no tier."""
+    `unclassified` when some series matched no tier, and `governor` when Prometheus holds the
+    governor's own series or ALERTS (kept out of the tiers they describe; never remedied)."""
     d = budgets.defaults
     split = Classifier(budgets).split(inventory)
-    names = list(budgets.tiers) + ([UNCLASSIFIED] if split.get(UNCLASSIFIED) else [])
+    names = list(budgets.tiers) + [t for t in (UNCLASSIFIED, GOVERNOR) if split.get(t)]
     if only_tier:
         names = [n for n in names if n == only_tier]
     tiers = [
@@ -148,6 +137,7 @@ def analyze(
         truncated_metrics=inventory.truncated_metrics,
         usage_sources=usage.sources if usage else [],
         warnings=list(inventory.warnings),
+        runbook_base_url=d.runbook_base_url,
     )
 
 
@@ -173,8 +163,15 @@ def _tier_report(name: str, metrics: dict[str, MetricInventory], tier: Tier | No
     protected = set(d.protected_labels) | {d.tier_label}
     if tier is not None and tier.match.namespaces:
         protected.add("namespace")  # dropping it would move series to another tier
-    recs = [r for m in ranked[: d.top_n] if (r := recommend(name, m, protected, budgets, usage))]
-    recs.sort(key=lambda r: (-r.saved, r.metric))
+    explosions = [c for c in label_counts if c.distinct_values > c.cap]
+    recs: list[Recommendation] = []
+    if name != GOVERNOR:  # the governor's own series are bounded by design; nothing to remedy there
+        units = units_of(metrics.values())
+        recs = [r for u in units[: d.top_n] if (r := recommend(name, u, protected, budgets, usage))]
+        recs += _explosion_fixes(name, units, explosions, recs, protected, budgets, usage)
+    else:
+        explosions = []
+    recs.sort(key=lambda r: (-r.saved, r.metric, r.label))
     return TierReport(
         name=name,
         series=series,
@@ -189,9 +186,28 @@ def _tier_report(name: str, metrics: dict[str, MetricInventory], tier: Tier | No
         projected_savings=sum(r.saved for r in recs),
         memory_bytes=series * d.bytes_per_series,
         top_labels=sorted(label_counts, key=lambda c: (-c.distinct_values, c.metric, c.label))[: d.top_n],
-        label_explosions=[c for c in label_counts if c.distinct_values > c.cap],
+        label_explosions=explosions,
         growth=growth,
     )
+
+
+def _explosion_fixes(tier: str, units: list[Unit], explosions: list[LabelCount], recs: list[Recommendation],
+                     protected: set[str], budgets: Budgets, usage: UsageIndex | None) -> list[Recommendation]:
+    """Fill in what dropping each exploded label saves (on its whole unit), and recommend that drop
+    when the top-N recommendations do not already: an explosion is never left without a fix."""
+    by_metric = {m.name: u for u in units for m in u.members}
+    done = {(r.metric, r.label) for r in recs}
+    out: list[Recommendation] = []
+    for c in explosions:
+        unit = by_metric.get(c.metric)
+        if unit is None:
+            continue
+        fix = recommend(tier, unit, protected, budgets, usage, only=c.label)
+        c.saved = fix.saved if fix else None
+        if fix and (fix.metric, fix.label) not in done:
+            done.add((fix.metric, fix.label))
+            out.append(fix)
+    return out
 
 
 def _metric_report(m: MetricInventory, tier: Tier | None, default_label_cap: int, usage: UsageIndex | None,
@@ -220,33 +236,3 @@ def shown_value(value: str) -> str:
     if len(value) <= MAX_VALUE_SHOWN:
         return value
     return f"{value[:MAX_VALUE_SHOWN - 40]}... ({len(value)} characters)"
-
-
-def recommend(tier: str, m: MetricInventory, protected: set[str], budgets: Budgets,
-              usage: UsageIndex | None) -> Recommendation | None:
-    """The label whose removal saves the most series on `m` (exact), preferring a label no query
-    uses when it saves at least half as much as the best; None when no label saves anything."""
-    if m.truncated or m.count < 2:
-        return None
-    options = [(label, m.savings([label])) for label in m.label_names() if label not in protected]
-    options = [(label, saved) for label, saved in options if saved > 0]
-    if not options:
-        return None
-    best_saved = max(saved for _, saved in options)
-    unused = [(lb, s) for lb, s in options if usage and usage.is_unused(m.name, lb) and 2 * s >= best_saved]
-    label, saved = max(unused or options, key=lambda ls: (ls[1], ls[0]))
-    is_unused = usage.is_unused(m.name, label) if usage else None
-    d = budgets.defaults
-    samples_per_day = SECONDS_PER_DAY / d.scrape_interval_seconds
-    if is_unused:
-        reason = "no rule, dashboard or logged query uses this label"
-    elif usage:
-        reason = f"used by {', '.join(usage.users(m.name, label)[:3])}: fold it into an aggregate before dropping"
-    else:
-        reason = "usage unknown: check rules and dashboards before dropping"
-    return Recommendation(
-        tier=tier, metric=m.name, label=label, series_before=m.count, series_after=m.count - saved, saved=saved,
-        memory_bytes_saved=saved * d.bytes_per_series,
-        disk_bytes_per_day_saved=int(saved * samples_per_day * d.disk_bytes_per_sample),
-        unused=is_unused, reason=reason,
-    )

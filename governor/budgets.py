@@ -26,6 +26,9 @@ import yaml
 from governor.errors import BudgetError
 
 UNCLASSIFIED = "unclassified"
+# The governor's own series (bcgov_governor_*) and Prometheus' ALERTS: reported in a tier of their
+# own, never counted in the tiers they describe (see governor.tiers).
+GOVERNOR = "governor"
 _TIER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -120,8 +123,8 @@ def parse(text: str, path: str = "<budgets>") -> Budgets:
     tiers: dict[str, Tier] = {}
     for name, node in tiers_map.items():
         field = f"tiers.{name}"
-        v.check(node, field, bool(_TIER_NAME.match(name)) and name != UNCLASSIFIED,
-                f"tier names are lower-case [a-z0-9_], start with a letter, and '{UNCLASSIFIED}' is reserved")
+        v.check(node, field, bool(_TIER_NAME.match(name)) and name not in (UNCLASSIFIED, GOVERNOR),
+                f"tier names are lower-case [a-z0-9_], start with a letter, and '{UNCLASSIFIED}' and '{GOVERNOR}' are reserved")
         tiers[name] = _tier(v, name, node, defaults)
     return Budgets(path, defaults, tiers)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from governor import analysis, churn, growth, usage
-from governor.budgets import Budgets
+from governor.budgets import GOVERNOR, UNCLASSIFIED, Budgets
 from governor.history import History
 from governor.inventory import Inventory
 from governor.promapi import PrometheusSource
@@ -93,8 +93,9 @@ def _evaluate(source: Source, budgets: Budgets, history: History | None, usage_o
             churn_stats = churn.compute(previous, inv)
         split = Classifier(budgets).split(inv)
         tiers = {t: (sum(m.count for m in split.get(t, {}).values()), b.max_series) for t, b in budgets.tiers.items()}
-        if split.get("unclassified"):
-            tiers["unclassified"] = (sum(m.count for m in split["unclassified"].values()), None)
+        for extra in (UNCLASSIFIED, GOVERNOR):
+            if split.get(extra):
+                tiers[extra] = (sum(m.count for m in split[extra].values()), None)
         history.record(key, inv.collected_at, inv.total_series, tiers,
                        {t: {n: m.count for n, m in ms.items()} for t, ms in split.items()})
         history.save_snapshot(key, churn.Snapshot.of(inv))

@@ -24,6 +24,7 @@ import yaml
 
 from governor.analysis import OVER, WARN, Report
 from governor.inventory import Inventory
+from governor.recommend import units_of
 from governor.report import human_bytes
 
 _FAMILY_SUFFIXES = ("_bucket", "_count", "_sum")
@@ -31,7 +32,7 @@ _FAMILY_SUFFIXES = ("_bucket", "_count", "_sum")
 
 @dataclasses.dataclass
 class Action:
-    metric: str
+    metric: str                  # the metric, or the histogram/summary family
     labels: tuple[str, ...]
     type: str | None
     tiers: tuple[str, ...]
@@ -39,6 +40,8 @@ class Action:
     series_after: int
     remaining_labels: tuple[str, ...]
     memory_bytes_saved: int
+    metrics: tuple[str, ...] = ()  # the stored sample names the rule applies to (a family's every member)
+    grouped: bool = False          # a histogram/summary family
 
     @property
     def saved(self) -> int:
@@ -65,16 +68,18 @@ def plan(report: Report, inventory: Inventory, all_tiers: bool = False) -> Plan:
             labels, tiers = wanted.setdefault(r.metric, (set(), set()))
             labels.add(r.label)
             tiers.add(t.name)
+    units = {u.name: u for u in units_of(inventory.metrics.values())}
     actions = []
     for metric in sorted(wanted):
         labels, tiers = wanted[metric]
-        m = inventory.metrics[metric]
-        after = m.series_without(labels)
+        u = units[metric]
+        after = sum(m.series_without(labels) for m in u.members)
         actions.append(Action(
-            metric=metric, labels=tuple(sorted(labels)), type=m.type, tiers=tuple(sorted(tiers)),
-            series_before=m.count, series_after=after,
-            remaining_labels=tuple(lb for lb in m.label_names() if lb not in labels),
-            memory_bytes_saved=(m.count - after) * report.bytes_per_series,
+            metric=metric, labels=tuple(sorted(labels)), type=u.members[0].type, tiers=tuple(sorted(tiers)),
+            series_before=u.count, series_after=after,
+            remaining_labels=tuple(lb for lb in u.label_names() if lb not in labels),
+            memory_bytes_saved=(u.count - after) * report.bytes_per_series,
+            metrics=tuple(u.metric_names), grouped=u.grouped,
         ))
     actions.sort(key=lambda a: (-a.saved, a.metric))
     if not chosen:
@@ -112,7 +117,8 @@ def emit_prometheus_relabel(p: Plan) -> str:
         for label in a.labels:
             items.append((_comment(a) if label == a.labels[0] else f"{a.metric}: and {label}", {
                 "source_labels": ["__name__"],
-                "regex": a.metric,
+                # Every stored name of a family, so the histogram/summary stays whole.
+                "regex": "|".join(a.metrics or (a.metric,)),
                 "target_label": label,
                 "replacement": "",
                 "action": "replace",
@@ -134,13 +140,14 @@ def _family(name: str, type_: str | None) -> str:
 def emit_otel_collector(p: Plan) -> str:
     transforms = []
     for a in p.actions:
-        family = _family(a.metric, a.type)
-        # The Prometheus receiver may strip `_total`; match both spellings. job/instance become
-        # resource attributes there, so they are not datapoint labels to keep.
-        base = family[: -len("_total")] if family.endswith("_total") else family
+        # The Prometheus receiver turns a histogram/summary family into one metric named after the
+        # family, and may strip `_total`: match both spellings. job/instance become resource
+        # attributes there and le/quantile are the points' buckets, so none is a label to keep.
+        family = a.metric if a.grouped else _family(a.metric, a.type)
+        base = family[: -len("_total")] if family.endswith("_total") and not a.grouped else family
         keep = [lb for lb in a.remaining_labels if lb not in ("job", "instance", "le", "quantile")]
         transforms.append((_comment(a), {
-            "include": f"^{base}(_total)?$",
+            "include": f"^{base}$" if a.grouped else f"^{base}(_total)?$",
             "match_type": "regexp",
             "action": "update",
             "operations": [{"action": "aggregate_labels", "label_set": keep,
@@ -158,7 +165,7 @@ def emit_vm_stream_aggr(p: Plan) -> str:
     for a in p.actions:
         output = "max" if a.type == "gauge" else "total"
         items.append((_comment(a), {
-            "match": f'{{__name__="{a.metric}"}}',
+            "match": (f'{{__name__=~"{"|".join(a.metrics)}"}}' if len(a.metrics) > 1 else f'{{__name__="{a.metric}"}}'),
             "interval": "1m",
             "without": list(a.labels),
             "outputs": [output],

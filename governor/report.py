@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from governor.analysis import OVER, WARN, Report, TierReport
+from governor import rules
+from governor.analysis import OVER, WARN, LabelCount, MetricReport, Recommendation, Report, TierReport
 
 JSON_SCHEMA = "bcgov.budget-report/v1"
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "over": "bold red", "unbudgeted": "dim"}
@@ -50,12 +51,71 @@ def _usage(t: TierReport) -> str:
 
 
 def _trend(t: TierReport) -> str:
+    """e.g. "+120/day, budget reached in 3.5 d"; "over budget now"; "not growing"."""
     g = t.growth
     if g is None:
         return "-"
+    rate = f"{g.series_per_day:+.0f}/day"
     eta = g.hours_to_budget
-    when = "over" if eta == 0 else ("never" if eta is None else (f"{eta:.1f} h" if eta < 48 else f"{eta / 24:.1f} d"))
-    return f"{g.series_per_day:+.0f}/day, budget in {when}"
+    if eta == 0:
+        return f"{rate}, over budget now"
+    if g.series_per_day <= 0:
+        return f"{rate}, not growing"
+    if eta is None:
+        return f"{rate}, no budget to reach"
+    return f"{rate}, budget reached in {eta:.1f} h" if eta < 48 else f"{rate}, budget reached in {eta / 24:.1f} d"
+
+
+def _churn(m: MetricReport) -> str:
+    c = m.churn
+    if c is None:
+        return "-"
+    return f"+{c.created}/-{c.gone}" + (f" (new {c.churn_label} values)" if c.churn_label else "")
+
+
+def _unit(r: Recommendation) -> str:
+    """The metric, or a family with the suffixes of its stored names: `foo{_bucket,_count,_sum}`."""
+    suffixes = [m[len(r.metric):] for m in r.metrics if m.startswith(r.metric)]
+    if len(r.metrics) > 1 and len(suffixes) == len(r.metrics):
+        return f"{r.metric}{{{','.join(x or '<quantiles>' for x in suffixes)}}}"
+    return r.metric
+
+
+def recommendation_text(r: Recommendation, md: bool = False) -> str:
+    """One line: what to drop, from what, what it saves, and why it is safe or not."""
+    q = "`" if md else ""
+    disk = f", {human_bytes(r.disk_bytes_per_day_saved)}/day on disk" if md else ""
+    saved = f"**{r.saved}**" if md else str(r.saved)
+    arrow = "→" if md else "->"
+    return (f"drop {q}{r.label}{q} from {q}{_unit(r)}{q}: {r.series_before} {arrow} {r.series_after} series, "
+            f"saves {saved} ({human_bytes(r.memory_bytes_saved)} head memory{disk}); {r.reason}")
+
+
+def explosion_text(c: LabelCount, md: bool = False) -> str:
+    """One line naming the exploded label, its metric, and what removing it saves."""
+    q = "`" if md else ""
+    head = f"label {q}{c.label}{q} of {q}{c.metric}{q} has {c.distinct_values} values (cap {c.cap})"
+    if c.saved:
+        return f"{head}: dropping or aggregating it away saves {c.saved} series"
+    return f"{head}: it is protected (or the family's shape); reduce it at the exporter"
+
+
+def runbook_lines(report: Report, md: bool = False) -> list[str]:
+    """Runbook links for what the report found, and how to make them absolute when they are not."""
+    base = report.runbook_base_url or "runbooks"
+    out = []
+    for t in report.tiers:
+        alerts = {OVER: ["BcgovTierBudgetExceeded"], WARN: ["BcgovTierBudgetWarning"]}.get(t.status, [])
+        if t.label_explosions:
+            alerts.append("BcgovLabelValueExplosion")
+        for a in alerts:
+            url = rules.runbook_url(base, a)
+            out.append(f"{t.name}: {a}: " + (f"<{url}>" if md and "://" in url else url))
+    if out and "://" not in base:
+        out.append(f"runbook links are relative to the bcgov repository ({base}/); set defaults.runbook_base_url in the "
+                   "budgets file (or --runbook-base-url for 'budget rules') to where your runbooks are served, "
+                   "e.g. https://github.com/ORG/REPO/blob/main/runbooks")
+    return out
 
 
 def _header(report: Report) -> str:
@@ -85,19 +145,31 @@ def render_table(report: Report, width: int = 120, color: bool = False) -> str:
             mt.add_column(col)
         for m in t.top_metrics:
             top = f"{m.labels[0].label} ({m.labels[0].distinct_values})" if m.labels else "-"
-            churn = f"+{m.churn.created}/-{m.churn.gone} ({m.churn.churn_label})" if m.churn else "-"
-            mt.add_row(m.name + (" [truncated]" if m.truncated else ""), str(m.series), top, churn)
+            mt.add_row(escape(m.name) + (" [truncated]" if m.truncated else ""), str(m.series), escape(top), escape(_churn(m)))
         console.print(mt)
+        # soft_wrap: one line per finding however wide the terminal (it wraps them, we do not).
         for p in t.problems:
-            console.print(f"[red]cap exceeded:[/] {p}")
+            console.print(f"[red]cap exceeded:[/] {escape(p)}", soft_wrap=True)
+        for c in _shown_explosions(t):
+            console.print(f"[red]explosion:[/] {escape(c)}", soft_wrap=True)
         for r in t.recommendations:
-            console.print(f"  drop [bold]{r.label}[/] from {r.metric}: {r.series_before} -> {r.series_after} series, "
-                          f"saves {r.saved} ({human_bytes(r.memory_bytes_saved)} head memory); {r.reason}")
+            console.print(f"  {escape(recommendation_text(r))}", soft_wrap=True)
     if report.truncated_metrics:
-        console.print(f"truncated (counted, not analysed): {', '.join(report.truncated_metrics)}; raise --max-series-per-metric")
+        console.print(f"truncated (counted, not analysed): {escape(', '.join(report.truncated_metrics))}; raise --max-series-per-metric",
+                      soft_wrap=True)
+    for line in runbook_lines(report):
+        console.print(f"runbook: {escape(line)}", soft_wrap=True)
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     return buf.getvalue()
+
+
+def _shown_explosions(t: TierReport, md: bool = False, limit: int = 10) -> list[str]:
+    ranked = sorted(t.label_explosions, key=lambda c: (-c.distinct_values, c.metric, c.label))
+    lines = [explosion_text(c, md) for c in ranked[:limit]]
+    if len(ranked) > limit:
+        lines.append(f"... and {len(ranked) - limit} more labels over their cap (see --format json)")
+    return lines
 
 
 def render_markdown(report: Report) -> str:
@@ -110,14 +182,15 @@ def render_markdown(report: Report) -> str:
         lines.append(f"| {t.name} | {t.series} | {'-' if t.budget is None else t.budget} | {_usage(t)} | "
                      f"{t.status}{mark} | {human_bytes(t.memory_bytes)} | {_trend(t)} |")
     for t in report.tiers:
-        if not t.recommendations and not t.problems:
+        if not t.recommendations and not t.problems and not t.label_explosions:
             continue
         lines += ["", f"#### {t.name}", ""]
         lines += [f"- cap exceeded: {p}" for p in t.problems]
-        for r in t.recommendations:
-            lines.append(f"- drop `{r.label}` from `{r.metric}`: {r.series_before} → {r.series_after} series, "
-                         f"saves **{r.saved}** ({human_bytes(r.memory_bytes_saved)} head memory, "
-                         f"{human_bytes(r.disk_bytes_per_day_saved)}/day on disk); {r.reason}")
+        lines += [f"- explosion: {e}" for e in _shown_explosions(t, md=True)]
+        lines += [f"- {recommendation_text(r, md=True)}" for r in t.recommendations]
+    runbooks = runbook_lines(report, md=True)
+    if runbooks:
+        lines += ["", "#### runbooks", ""] + [f"- {ln}" for ln in runbooks]
     return "\n".join(lines) + "\n"
 
 

@@ -70,7 +70,7 @@ class GovernorCollector:
                     label_values.add_metric([t.name, c.metric, c.label], c.distinct_values)
         yield from (tier_series, tier_budget, metric_series, label_values, tier_last)
         yield GaugeMetricFamily("bcgov_governor_source_up", "1 if the last evaluation could read the source.", value=1 if st.source_up else 0)
-        yield GaugeMetricFamily("bcgov_governor_stale", "1 if the exported counts are older than the stale limit or the last evaluation failed.",
+        yield GaugeMetricFamily("bcgov_governor_stale", "1 if the exported counts are older than stale_after_seconds (or there are none yet).",
                                 value=1 if self.is_stale(st) else 0)
         if st.last_success is not None:
             yield GaugeMetricFamily("bcgov_governor_last_success_timestamp_seconds", "Time of the last successful evaluation.", value=st.last_success)
@@ -82,9 +82,11 @@ class GovernorCollector:
         yield CounterMetricFamily("bcgov_governor_alert_push_errors", "Failed pushes to Alertmanager.", value=st.alert_push_errors)
 
     def is_stale(self, st: State) -> bool:
+        """Stale once the last good counts are older than `stale_after_seconds`; one failed
+        evaluation is not stale (`bcgov_governor_source_up` says the source is down)."""
         if st.last_success is None:
             return True
-        return not st.source_up or self._clock() - st.last_success > self._stale_after
+        return self._clock() - st.last_success > self._stale_after
 
 
 class Governor:

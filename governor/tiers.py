@@ -4,12 +4,25 @@ Order, first hit wins: the series' tier label (when it names a configured tier),
 matching metric name prefix (it identifies the exporter, so kube-state-metrics series about a
 Kafka namespace stay in platform), the `job` label, the `namespace` label. Everything else is
 `unclassified`: reported, and still counted in the totals.
+
+Before all of that, the governor's own series (`bcgov_governor_*`) and Prometheus' `ALERTS` /
+`ALERTS_FOR_STATE` go to the `governor` tier: they describe the tiers (one series per tier, metric
+or alert) and would otherwise be counted inside the very budgets they report on.
 """
 
 from __future__ import annotations
 
-from governor.budgets import UNCLASSIFIED, Budgets
+from governor.budgets import GOVERNOR, UNCLASSIFIED, Budgets
 from governor.inventory import Inventory, LabelSet, MetricInventory
+
+
+OWN_PREFIX = "bcgov_governor_"
+OWN_NAMES = frozenset({"ALERTS", "ALERTS_FOR_STATE"})
+
+
+def is_own(metric: str) -> bool:
+    """The governor's own series and Prometheus' alert state series."""
+    return metric.startswith(OWN_PREFIX) or metric in OWN_NAMES
 
 
 class Classifier:
@@ -33,6 +46,8 @@ class Classifier:
         return None
 
     def classify(self, metric: str, labels: LabelSet) -> str:
+        if is_own(metric):
+            return GOVERNOR
         d = dict(labels)
         explicit = d.get(self.tier_label)
         if explicit in self.tiers:
@@ -51,6 +66,9 @@ class Classifier:
         goes whole to the tier its name says, else to unclassified."""
         out: dict[str, dict[str, MetricInventory]] = {}
         for name, m in inventory.metrics.items():
+            if is_own(name):
+                out.setdefault(GOVERNOR, {})[name] = m
+                continue
             if m.truncated:
                 out.setdefault(self.by_metric_name(name) or UNCLASSIFIED, {})[name] = m
                 continue

@@ -2,9 +2,11 @@
 
 A label is *unused* for a metric when no expression that names the metric (or selects metrics by a
 `__name__` regex, which may match it) also names the label, as an identifier or as a string
-literal (`label_replace` takes label names as strings). This over-approximates use without a full
-PromQL parser: it can call an unused label "used", never a used one "unused", which is the safe
-direction for a recommendation to drop.
+literal (`label_replace` takes label names as strings): `by`/`without` clauses and label matchers
+count, in rules, dashboards and logged queries alike. A dashboard also uses what it shows: a
+legend's `{{label}}`, and every label of a table panel's query (each becomes a column). This
+over-approximates use without a full PromQL parser: it can call an unused label "used", never a
+used one "unused", which is the safe direction for a recommendation to drop.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ MAX_QUERY_LOG_BYTES = 64 * 1024 * 1024  # read the newest part of a big log
 _IDENT = re.compile(r"(?<![0-9a-zA-Z_:.])[a-zA-Z_:][a-zA-Z0-9_:]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _ANY_METRIC = "*"
+_ANY_LABEL = "*"  # in `names`: every label of the selected metrics is used (a table panel shows them all)
+_LEGEND = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 
 
 @dataclasses.dataclass
@@ -41,12 +45,12 @@ def tokens(expr: str) -> tuple[set[str], set[str]]:
     return set(_IDENT.findall(bare)), strings
 
 
-def _parse(expr: str, where: str) -> _Expr:
+def _parse(expr: str, where: str, shown: Iterable[str] = ()) -> _Expr:
     idents, strings = tokens(expr)
     metrics = set(idents)
     if re.search(r"__name__\s*(=~|!~|!=)", expr):
         metrics.add(_ANY_METRIC)
-    return _Expr(where, frozenset(metrics), frozenset(idents | strings))
+    return _Expr(where, frozenset(metrics), frozenset(idents | strings | set(shown)))
 
 
 class UsageIndex:
@@ -56,20 +60,22 @@ class UsageIndex:
         self._exprs: list[_Expr] = []
         self.sources: list[str] = []
 
-    def add(self, expr: str, where: str) -> None:
-        self._exprs.append(_parse(expr, where))
+    def add(self, expr: str, where: str, shown: Iterable[str] = ()) -> None:
+        """`shown`: labels the expression's result displays beyond what it names (a legend's
+        `{{label}}`; `*` for all of them)."""
+        self._exprs.append(_parse(expr, where, shown))
 
-    def add_source(self, description: str, exprs: Iterable[tuple[str, str]]) -> int:
+    def add_source(self, description: str, exprs: Iterable[tuple[str, str] | tuple[str, str, Iterable[str]]]) -> int:
         n = 0
-        for expr, where in exprs:
-            self.add(expr, where)
+        for item in exprs:
+            self.add(*item)
             n += 1
         self.sources.append(f"{description} ({n} expressions)")
         return n
 
     def users(self, metric: str, label: str) -> list[str]:
         return sorted({e.where for e in self._exprs
-                       if (metric in e.metrics or _ANY_METRIC in e.metrics) and label in e.names})
+                       if (metric in e.metrics or _ANY_METRIC in e.metrics) and (label in e.names or _ANY_LABEL in e.names)})
 
     def is_unused(self, metric: str, label: str) -> bool:
         return not self.users(metric, label)
@@ -84,8 +90,9 @@ def rule_expressions(rules_data: dict[str, Any]) -> Iterator[tuple[str, str]]:
                 yield rule["query"], f"rule {name}"
 
 
-def dashboard_expressions(folder: Path) -> Iterator[tuple[str, str]]:
-    """(expr, 'dashboard FILE') for every `expr`/`query` string in Grafana JSON under `folder`."""
+def dashboard_expressions(folder: Path) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+    """(expr, 'dashboard FILE', shown labels) for every query in Grafana JSON under `folder`: the
+    labels a target's legendFormat shows, or every label (`*`) for a table panel."""
     files = sorted(p for p in folder.rglob("*.json") if p.is_file())[:MAX_DASHBOARD_FILES]
     for path in files:
         if path.stat().st_size > MAX_FILE_BYTES:
@@ -94,20 +101,24 @@ def dashboard_expressions(folder: Path) -> Iterator[tuple[str, str]]:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError):
             continue  # not a dashboard; other JSON may live beside them
-        for expr in _walk_exprs(doc):
-            yield expr, f"dashboard {path.name}"
+        for expr, shown in _walk_exprs(doc, None):
+            yield expr, f"dashboard {path.name}", shown
 
 
-def _walk_exprs(node: Any) -> Iterator[str]:
+def _walk_exprs(node: Any, panel_type: str | None) -> Iterator[tuple[str, tuple[str, ...]]]:
     if isinstance(node, dict):
+        if isinstance(node.get("type"), str) and ("targets" in node or "panels" in node):
+            panel_type = node["type"]  # a panel (or row): its targets are shown this way
+        legend = node.get("legendFormat") if isinstance(node.get("legendFormat"), str) else ""
+        shown = tuple(_LEGEND.findall(legend)) + ((_ANY_LABEL,) if panel_type == "table" else ())
         for k, v in node.items():
             if k in ("expr", "query") and isinstance(v, str):
-                yield v
+                yield v, shown
             else:
-                yield from _walk_exprs(v)
+                yield from _walk_exprs(v, panel_type)
     elif isinstance(node, list):
         for v in node:
-            yield from _walk_exprs(v)
+            yield from _walk_exprs(v, panel_type)
 
 
 def query_log_expressions(path: Path) -> Iterator[tuple[str, str]]:

@@ -58,12 +58,16 @@ def test_metrics_survive_a_dead_source_with_last_good_state() -> None:
     per_tier = [k for k in s if k[0] == "bcgov_governor_label_values" and ("tier", "stream") in k[1]]
     assert len(per_tier) <= b.defaults.top_n  # the governor's own cardinality is bounded
 
-    # The exporter is gone: the evaluation fails, the last good counts stay, marked stale.
+    # The exporter is gone: the evaluation fails, the last good counts stay; they are not stale
+    # until stale_after_seconds (600) have passed since the last success.
     clock.t += 60
     assert gov.evaluate_once() is False
     s = samples(registry)
     assert s[("bcgov_governor_tier_series", (("tier", "stream"),))] == 55
-    assert (s[("bcgov_governor_source_up", ())], s[("bcgov_governor_stale", ())]) == (0, 1)
+    assert (s[("bcgov_governor_source_up", ())], s[("bcgov_governor_stale", ())]) == (0, 0)
+    clock.t += 541
+    assert samples(registry)[("bcgov_governor_stale", ())] == 1
+    clock.t -= 541
     assert s[("bcgov_governor_evaluations_total", (("result", "error"),))] == 1
     assert s[("bcgov_governor_evaluations_total", (("result", "success"),))] == 1
     assert "cannot reach scrape target" in gov.state().last_error
