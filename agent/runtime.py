@@ -11,7 +11,7 @@ from typing import Callable, TextIO
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import loader
+from agent import loader, preexisting
 from agent.block_devices import BlockDeviceResolver
 from agent.clock import MonotonicToWall
 from agent.config import AgentConfig
@@ -138,6 +138,8 @@ class Agent:
             sampling = KernelSpanSampling(tcp)
             self.sampler.subscribe(sampling.apply)
             self.instruments.spans_sampled_out.kernel = sampling.sampled_out
+            # After the attach, so a connection is either in this list or seen opening.
+            preexisting.learn(tcp)
         kernel = KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count, self.guard)
         self.kernel_metrics = kernel
         p.registry.register(kernel)
