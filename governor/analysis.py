@@ -55,6 +55,7 @@ class LabelCount:
     distinct_values: int
     cap: int
     saved: int | None = None  # explosions only: series saved by dropping the label from its metric or family
+    unit: str | None = None   # explosions only: the family the metric belongs to (its fix covers all members)
 
 
 @dataclasses.dataclass
@@ -204,6 +205,7 @@ def _explosion_fixes(tier: str, units: list[Unit], explosions: list[LabelCount],
             continue
         fix = recommend(tier, unit, protected, budgets, usage, only=c.label)
         c.saved = fix.saved if fix else None
+        c.unit = unit.name if unit.grouped else None
         if fix and (fix.metric, fix.label) not in done:
             done.add((fix.metric, fix.label))
             out.append(fix)

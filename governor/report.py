@@ -94,7 +94,8 @@ def recommendation_text(r: Recommendation, md: bool = False) -> str:
 def explosion_text(c: LabelCount, md: bool = False) -> str:
     """One line naming the exploded label, its metric, and what removing it saves."""
     q = "`" if md else ""
-    head = f"label {q}{c.label}{q} of {q}{c.metric}{q} has {c.distinct_values} values (cap {c.cap})"
+    family = " (the whole family)" if c.unit else ""
+    head = f"label {q}{c.label}{q} of {q}{c.unit or c.metric}{q}{family} has {c.distinct_values} values (cap {c.cap})"
     if c.saved:
         return f"{head}: dropping or aggregating it away saves {c.saved} series"
     return f"{head}: it is protected (or the family's shape); reduce it at the exporter"
@@ -165,7 +166,12 @@ def render_table(report: Report, width: int = 120, color: bool = False) -> str:
 
 
 def _shown_explosions(t: TierReport, md: bool = False, limit: int = 10) -> list[str]:
-    ranked = sorted(t.label_explosions, key=lambda c: (-c.distinct_values, c.metric, c.label))
+    seen: set[tuple[str, str]] = set()
+    ranked = []
+    for c in sorted(t.label_explosions, key=lambda c: (-c.distinct_values, c.unit or c.metric, c.label)):
+        if (c.unit or c.metric, c.label) not in seen:  # a family's members explode together: say it once
+            seen.add((c.unit or c.metric, c.label))
+            ranked.append(c)
     lines = [explosion_text(c, md) for c in ranked[:limit]]
     if len(ranked) > limit:
         lines.append(f"... and {len(ranked) - limit} more labels over their cap (see --format json)")

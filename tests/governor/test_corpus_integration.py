@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -162,3 +163,48 @@ def test_families_and_types_agree_between_sources(name: str, oracle: servers.Pro
     for metric in page.series:
         m = via_prometheus.metrics[metric]
         assert (m.type, m.family) == exposition.family_of(metric, page.types), metric
+
+
+TIGHT_BUDGETS = """\
+defaults:
+  max_label_values: 40
+  runbook_base_url: https://git.example/ops/bcgov/runbooks
+tiers:
+  oltp: {max_series: 1000, match: {metric_prefixes: [pg_]}}
+  platform: {max_series: 4000, match: {metric_prefixes: [node_, prometheus_, container_, machine_, kube_, go_, process_]}}
+"""
+
+
+def test_report_over_the_corpus_reads_right(cli, runner, oracle: servers.PrometheusServer, tmp_path: Path) -> None:
+    """`bcgov budget report --prometheus` over the real Prometheus holding the corpus: statuses,
+    the exploded histogram named once as a family, its saving equal to what Prometheus counts
+    after `without (handler)`, stored names only, one line per finding, absolute runbook links."""
+    bfile = tmp_path / "budgets.yaml"
+    bfile.write_text(TIGHT_BUDGETS)
+    base = ["budget", "report", "--prometheus", oracle.url, "--budgets", str(bfile), "--no-history", "--no-rules"]
+    md = runner.invoke(cli, [*base, "--format", "markdown"])
+    assert md.exit_code == 3, md.output
+    text = md.stdout
+    assert text.startswith("### bcgov budget report: over\n")
+    assert "| platform | " in text and "over :red_circle:" in text
+    family = ["prometheus_http_request_duration_seconds_bucket", "prometheus_http_request_duration_seconds_count",
+              "prometheus_http_request_duration_seconds_sum"]
+    before = sum(oracle.scalar(f"count({m})") for m in family)
+    after = sum(oracle.scalar(f"count(count without (handler) ({m}))") for m in family)
+    saved = int(before - after)
+    assert (f"- explosion: label `handler` of `prometheus_http_request_duration_seconds` (the whole family) has 46 values "
+            f"(cap 40): dropping or aggregating it away saves {saved} series") in text
+    assert (f"- drop `handler` from `prometheus_http_request_duration_seconds{{_bucket,_count,_sum}}`: "
+            f"{int(before)} → {int(after)} series, saves **{saved}**") in text
+    assert "drop `le`" not in text and "drop `quantile`" not in text
+    assert "<https://git.example/ops/bcgov/runbooks/BcgovTierBudgetExceeded.md>" in text
+    rep = json.loads(runner.invoke(cli, [*base, "--format", "json"]).stdout)
+    names = {r["metric"]["__name__"] for r in oracle.query('{__name__=~".+"}')}
+    for t in rep["tiers"]:
+        for m in t["top_metrics"]:
+            assert m["name"] in names, m["name"]  # stored names only, e.g. pg_* counters without _total
+        for r in t["recommendations"]:
+            assert set(r["metrics"]) <= names, r
+    table = runner.invoke(cli, base).stdout
+    findings = [ln for ln in table.splitlines() if ln.startswith(("  drop ", "explosion: "))]
+    assert findings and all(("saves" in ln) for ln in findings), findings
