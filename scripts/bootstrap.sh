@@ -3,10 +3,14 @@
 # Debian packages (BCC, kernel headers, the servers the tests drive), tracefs, and .venv.
 # Idempotent and quiet when there is nothing to do; every step checks before it acts.
 #
-#   BCGOV_BOOTSTRAP_SERVERS=0  skip the Debian servers used only by tests (agent image)
+#   BCGOV_BOOTSTRAP_SERVERS=0  skip the Debian servers and tools used only by tests (the images)
 #   BCGOV_BOOTSTRAP_VENV=0     skip .venv (the image installs into its own venv path)
 #   BCGOV_BOOTSTRAP_HOST=0     skip host steps (kernel headers, tracefs): an image build runs on some
 #                              other kernel, and the pod gets both from its node (hostPath mounts)
+#   BCGOV_BOOTSTRAP_BCC=0      no BCC and no bundled kernel headers (the governor image)
+#   BCGOV_EXTRAS=LIST          pip extras installed with bcgov (default dev,governor: everything the tests
+#                              use; the agent image: none; the governor image: governor)
+#   BCGOV_EDITABLE=0           install bcgov as a regular package, not editable (the images)
 #   BCGOV_VENV=DIR             where .venv goes (default: the repo's .venv)
 set -euo pipefail
 
@@ -18,11 +22,15 @@ die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (BPF, tracefs and apt need it): run 'sudo make ...'"
 command -v apt-get >/dev/null || die "apt-get not found: bcgov's bootstrap supports Debian/Ubuntu; install python3-bpfcc and kernel headers by hand elsewhere"
 
-agent_pkgs=(bpfcc-tools python3-bpfcc python3-venv python3-pip iproute2 kmod)
+bcc=${BCGOV_BOOTSTRAP_BCC:-1}
+agent_pkgs=(python3-bpfcc python3-venv)
+[ "$bcc" = 1 ] || agent_pkgs=(python3-venv)
+# Test-only tools, installed with the servers: BCC's own tools (neighbour tracers), ip, nft, pip.
+test_tools=(bpfcc-tools python3-pip iproute2 kmod)
 # openssh-client: ssh-keygen signs and verifies evidence bundles (bcgov evidence --sign-key)
 server_pkgs=(prometheus prometheus-alertmanager nftables util-linux procps openssh-client)
 pkgs=("${agent_pkgs[@]}")
-[ "${BCGOV_BOOTSTRAP_SERVERS:-1}" = 1 ] && pkgs+=("${server_pkgs[@]}")
+[ "${BCGOV_BOOTSTRAP_SERVERS:-1}" = 1 ] && pkgs+=("${server_pkgs[@]}" "${test_tools[@]}")
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 apt_updated=0
@@ -62,7 +70,7 @@ fi
 
 # The bundled generic header set the agent falls back to on a node without headers
 # (agent/kernel_headers.py); the tests load every probe with it. The image runs this script itself.
-if [ "$host" = 1 ]; then
+if [ "$bcc" = 1 ]; then
   bash "$root/scripts/bundle_kernel_headers.sh" || die "cannot make the bundled kernel headers (see above)"
 fi
 
@@ -79,11 +87,15 @@ if [ "${BCGOV_BOOTSTRAP_VENV:-1}" = 1 ]; then
     /usr/bin/python3 -m venv --system-site-packages "$venv"
   fi
   stamp="$venv/.bcgov-installed"
-  want=$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)
+  extras=${BCGOV_EXTRAS-dev,governor}
+  editable=-e
+  [ "${BCGOV_EDITABLE:-1}" = 1 ] || editable=
+  want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1) [$extras] $editable"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing bcgov (editable, dev extras) into $venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[dev]" 2> >(grep -v "^WARNING: Location" >&2)
+    say "installing bcgov ${editable:+(editable) }with extras [${extras}] into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir $editable "$root${extras:+[$extras]}" \
+      2> >(grep -v "^WARNING: Location" >&2)
     echo "$want" >"$stamp"
   fi
-  "$venv/bin/python" -c 'import bcc' 2>/dev/null || die "python3-bpfcc is installed but 'import bcc' fails in $venv: recreate it with 'rm -rf $venv && make test'"
+  [ "$bcc" = 0 ] || "$venv/bin/python" -c 'import bcc' 2>/dev/null || die "python3-bpfcc is installed but 'import bcc' fails in $venv: recreate it with 'rm -rf $venv && make test'"
 fi

@@ -9,15 +9,17 @@
 # The .debs are fetched with `apt-get download` and unpacked with dpkg-deb: nothing is installed,
 # so neither the image nor the host gains gcc and kbuild (linux-headers-*-amd64's dependencies).
 # Probes read tracepoint fields and BPF helpers only, so any header set with the basic types
-# compiles them; whole subtrees no probe or BCC helper includes (device trees, DRM, sound, ...) are
-# left out. Idempotent: an existing bundle is kept.
+# compiles them; only the headers BCC's own preamble may include are kept (scripts/header_closure.py).
+# Idempotent: an existing bundle is kept.
 set -euo pipefail
 
 dest=${1:-/usr/local/share/bcgov/kernel-headers}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 say() { printf 'bundle_kernel_headers: %s\n' "$*" >&2; }
 die() { printf 'bundle_kernel_headers: error: %s\n' "$*" >&2; exit 2; }
 
-[ -e "$dest/include/linux/kconfig.h" ] && [ -e "$dest/include/generated/autoconf.h" ] && exit 0
+# "closure" marks a bundle made by this version of the script (earlier ones kept whole subtrees).
+[ -e "$dest/include/linux/kconfig.h" ] && grep -qx closure "$dest/BCGOV_HEADERS_FROM" 2>/dev/null && exit 0
 command -v apt-get >/dev/null || die "apt-get not found: the bundle is made from Debian's linux-headers packages"
 
 arch=$(dpkg --print-architecture)
@@ -47,14 +49,17 @@ cp -a "$src_common/Makefile" "$tree/Makefile"
 cp -a "$src_flavour/include/." "$tree/include/"
 cp -a "$src_flavour/arch/x86/include/." "$tree/arch/x86/include/"
 cp -a "$src_flavour/.config" "$tree/.config"
-for unused in dt-bindings drm sound media soc xen video rdma scsi target ras kunit; do
-  rm -rf "$tree/include/$unused"
-done
-printf '%s\n%s\n' "$flavour" "$common" >"$tree/BCGOV_HEADERS_FROM"
+# Keep only what BCC's own preamble can reach (scripts/header_closure.py): ~1.5 MB of 78.
+slim="$work/slim"
+mkdir -p "$slim"
+python3 "$root/scripts/header_closure.py" "$tree" >"$work/keep" || die "no header closure from $flavour/$common"
+(cd "$tree" && cp --parents $(cat "$work/keep") "$slim/")
+cp "$tree/.config" "$slim/.config"
+printf '%s\n%s\nclosure\n' "$flavour" "$common" >"$slim/BCGOV_HEADERS_FROM"
 
 mkdir -p "$(dirname "$dest")"
 rm -rf "$dest.new"
-mv "$tree" "$dest.new"
+mv "$slim" "$dest.new"
 rm -rf "$dest"
 mv "$dest.new" "$dest"
 say "bundled $(du -sh "$dest" | cut -f1) of headers from $flavour at $dest"
