@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,9 +53,11 @@ print("closed", flush=True)
 class Holder:
     """The holder process, started in a test cgroup; always killed at the end."""
 
-    def __init__(self, cg: cgroups.TestCgroup, kind: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, kind, str(N)], preexec_fn=cg._enter,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, cg: cgroups.TestCgroup, kind: str, netns: str | None = None) -> None:
+        argv = [sys.executable, "-c", HOLDER, kind, str(N)]
+        if netns is not None:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        self.proc = subprocess.Popen(argv, preexec_fn=cg._enter, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         info = json.loads(self.proc.stdout.readline())
         self.port, self.pid = info["port"], info["pid"]
@@ -83,11 +86,24 @@ def _spans_on(agent: RunningAgent, port: int) -> list[dict[str, Any]]:
             if port in (s["attrs"].get("network.local.port"), s["attrs"].get("network.peer.port"))]
 
 
-@pytest.mark.parametrize("kind", ["ipv4", "dual"])
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A network namespace of our own (loopback up), as a pod has; always deleted."""
+    name = f"bcgov-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.parametrize(("kind", "own_netns"), [("ipv4", False), ("dual", False), ("ipv4", True)],
+                         ids=["ipv4", "dual-stack", "ipv4-in-its-own-netns"])
 def test_connections_open_before_the_agent_give_spans_and_counts_when_they_close(
-    kind: str, holder_cgroup: cgroups.TestCgroup, tmp_path: Path
+    kind: str, own_netns: bool, holder_cgroup: cgroups.TestCgroup, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    holder = Holder(holder_cgroup, kind)
+    holder = Holder(holder_cgroup, kind, request.getfixturevalue("netns") if own_netns else None)
     try:
         with started_agent(tmp_path) as agent:
             holder.close_all()
