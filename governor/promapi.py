@@ -101,6 +101,8 @@ class PrometheusSource:
         try:
             body = json.loads(resp.content)
         except ValueError as exc:
+            if resp.status_code >= 400:
+                raise errors.SourceError(http.status_problem(f"Prometheus API {url}", resp.status_code, self._options.retries)) from exc
             raise errors.SourceError(
                 f"{url} did not answer JSON (HTTP {resp.status_code}: {errors.bounded(resp.text, 120)}); "
                 "is this a Prometheus-compatible API? --prometheus wants the base URL, e.g. http://host:9090"

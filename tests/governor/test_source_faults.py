@@ -216,6 +216,14 @@ def test_http_errors_say_what_they_mean_and_5xx_are_retried(cli, runner, budgets
     assert "exporter's own logs" in messages[500] and "up and healthy" in messages[503]
 
 
+def test_prometheus_api_answering_503_says_so(cli, runner, budgets_file: Path) -> None:
+    handler, state = status_server(503)
+    with servers.serve_http(handler, "prom503") as port:
+        result = report(cli, runner, ["--prometheus", f"http://127.0.0.1:{port}", "--retries", "0", "--budgets", str(budgets_file)])
+    assert result.exit_code == 4
+    one_error_line(result, "HTTP 503", "up and healthy")
+
+
 # 9 -------------------------------------------------------------------------------------------------
 
 def test_huge_label_value_is_bounded_in_every_format(cli, runner, budgets_file: Path) -> None:
