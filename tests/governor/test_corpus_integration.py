@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from governor import exposition
+from governor import errors, exposition
 from governor.inventory import Inventory, LabelSet
 from governor.promapi import PrometheusSource
 from governor.scrape import ScrapeSource
@@ -35,6 +35,16 @@ SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_
              "scrape_series_added"}
 CONTENT_TYPES = {".prom": "text/plain; version=0.0.4; charset=utf-8",
                  ".om": "application/openmetrics-text; version=1.0.0; charset=utf-8"}
+# Hand-made pages Prometheus 2.42 refuses as a whole (the target goes down); the governor must
+# refuse them too rather than count something Prometheus never stores.
+REFUSED = {
+    "utf8-metric-name.prom": b'# TYPE x gauge\n{"my.metric"} 1\n',          # quoted UTF-8 names came with 3.0
+    "latin1-label-value.prom": 'city_up{city="Z\u00fcrich"} 1\n'.encode("latin-1"),
+    "duplicate-label.prom": b'x{a="1",a="2"} 1\n',
+    "value-not-a-float.prom": b"x 1_000\n",
+    "no-eof.om": b"# TYPE x gauge\nx 1\n",
+    "exemplar-in-text.prom": b'x_total 1 # {trace_id="a"} 1\n',
+}
 
 
 def job_of(name: str) -> str:
@@ -60,10 +70,10 @@ def file_server() -> Iterator[int]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             name = self.path.lstrip("/").split("?")[0]
-            if name not in FILES:
+            if name not in FILES and name not in REFUSED:
                 self.send_error(404)
                 return
-            data = (CORPUS / name).read_bytes()
+            data = REFUSED[name] if name in REFUSED else (CORPUS / name).read_bytes()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPES[Path(name).suffix])
             self.send_header("Content-Length", str(len(data)))
@@ -83,11 +93,14 @@ def oracle(file_server: int, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     cfg = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [{"job_name": job_of(f), "metrics_path": f"/{f}", "honor_timestamps": False,
-                            "static_configs": [{"targets": [f"127.0.0.1:{file_server}"]}]} for f in FILES],
+                            "static_configs": [{"targets": [f"127.0.0.1:{file_server}"]}]} for f in [*FILES, *REFUSED]],
     }
     with servers.start_prometheus(yaml.safe_dump(cfg, sort_keys=False), tmp_path_factory.mktemp("corpus")) as prom:
         for f in FILES:
             prom.wait_for_first_scrape(job_of(f))
+        for f in REFUSED:  # scraped once, whatever the outcome
+            servers.poll(lambda: all(servers._rfc3339_to_unix(t["lastScrape"]) > 0 for t in prom.targets(job_of(f))),
+                         servers.SCRAPE_TIMEOUT_S, f"a scrape of {f}", prom.log_tail)
         yield prom
 
 
@@ -142,6 +155,18 @@ def test_scrape_stores_what_prometheus_stores(name: str, oracle: servers.Prometh
         src.close()
     assert {n: len(s) for n, s in got.items()} == {n: len(s) for n, s in want.items()}
     assert got == want
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_like_prometheus(name: str, oracle: servers.PrometheusServer, file_server: int) -> None:
+    (target,) = oracle.targets(job_of(name))
+    assert target["health"] == "down" and target["lastError"], target
+    src = ScrapeSource(f"http://127.0.0.1:{file_server}/{name}", job=job_of(name))
+    try:
+        with pytest.raises(errors.SourceError, match="Prometheus would refuse"):
+            src.collect()
+    finally:
+        src.close()
 
 
 @pytest.mark.parametrize("name", FILES)
