@@ -91,6 +91,11 @@ class LoadedProbe:
                 self.bpf.detach_tracepoint(name.encode())
             except Exception:  # already gone: nothing left to stop
                 pass
+        for tp in list(getattr(self.bpf, "raw_tracepoint_fds", {})):
+            try:
+                self.bpf.detach_raw_tracepoint(tp if isinstance(tp, bytes) else tp.encode())
+            except Exception:  # already gone
+                pass
 
     def close(self) -> None:
         """Detach and free the program; safe to call twice."""
@@ -119,6 +124,12 @@ def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
             "'bcgov agent probes' names (scripts/bootstrap.sh installs the node's and the bundled set)"
         ) from exc
     loaded = LoadedProbe(plan_, bpf, attached=list(spec.required))
+    try:
+        for tp, fn in spec.raw_tracepoints:  # after the autoloaded tracepoints: run after them
+            bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=fn.encode())
+    except Exception as exc:  # BCC raises bare Exception when the kernel refuses
+        loaded.close()
+        raise ProbeLoadError(f"probe {spec.name}: cannot attach raw tracepoint {tp}: {exc} (kernel 4.17+ needed)") from exc
     try:
         for map_name, mirror in spec.layouts.items():
             check_layout(mirror, bpf[map_name].Leaf)

@@ -30,7 +30,7 @@ from agent.readiness import ProbeState, Readiness
 from agent.rotating_file import RotatingFile, RotationCollector
 from agent.series_expiry import PodSeriesExpiry
 from agent.series_guard import GuardedView, SeriesGuard
-from agent.skipped_runs import SkippedRunsCollector, skipped_total
+from agent.skipped_runs import SkippedClosesCollector, SkippedRunsCollector, skipped_total
 from agent.span_queue import SpanQueue, SpanQueueStats
 from agent.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
 from agent.summary import Summary
@@ -143,6 +143,8 @@ class Agent:
         kernel = KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count, self.guard)
         self.kernel_metrics = kernel
         p.registry.register(kernel)
+        skipped_closes = SkippedClosesCollector(self.probes, p.enricher, self.guard, kernel.taps)
+        p.registry.register(skipped_closes)
         # PVC labels need the API: only where the pod watch found a Kubernetes configuration
         claims = PvClaims.connect(self.config.kubeconfig) if getattr(p.enricher, "pods", None) is not None else None
         latency = LatencyCollector(self.probes, p.enricher, BlockDeviceResolver(claims=claims), guard=self.guard,
@@ -156,7 +158,7 @@ class Agent:
         housekeeping = []
         pods = getattr(p.enricher, "pods", None)  # the pod watch, when identity has one
         if pods is not None:
-            housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, latency]).run)
+            housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, latency, skipped_closes]).run)
         self.exposition = GuardedView(p.registry, self.guard, housekeeping)
         self._start_overhead_accounting()
         for probe in self.probes.values():

@@ -16,13 +16,18 @@ A kernel without the field (before 5.12) exports nothing for it: absent, not zer
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+import threading
+from typing import Any, Callable, Iterable, Mapping
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.enrich import Enricher
+from agent.kernel_metrics import _Cumulative, _summed, drain
 from agent.loader import LoadedProbe
 from agent.overhead import program_fds, read_fdinfo
+from agent.series_guard import SeriesGuard
+from probes import tcp_lifecycle
 
 FDINFO_DIR = "/proc/self/fdinfo"
 FIELD = "recursion_misses"
@@ -34,8 +39,9 @@ def hook_name(bcc_function: str) -> str:
     if bcc_function.startswith("tracepoint__"):
         category, _, event = bcc_function[len("tracepoint__"):].partition("__")
         return f"{category}:{event}" if event else bcc_function
-    if bcc_function.startswith("raw_tracepoint__"):
-        return "raw:" + bcc_function[len("raw_tracepoint__"):]
+    for prefix in ("raw_tracepoint__", "bcgov_raw__"):  # BCC's autoloaded name, ours (ProbeSpec.raw_tracepoints)
+        if bcc_function.startswith(prefix):
+            return "raw:" + bcc_function[len(prefix):]
     return bcc_function
 
 
@@ -78,3 +84,60 @@ class SkippedRunsCollector(Collector):
         for (probe, program), n in sorted(recursion_misses(self._probes, self._fdinfo).items()):
             fam.add_metric([probe, program], float(n))
         yield fam
+
+
+REPAIRS = ("close_swept", "open_tracked", "established_marked")  # tcp_lifecycle.bpf.c tcp_skip_repairs
+
+
+class SkippedClosesCollector(Collector):
+    """What tcp_lifecycle's raw tracepoint repaired after a skipped tracepoint run, read at scrape:
+
+    - `bcgov_tcp_skipped_closes_total{direction, <workload labels>}`: connections whose close run
+      was skipped, swept from `conns` by the raw program and counted by owner (drained like the
+      other keyed maps), so bcgov_tcp_connections_total + this = connections made;
+    - `bcgov_agent_skip_repairs_total{probe, repair}`: closes swept, opens tracked and ESTABLISHED
+      changes marked by the raw program.
+    """
+
+    def __init__(self, probes: Mapping[str, LoadedProbe], enricher: Enricher, guard: SeriesGuard | None = None,
+                 taps: list[Callable[[str, Any, int], None]] | None = None) -> None:
+        self._probes = probes
+        self._enricher = enricher
+        self._closes = _Cumulative(
+            "bcgov_tcp_skipped_closes",
+            "TCP connections whose close the kernel skipped running the probe for (another BPF program was running "
+            "on the CPU): no span, no duration; swept and counted by the probe's raw tracepoint.",
+            ["direction", *enricher.label_names], guard or SeriesGuard(),
+        )
+        #: shared with KernelCollector.taps: raw drained entries, for tests that count one cgroup exactly
+        self.taps = taps if taps is not None else []
+        self._lock = threading.Lock()
+
+    def forget(self, released: Mapping[str, Iterable[Any]]) -> None:
+        """Drop the series of pods the guard released (PodSeriesExpiry)."""
+        with self._lock:
+            if self._closes.name in released:
+                self._closes.forget(released[self._closes.name])
+
+    def collect(self) -> Iterable[Metric]:
+        p = self._probes.get("tcp_lifecycle")
+        if p is None or p.bpf is None:
+            return
+        with self._lock:
+            entries = drain(p.bpf["tcp_skipped_closes"])
+            for tap in self.taps:
+                for k, n in entries:
+                    tap("tcp_skipped_closes", k, n)
+            self._closes.add_all(_summed(
+                ((tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown"), *self._enricher.workload_labels(k.cgroup_id)), n)
+                for k, n in entries))
+            yield self._closes.family()
+            repairs = CounterMetricFamily(
+                "bcgov_agent_skip_repairs",
+                "Fixes made by a probe's raw tracepoint after the kernel skipped its tracepoint program.",
+                labels=["probe", "repair"],
+            )
+            table = p.bpf["tcp_skip_repairs"]
+            for idx, name in enumerate(REPAIRS):
+                repairs.add_metric(["tcp_lifecycle", name], float(sum(table[idx])))
+            yield repairs

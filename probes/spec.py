@@ -49,6 +49,9 @@ class ProbeSpec:
     ring_buffer: str | None = None
     decoder: Callable[[bytes], object] | None = None
     defines: tuple[str, ...] = ()
+    # (raw tracepoint, function): attached by the loader after the tracepoint programs, so on the
+    # same event each runs after them (BCC's autoload would attach raw tracepoints first)
+    raw_tracepoints: tuple[tuple[str, str], ...] = ()
 
     @property
     def source_path(self) -> Path:

@@ -315,8 +315,52 @@ static __always_inline void adopt_preexisting(u64 sk, struct tuple_key *t)
     preexisting.delete(t);
 }
 
+/* Skipped runs (issue 15). The kernel does not run this tracepoint program when another BPF
+ * program is already running on the CPU (a neighbour's tracer, or one of ours interrupted by a
+ * softirq state change): such a run only bumps the program's recursion_misses. A raw tracepoint on
+ * the same event (below) is guarded per program instead, so it still runs, and repairs from the
+ * tracepoint's raw arguments (sk, oldstate, newstate: the socket pointer as a key, never
+ * dereferenced) what a skipped run would leave wrong: an open not tracked, an ESTABLISHED not
+ * marked, and a close that would leave its `conns` entry behind forever. The tracepoint program
+ * notes every (sk, newstate) it runs for; the raw one, attached after it and so run after it, acts
+ * only when the note is not its own event. */
+struct seen_state {
+    u64 sk;
+    u32 newstate;
+    u32 _pad;
+};
+BPF_PERCPU_ARRAY(tp_seen, struct seen_state, 1);
+/* A close whose tracepoint run was skipped: swept from `conns` and counted here by the owner's
+ * cgroup and direction (no record, no duration), so counted + skipped = made holds per workload. */
+struct skipped_close_key {
+    u64 cgroup_id;
+    u8 direction;
+    u8 _pad[7];
+};
+BPF_HASH(tcp_skipped_closes, struct skipped_close_key, u64, 4096);
+/* [0] closes swept, [1] opens tracked by the raw program, [2] ESTABLISHED marked by it */
+BPF_PERCPU_ARRAY(tcp_skip_repairs, u64, 3);
+
+static __always_inline void note_seen(u64 sk, int newstate)
+{
+    int zero = 0;
+    struct seen_state *s = tp_seen.lookup(&zero);
+    if (s) {
+        s->sk = sk;
+        s->newstate = newstate;
+    }
+}
+
+static __always_inline void count_repair(int idx)
+{
+    u64 *v = tcp_skip_repairs.lookup(&idx);
+    if (v)
+        *v += 1;
+}
+
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
+    note_seen((u64)args->skaddr, args->newstate);  /* first, so a run for another protocol counts as seen */
     if (args->protocol != BCGOV_IPPROTO_TCP)
         return 0;
     u64 sk = (u64)args->skaddr;
@@ -482,3 +526,62 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     return 0;
 }
 #endif
+
+/* Attached by the loader after the tracepoint program (ProbeSpec.raw_tracepoints; BCC's own
+ * autoload would attach raw tracepoints first), so on each state change it runs second and sees
+ * whether the first one ran. Only SYN_SENT and SYN_RECV start tracking:
+ * those states belong to TCP (and MPTCP) sockets, so no protocol field is needed; a skipped
+ * LISTEN change is not repaired (it needs the port) and only costs passive owners until their
+ * first send or receive. */
+int bcgov_raw__inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 sk = ctx->args[0];
+    int oldstate = (int)ctx->args[1];
+    int newstate = (int)ctx->args[2];
+    int zero = 0;
+    struct seen_state *s = tp_seen.lookup(&zero);
+    if (!s || (s->sk == sk && s->newstate == (u32)newstate))
+        return 0;  /* the tracepoint program ran for this change */
+    if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
+        if (conns.lookup(&sk))
+            return 0;
+        struct conn c = {};
+        c.start_ns = bpf_ktime_get_ns();
+        c.direction = newstate == TCP_SYN_SENT ? DIR_ACTIVE : DIR_PASSIVE;
+        if (newstate == TCP_SYN_SENT) {  /* connect() runs in its caller: current is the owner */
+            fill_owner(&c.owner);
+            c.owner_source = OWNER_CONNECT;
+        }
+        if (conns.insert(&sk, &c) == 0) {
+            count_open(c.direction);
+            count_repair(1);
+        }
+        return 0;
+    }
+    if (newstate == TCP_ESTABLISHED) {
+        struct conn *c = conns.lookup(&sk);
+        if (c && !(c->flags & F_ESTABLISHED)) {
+            c->flags |= F_ESTABLISHED;
+            c->established_ns = bpf_ktime_get_ns();
+            count_repair(2);
+        }
+        return 0;
+    }
+    if (newstate == TCP_CLOSE && oldstate != TCP_LISTEN) {
+        struct conn *c = conns.lookup(&sk);
+        if (!c)
+            return 0;
+        struct skipped_close_key key = {};
+        key.cgroup_id = c->owner.cgroup_id;
+        key.direction = c->direction;
+        u64 one = 1;
+        u64 *n = tcp_skipped_closes.lookup(&key);
+        if (n)
+            lock_xadd(n, 1);
+        else if (tcp_skipped_closes.insert(&key, &one) != 0)
+            stat_inc(BCGOV_STAT_MAP_FULL);
+        conns.delete(&sk);
+        count_repair(0);
+    }
+    return 0;
+}

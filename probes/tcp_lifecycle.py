@@ -106,4 +106,6 @@ SPEC = ProbeSpec(
     ring_buffer="events",
     decoder=decode,
     defines=(f"RTX_SLOTS={RTX_SLOTS}", f"BCGOV_HIST_SLOTS={DURATION_SLOTS}"),
+    # repairs what a skipped tracepoint run leaves wrong (tcp_lifecycle.bpf.c, "Skipped runs")
+    raw_tracepoints=(("inet_sock_set_state", "bcgov_raw__inet_sock_set_state"),),
 )

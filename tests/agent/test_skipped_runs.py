@@ -28,6 +28,7 @@ def _probe(funcs: dict[bytes, int]) -> SimpleNamespace:
     ("tracepoint__sock__inet_sock_set_state", "sock:inet_sock_set_state"),
     ("tracepoint__sched__sched_wakeup", "sched:sched_wakeup"),
     ("raw_tracepoint__inet_sock_set_state", "raw:inet_sock_set_state"),
+    ("bcgov_raw__inet_sock_set_state", "raw:inet_sock_set_state"),
     ("helper", "helper"),
 ])
 def test_hook_names(func: str, hook: str) -> None:

@@ -1,0 +1,133 @@
+"""Exact next to a neighbouring BPF tracer. While a neighbour's BPF program runs on a CPU, the
+kernel skips tcp_lifecycle's tracepoint programs for events on that CPU (recursion_misses); the
+probe's raw tracepoint on the same event repairs what a skipped state change leaves: counted +
+skipped closes = connections made, for both ends, and no `conns` entry outlives its socket."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from agent_harness import CgroupIdentity, RunningAgent, started_agent, wait_for
+from neighbour_tracer import neighbour_tracer
+
+from agent.runtime import AgentParts
+from agent.skipped_runs import recursion_misses
+
+pytestmark = pytest.mark.ebpf
+
+NORMAL = 2003   # prime: counts that cannot happen by accident
+TIMEOUTS = 23
+ACTIVE, PASSIVE = 1, 2
+SKIP_WORKLOAD = Path(__file__).with_name("skip_workload.py")
+TCP_SYN_SENT, TCP_ESTABLISHED, TCP_CLOSE = 2, 1, 7
+
+
+@pytest.fixture
+def tcp_agent(tmp_path: Path) -> Iterator[RunningAgent]:
+    with started_agent(tmp_path, AgentParts(enricher=CgroupIdentity()), probes=["tcp_lifecycle"]) as agent:
+        yield agent
+
+
+def _counts(agent: RunningAgent, cgroup_id: int, direction: int) -> tuple[int, int]:
+    """(closes counted, closes skipped and swept) of one cgroup and direction, in the kernel."""
+    mine = lambda k: k.cgroup_id == cgroup_id and k.direction == direction  # noqa: E731
+    return (agent.kernel_count("tcp_lifecycle", "tcp_connections", mine),
+            agent.kernel_count("tcp_lifecycle", "tcp_skipped_closes", mine))
+
+
+def _conns_of(agent: RunningAgent, cgroup_id: int) -> list[int]:
+    return [int(k.value) for k, v in agent.agent.probes["tcp_lifecycle"].bpf["conns"].items() if v.owner.cgroup_id == cgroup_id]
+
+
+def test_counted_plus_skipped_equals_made_next_to_a_neighbour_tracer(tcp_agent: RunningAgent, cgroup) -> None:
+    agent = tcp_agent
+    probes = {"tcp_lifecycle": agent.agent.probes["tcp_lifecycle"]}
+    misses_before = sum(recursion_misses(probes).values())
+    with neighbour_tracer(cgroup.id):
+        result = subprocess.run([sys.executable, str(SKIP_WORKLOAD), str(NORMAL), str(TIMEOUTS)],
+                                preexec_fn=cgroup._enter, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    did = json.loads(result.stdout)
+    assert did["connections"] == NORMAL and did["timed_out"] == TIMEOUTS
+    # made: the normal connections' two ends, the timed-out connects, and the one connection that
+    # filled the accept queue (both ends, closed unaccepted)
+    made = {ACTIVE: NORMAL + TIMEOUTS + 1, PASSIVE: NORMAL + 1}
+    for direction, n in made.items():
+        wait_for(lambda: sum(_counts(agent, cgroup.id, direction)) == n,
+                 what=f"counted + skipped closes == {n} for direction {direction}")
+    # the neighbour did make the kernel skip the agent's runs (SYN retransmits and state changes
+    # in timer softirqs landing inside its programs), and the agent exports every one
+    misses = sum(recursion_misses(probes).values()) - misses_before
+    assert misses > 0
+    text = agent.scrape(openmetrics=False)
+    exported = sum(float(v) for v in re.findall(r'bcgov_agent_bpf_recursion_misses_total\{probe="tcp_lifecycle",program="[^"]+"\} (\S+)', text))
+    assert exported >= misses
+    skipped = sum(_counts(agent, cgroup.id, d)[1] for d in made)
+    exported_closes = sum(float(v) for v in re.findall(rf'bcgov_tcp_skipped_closes_total\{{cgroup="{cgroup.id}",direction="\w+"\}} (\S+)', text))
+    assert exported_closes == skipped
+    print(f"made {made}, skipped runs {misses}, closes skipped and swept {skipped}")
+    # no conns entry outlives its socket
+    assert _conns_of(agent, cgroup.id) == []
+
+
+# --- the repairs, each driven deterministically through BPF_PROG_TEST_RUN on the real program ---
+
+_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
+_BPF_PROG_TEST_RUN = 10
+
+
+def _run_raw(prog_fd: int, *args: int) -> None:
+    """Run a raw tracepoint program once with `args` as its context, as the kernel would on the
+    event, but without the tracepoint program before it: exactly a skipped tracepoint run."""
+    ctx = (ctypes.c_uint64 * len(args))(*args)
+    attr = (ctypes.c_uint8 * 80)()
+    ctypes.c_uint32.from_buffer(attr, 0).value = prog_fd
+    ctypes.c_uint32.from_buffer(attr, 40).value = ctypes.sizeof(ctx)
+    ctypes.c_uint64.from_buffer(attr, 48).value = ctypes.addressof(ctx)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_BPF_SYSCALL[platform.machine()], _BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def _repairs(agent: RunningAgent) -> list[int]:
+    table = agent.agent.probes["tcp_lifecycle"].bpf["tcp_skip_repairs"]
+    return [int(sum(table[i])) for i in range(3)]
+
+
+def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
+    agent = tcp_agent
+    bpf = agent.agent.probes["tcp_lifecycle"].bpf
+    raw = bpf.funcs[b"bcgov_raw__inet_sock_set_state"].fd
+    before = _repairs(agent)
+    # A connection both of whose closes are skipped: held open, then its closes run only the raw program.
+    holder = subprocess.Popen([sys.executable, str(Path(__file__).with_name("workload.py")), "hold", "60"],
+                              preexec_fn=cgroup._enter, stdout=subprocess.PIPE, text=True)
+    try:
+        socks = wait_for(lambda: (lambda s: s if len(s) == 2 else None)(_conns_of(agent, cgroup.id)),
+                         what="both ends of the held connection tracked")
+        for sk in socks:
+            _run_raw(raw, sk, TCP_ESTABLISHED, TCP_CLOSE)
+        assert _conns_of(agent, cgroup.id) == []
+        assert _counts(agent, cgroup.id, ACTIVE) == (0, 1) and _counts(agent, cgroup.id, PASSIVE) == (0, 1)
+    finally:
+        holder.kill()
+        holder.wait()
+    # An open, an ESTABLISHED and a close all skipped: the raw program tracks, marks and sweeps it.
+    fake_sk = 0xDEAD_0000_0000_BEEF  # a key no socket has; the program never dereferences it
+    _run_raw(raw, fake_sk, 0, TCP_SYN_SENT)
+    entry = bpf["conns"][bpf["conns"].Key(fake_sk)]
+    assert entry.direction == ACTIVE and entry.owner.tgid == os.getpid()
+    _run_raw(raw, fake_sk, TCP_SYN_SENT, TCP_ESTABLISHED)
+    assert bpf["conns"][bpf["conns"].Key(fake_sk)].flags & 1  # F_ESTABLISHED
+    _run_raw(raw, fake_sk, TCP_ESTABLISHED, TCP_CLOSE)
+    assert bpf["conns"].Key(fake_sk) not in bpf["conns"]
+    assert [a - b for a, b in zip(_repairs(agent), before)] == [3, 1, 1]
