@@ -47,7 +47,7 @@ _TEXT_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
 _OM_TYPES = frozenset({"counter", "gauge", "histogram", "gaugehistogram", "summary", "info", "stateset", "unknown"})
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_HEAD = re.compile(rf"[ \t]*({_NAME})")
+_HEAD = re.compile(rf"({_NAME})")  # Prometheus refuses a sample line that starts with whitespace
 _BRACE = re.compile(r"[ \t]*\{")
 _LABEL = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"')
 _COMMA = re.compile(r"[ \t]*,")
@@ -166,7 +166,8 @@ def _sample(line: str, no: int, om: bool) -> tuple[str, LabelSet]:
     head, hash_, _ = rest.partition("#")  # an OpenMetrics exemplar follows '#'
     if hash_ and not om:
         raise ExpositionError(f"line {no}: unexpected '#' after the value (exemplars need OpenMetrics)")
-    fields = head.split()
+    fields = head.strip(" \t").split(" ") if "\t" not in head else re.split(r"[ \t]+", head.strip(" \t"))
+    fields = [f for f in fields if f]
     if not fields or len(fields) > 2:
         raise ExpositionError(f"line {no}: expected a value and an optional timestamp: {_short(line)}")
     if not _is_float(fields[0]):
@@ -182,21 +183,16 @@ def _unescape(m: re.Match[str]) -> str:
 
 
 def _is_float(s: str) -> bool:
-    """Go's strconv.ParseFloat syntax: decimal or hex, Inf/Infinity/NaN in any case; no
-    underscores without a base prefix (Python's float() takes `1_000`), no overflow to Inf."""
-    body = s.lstrip("+-")
-    if body[:2].lower() == "0x":
-        try:
-            return not math.isinf(float.fromhex(s.replace("_", ""))) or False
-        except ValueError:
-            return False
-    if "_" in s:
+    """A value Prometheus' lexer and Go's strconv.ParseFloat both take: decimal, Inf/Infinity/NaN
+    in any case; no hex (refused by Prometheus 2.42, seen), no underscores (Python's float() takes
+    `1_000`), no overflow to Inf, no stray whitespace such as the `\\r` of a CRLF line."""
+    if "_" in s or s != s.strip() or s.lstrip("+-")[:2].lower() == "0x":
         return False
     try:
         v = float(s)
     except ValueError:
         return False
-    return not math.isinf(v) or body.lower() in ("inf", "infinity")
+    return not math.isinf(v) or s.lstrip("+-").lower() in ("inf", "infinity")
 
 
 def _short(s: str, limit: int = 80) -> str:

@@ -45,6 +45,27 @@ REFUSED = {
     "no-eof.om": b"# TYPE x gauge\nx 1\n",
     "exemplar-in-text.prom": b'x_total 1 # {trace_id="a"} 1\n',
 }
+# Hand-made pages at the edges of the syntax: whatever Prometheus does with each (store or refuse),
+# the governor must do the same.
+EDGES = {
+    "escapes.prom": b'# HELP edge_a\n# TYPE edge_a gauge\nedge_a{x="a\\\\b\\"c\\nd",y="t\\tq",} NaN\n',
+    "special-values.prom": b'edge_b{x="1"} +Inf\nedge_b{x="2"} -Inf\nedge_b{x="4"} 1e3\nedge_b{x="5"} -0.0\n',
+    "hex-value.prom": b'edge_b{x="3"} 0x1p-2\n',
+    "inf-lower.prom": b'edge_b{x="6"} inf\n',
+    "value-overflow.prom": b'edge_b{x="7"} 1e999\n',
+    "leading-space-comment.prom": b'  # a comment\nedge_m 1\n',
+    "tab-separated.prom": b'edge_n{x="1"}\t1\n',
+    "spaces-in-braces.prom": b'edge_c{ x = "1" , y="2"} 1\n',
+    "leading-space.prom": b'  edge_d{x="1"} 1\n',
+    "crlf.prom": b'edge_e{x="1"} 1\r\nedge_e{x="2"} 1\r\n',
+    "empty-and-duplicate.prom": b'edge_f{x="",y="1"} 1\nedge_f{y="1"} 2\nedge_f{} 3\n',
+    "utf8-values.prom": 'edge_g{city="Z\u00fcrich",sym="\u20ac"} 1\n'.encode(),
+    "job-instance-labels.prom": b'edge_h{job="a",instance="b",exported_job="c"} 1\n',
+    "timestamps.prom": b'edge_i{x="1"} 1 1395066363000\n',
+    "om-created-info-stateset.om": (b"# TYPE edge_j info\nedge_j_info{v=\"1\"} 1\n# TYPE edge_k stateset\n"
+                                    b'edge_k{edge_k="a"} 1\nedge_k{edge_k="b"} 0\n# TYPE edge_l counter\n'
+                                    b"edge_l_total 1\nedge_l_created 1.7e9\n# EOF\n"),
+}
 
 
 def job_of(name: str) -> str:
@@ -70,10 +91,11 @@ def file_server() -> Iterator[int]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             name = self.path.lstrip("/").split("?")[0]
-            if name not in FILES and name not in REFUSED:
+            made = {**REFUSED, **EDGES}
+            if name not in FILES and name not in made:
                 self.send_error(404)
                 return
-            data = REFUSED[name] if name in REFUSED else (CORPUS / name).read_bytes()
+            data = made[name] if name in made else (CORPUS / name).read_bytes()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPES[Path(name).suffix])
             self.send_header("Content-Length", str(len(data)))
@@ -93,12 +115,12 @@ def oracle(file_server: int, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     cfg = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [{"job_name": job_of(f), "metrics_path": f"/{f}", "honor_timestamps": False,
-                            "static_configs": [{"targets": [f"127.0.0.1:{file_server}"]}]} for f in [*FILES, *REFUSED]],
+                            "static_configs": [{"targets": [f"127.0.0.1:{file_server}"]}]} for f in [*FILES, *REFUSED, *EDGES]],
     }
     with servers.start_prometheus(yaml.safe_dump(cfg, sort_keys=False), tmp_path_factory.mktemp("corpus")) as prom:
         for f in FILES:
             prom.wait_for_first_scrape(job_of(f))
-        for f in REFUSED:  # scraped once, whatever the outcome
+        for f in [*REFUSED, *EDGES]:  # scraped once, whatever the outcome
             servers.poll(lambda: all(servers._rfc3339_to_unix(t["lastScrape"]) > 0 for t in prom.targets(job_of(f))),
                          servers.SCRAPE_TIMEOUT_S, f"a scrape of {f}", prom.log_tail)
         yield prom
@@ -167,6 +189,21 @@ def test_refused_like_prometheus(name: str, oracle: servers.PrometheusServer, fi
             src.collect()
     finally:
         src.close()
+
+
+@pytest.mark.parametrize("name", sorted(EDGES))
+def test_edges_agree_with_prometheus(name: str, oracle: servers.PrometheusServer, file_server: int) -> None:
+    (target,) = oracle.targets(job_of(name))
+    src = ScrapeSource(f"http://127.0.0.1:{file_server}/{name}", job=job_of(name))
+    try:
+        if target["health"] == "down":
+            with pytest.raises(errors.SourceError, match="Prometheus would refuse"):
+                src.collect()
+            return
+        got = of_inventory(src.collect())
+    finally:
+        src.close()
+    assert got == stored(oracle, job_of(name)), target
 
 
 @pytest.mark.parametrize("name", FILES)
