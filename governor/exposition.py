@@ -52,6 +52,10 @@ _BRACE = re.compile(r"[ \t]*\{")
 _LABEL = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"')
 _COMMA = re.compile(r"[ \t]*,")
 _CLOSE = re.compile(r"[ \t]*\}")
+# OpenMetrics allows no whitespace inside the braces (Prometheus' parser refuses it, seen).
+_OM_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_OM_COMMA = re.compile(r",")
+_OM_CLOSE = re.compile(r"\}")
 _META = re.compile(rf"#[ \t]+(HELP|TYPE|UNIT)[ \t]+({_NAME})(?:[ \t]+(.*))?$")
 _INT = re.compile(r"-?[0-9]+$")
 _UNESCAPE = re.compile(r"\\(.)")
@@ -123,9 +127,7 @@ def parse(text: str, fmt: str = TEXT) -> Exposition:
 def _meta(line: str, no: int, types: dict[str, str], om: bool) -> None:
     m = _META.match(line)
     if m is None:
-        if re.match(r"#[ \t]+(HELP|TYPE|UNIT)\b", line):
-            raise ExpositionError(f"line {no}: malformed {line.split()[1]} line")
-        return  # any other comment is ignored
+        return  # any other comment is ignored, also a bare `# HELP` (as Prometheus does, seen)
     kind, name, rest = m.groups()
     if kind == "TYPE":
         t = (rest or "").strip()
@@ -140,10 +142,11 @@ def _sample(line: str, no: int, om: bool) -> tuple[str, LabelSet]:
         raise ExpositionError(f"line {no}: not a sample line: {_short(line)}")
     name, pos = m.group(1), m.end()
     labels: dict[str, str] = {}
+    label_re, comma_re, close_re = (_OM_LABEL, _OM_COMMA, _OM_CLOSE) if om else (_LABEL, _COMMA, _CLOSE)
     brace = _BRACE.match(line, pos)
     if brace is not None:
         pos = brace.end()
-        while (lm := _LABEL.match(line, pos)) is not None:
+        while (lm := label_re.match(line, pos)) is not None:
             k, raw = lm.group(1), lm.group(2)
             if k in labels:
                 raise ExpositionError(f"line {no}: label name {k!r} is given twice")
@@ -152,16 +155,17 @@ def _sample(line: str, no: int, om: bool) -> tuple[str, LabelSet]:
                 raise ExpositionError(f"line {no}: label {k} has a value that is not valid UTF-8")
             labels[k] = v
             pos = lm.end()
-            comma = _COMMA.match(line, pos)
+            comma = comma_re.match(line, pos)
             if comma is None:
                 break
             pos = comma.end()
-        close = _CLOSE.match(line, pos)
+        close = close_re.match(line, pos)
         if close is None:
             raise ExpositionError(f"line {no}: malformed labels: {_short(line)}")
         pos = close.end()
     rest = line[pos:]
-    if not rest[:1].isspace():
+    # The text format takes a value right after `}` (seen); a bare name needs the separator.
+    if not rest[:1].isspace() and (om or brace is None or not rest):
         raise ExpositionError(f"line {no}: no value after the name and labels: {_short(line)}")
     head, hash_, _ = rest.partition("#")  # an OpenMetrics exemplar follows '#'
     if hash_ and not om:

@@ -98,7 +98,7 @@ def explosion_text(c: LabelCount, md: bool = False) -> str:
     head = f"label {q}{c.label}{q} of {q}{c.unit or c.metric}{q}{family} has {c.distinct_values} values (cap {c.cap})"
     if c.saved:
         return f"{head}: dropping or aggregating it away saves {c.saved} series"
-    return f"{head}: it is protected (or the family's shape); reduce it at the exporter"
+    return f"{head}: not a label bcgov drops (protected, or a histogram's le/quantile); raise its cap or reduce it at the source"
 
 
 def runbook_lines(report: Report, md: bool = False) -> list[str]:
