@@ -12,8 +12,10 @@ duration histogram: its start was not seen), and its record is flagged, so span 
 ``bcgov.tcp.start_observed=false`` and start when the agent learnt of the connection.
 
 Who owns it: the process holding the socket's file descriptor (found through ``/proc/<pid>/fd``;
-the agent runs with ``hostPID``), in that process's cgroup; else the socket's own cgroup
-(``INET_DIAG_CGROUP_ID``, the cgroup its creator was in). Direction: passive when the local port
+the agent runs with ``hostPID``; another user's needs CAP_SYS_PTRACE), in that process's cgroup;
+else the socket's own cgroup (``INET_DIAG_CGROUP_ID``, the cgroup its creator was in: a pod's
+container), without pid and comm. Pods' namespaces are entered through the bind mounts CNI plugins
+keep in ``/run/netns`` (mount it into the agent) or, with CAP_SYS_PTRACE, through their processes. Direction: passive when the local port
 has a listening socket in the same network namespace, active otherwise.
 
 Limits: a connection opened between the probe's attach and this listing is tracked by the probe
@@ -115,9 +117,26 @@ def _in_netns(ns_path: str, fn: Callable[[], Any]) -> Any:
     return out["value"]
 
 
-def network_namespaces(proc: str = "/proc") -> dict[int, str]:
-    """Network namespace inode -> a ``/proc/<pid>/ns/net`` path that enters it, one per namespace."""
+# Where CNI plugins and `ip netns` bind-mount pods' network namespaces (containerd, CRI-O, K3s).
+NETNS_DIRS = ("/run/netns", "/var/run/netns")
+
+
+def network_namespaces(proc: str = "/proc", netns_dirs: Iterable[str] = NETNS_DIRS) -> dict[int, str]:
+    """Network namespace inode -> a path that enters it, one per namespace: the bind mounts in
+    ``netns_dirs`` (opening them needs no more than reading a root-owned file), then each process's
+    ``/proc/<pid>/ns/net`` (which needs ptrace access to that process: CAP_SYS_PTRACE for another
+    user's or a more privileged one's)."""
     found: dict[int, str] = {}
+    for d in netns_dirs:
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for name in names:
+            try:
+                found.setdefault(os.stat(f"{d}/{name}").st_ino, f"{d}/{name}")
+            except OSError:
+                continue
     for pid in _pids(proc):
         path = f"{proc}/{pid}/ns/net"
         try:
@@ -128,11 +147,11 @@ def network_namespaces(proc: str = "/proc") -> dict[int, str]:
     return found
 
 
-def list_all_open_connections(proc: str = "/proc") -> list[OpenConnection]:
+def list_all_open_connections(proc: str = "/proc", netns_dirs: Iterable[str] = NETNS_DIRS) -> list[OpenConnection]:
     """Open TCP connections of this namespace and of every other one a process lives in."""
     conns = list_open_connections()
     own = os.stat(f"{proc}/self/ns/net").st_ino
-    for ino, path in network_namespaces(proc).items():
+    for ino, path in network_namespaces(proc, netns_dirs).items():
         if ino == own:
             continue
         try:

@@ -147,3 +147,29 @@ def test_an_ipv4_client_of_a_dual_stack_listener_is_ipv4(running_agent: RunningA
     for a in server:
         assert (a["network.type"], a["network.local.address"], a["network.peer.address"]) == ("ipv4", "127.0.0.1", "127.0.0.1")
         assert "bcgov.tcp.start_observed" not in a
+
+
+# deploy/daemonset/agent-daemonset.yaml: drop ALL, add these (no SYS_PTRACE)
+DAEMONSET_CAPS = "-all,+bpf,+perfmon,+sys_resource,+sys_admin,+dac_read_search"
+LIST = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from agent import preexisting
+print(json.dumps([[c.local_port, c.remote_port, c.cgroup_id] for c in preexisting.list_all_open_connections()]))
+"""
+
+
+def test_a_pods_namespace_is_listed_with_the_daemonsets_capabilities(holder_cgroup: cgroups.TestCgroup, netns: str) -> None:
+    """Without CAP_SYS_PTRACE /proc/<pid>/ns/net of a pod's (root, fully capable) process cannot be
+    opened; its CNI bind mount in /run/netns can, and the sockets' own cgroup names the owner."""
+    holder = Holder(holder_cgroup, "ipv4", netns)
+    try:
+        root = str(Path(__file__).resolve().parents[2])
+        out = subprocess.run(["setpriv", f"--bounding-set={DAEMONSET_CAPS}", "--inh-caps=-all", sys.executable, "-c",
+                              LIST, root], check=True, capture_output=True, text=True, timeout=60).stdout
+        listed = [c for c in json.loads(out) if holder.port in c[:2]]
+        assert len(listed) == 2 * N
+        assert {c[2] for c in listed} == {holder_cgroup.id}
+        holder.close_all()
+    finally:
+        holder.kill()
