@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 DURATION ?= 30
 
-.PHONY: run test bench bootstrap probes clean
+.PHONY: run test bench bootstrap probes image clean
 bootstrap:
 	@bash scripts/bootstrap.sh
 
@@ -17,6 +17,10 @@ test: bootstrap
 
 bench: bootstrap
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The agent and governor images (deploy/daemonset/Dockerfile) with podman, on a debootstrap-made base.
+image:
+	@bash scripts/image.sh
 
 clean:
 	rm -rf .venv var build *.egg-info
