@@ -197,18 +197,21 @@ def _explosion_fixes(tier: str, units: list[Unit], explosions: list[LabelCount],
     """Fill in what dropping each exploded label saves (on its whole unit), and recommend that drop
     when the top-N recommendations do not already: an explosion is never left without a fix."""
     by_metric = {m.name: u for u in units for m in u.members}
-    done = {(r.metric, r.label) for r in recs}
+    # A family's members explode together: one fix each (unit, label), reused, never recomputed.
+    done: dict[tuple[str, str], Recommendation | None] = {(r.metric, r.label): r for r in recs}
     out: list[Recommendation] = []
     for c in explosions:
         unit = by_metric.get(c.metric)
         if unit is None:
             continue
-        fix = recommend(tier, unit, protected, budgets, usage, only=c.label)
+        key = (unit.name, c.label)
+        if key not in done:
+            done[key] = fix = recommend(tier, unit, protected, budgets, usage, only=c.label)
+            if fix:
+                out.append(fix)
+        fix = done[key]
         c.saved = fix.saved if fix else None
         c.unit = unit.name if unit.grouped else None
-        if fix and (fix.metric, fix.label) not in done:
-            done.add((fix.metric, fix.label))
-            out.append(fix)
     return out
 
 
