@@ -26,7 +26,7 @@ import dataclasses
 import math
 import re
 
-from governor.inventory import LabelSet
+from governor.inventory import LabelSet, MetricInventory
 
 OPENMETRICS = "openmetrics"
 TEXT = "text"
@@ -219,3 +219,23 @@ def family_of(name: str, types: dict[str, str]) -> tuple[str | None, str | None]
             if bt is not None and suffix in _SUFFIXES.get(bt, ()):
                 return bt, (base if bt in GROUPED_TYPES else None)
     return None, None
+
+
+def infer_families(metrics: dict[str, MetricInventory]) -> None:
+    """Give histogram/summary families to metrics that have no type (no `# TYPE` line; a backend
+    without a metadata API such as VictoriaMetrics), from their shape: `X_bucket` whose every series
+    has `le` is the histogram `X`, a metric whose every series has `quantile` is the summary `X`; the
+    family's `X_count`, `X_sum` and `X_created` follow. Changes `metrics` in place."""
+    for name, m in list(metrics.items()):
+        if m.family or m.type or m.truncated or not m.series:
+            continue
+        if name.endswith("_bucket") and all(any(k == "le" for k, _ in s) for s in m.series):
+            base, type_ = name[: -len("_bucket")], "histogram"
+        elif all(any(k == "quantile" for k, _ in s) for s in m.series):
+            base, type_ = name, "summary"
+        else:
+            continue
+        for member in (name, base + "_count", base + "_sum", base + "_created"):
+            mm = metrics.get(member)
+            if mm is not None and mm.family is None and mm.type is None:
+                mm.family, mm.type = base, type_

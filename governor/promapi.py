@@ -191,6 +191,7 @@ class PrometheusSource:
                     m.all_value_counts()
             if progress:
                 progress(done, len(batches))
+        exposition.infer_families(metrics)  # backends without metadata (VictoriaMetrics) give no types
         return Inventory(metrics, self.describe(), at, self.head_stats())
 
     def _per_request(self, n_names: int) -> int:

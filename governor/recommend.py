@@ -86,7 +86,8 @@ def recommend(tier: str, unit: Unit, protected: set[str], budgets: Budgets, usag
     None when no allowed label saves anything (protected labels and a family's shape never qualify)."""
     if unit.truncated or unit.count < 2:
         return None
-    banned = protected | (SHAPE_LABELS if unit.grouped else set())
+    # le/quantile are never dropped, even where no type says the metric is a histogram or summary.
+    banned = protected | SHAPE_LABELS
     names = [only] if only is not None else unit.label_names()
     options = [(label, unit.savings([label])) for label in names if label not in banned]
     options = [(label, saved) for label, saved in options if saved > 0]

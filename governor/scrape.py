@@ -114,6 +114,7 @@ def inventory_of(body: bytes, content_type: str, source: str, now: float, job: s
             metrics[name] = MetricInventory(name, frozenset(), len(series), type_, truncated=True, family=family)
         else:
             metrics[name] = MetricInventory.of(name, series, type_, family)
+    exposition.infer_families(metrics)  # pages without # TYPE lines
     warnings = [] if page.series else [f"{source} answered with no series ({len(body)} bytes): is this the right URL, "
                                        "and is the exporter initialised?"]
     return Inventory(metrics, source, now, warnings=warnings)

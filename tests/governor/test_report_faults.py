@@ -65,6 +65,15 @@ def test_histogram_and_summary_are_one_family_and_keep_their_shape() -> None:
     assert (s.series_before, s.series_after) == (30 * 5, 5)
 
 
+def test_families_are_found_without_types() -> None:
+    """No `# TYPE` lines (or a backend without a metadata API): the shape still makes the family."""
+    untyped = [ln for ln in histogram_page() if not ln.startswith("#")]
+    rep = analysis.analyze(page(untyped), B)
+    recs = rep.tier("serving").recommendations
+    assert {(r.metric, r.label, r.series_before, r.series_after) for r in recs} == {
+        ("http_request_duration_seconds", "path", 420, 14), ("rpc_latency_seconds", "path", 150, 5)}
+
+
 def test_fix_applies_to_every_series_of_the_family() -> None:
     inv = page(histogram_page())
     rep = analysis.analyze(inv, B)
