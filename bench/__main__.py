@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from bench.common import BenchError, say, write_result
 
-NAMES = ("storm", "per-record", "governor")
+NAMES = ("storm", "per-record", "governor", "skips")
 
 
 def _storm(a: argparse.Namespace) -> dict[str, Any]:
@@ -36,8 +36,14 @@ def _governor(a: argparse.Namespace) -> dict[str, Any]:
     return governor_bench.run(a.series)
 
 
+def _skips(a: argparse.Namespace) -> dict[str, Any]:
+    from bench import skipped_runs
+
+    return skipped_runs.run(a.skip_rounds, a.skip_connections, 23)
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "storm": _storm, "per-record": _per_record, "governor": _governor,
+    "storm": _storm, "per-record": _per_record, "governor": _governor, "skips": _skips,
 }
 
 
@@ -52,6 +58,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--agent-probes", help="storm: comma-separated probes for the agent (default: all)")
     p.add_argument("--records", type=int, help="per-record: connections to record (default 20000, quick 10000)")
     p.add_argument("--baseline", help="per-record: also replay the same records with this commit's code (side by side)")
+    p.add_argument("--skip-rounds", type=int, default=None,
+                   help="skips: rounds of (tracepoint only, with repair) under a neighbour tracer (default 5, quick 2)")
+    p.add_argument("--skip-connections", type=int, default=2003, help="skips: normal connections per run (default 2003)")
     p.add_argument("--series", type=int, action="append",
                    help="governor: TSDB sizes (repeatable; default 100000; 1000000 takes minutes and GBs)")
     a = p.parse_args(argv)
@@ -59,6 +68,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     a.seconds = a.seconds or (3.0 if a.quick else 5.0)
     a.records = a.records or (10000 if a.quick else 20000)
     a.series = a.series or [100_000]
+    a.skip_rounds = a.skip_rounds or (2 if a.quick else 5)
     if a.pairs < 1 or a.seconds <= 0 or a.records < 1 or any(n < 1000 for n in a.series):
         p.error("--rounds, --seconds and --records must be positive, --series at least 1000")
     return a

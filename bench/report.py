@@ -71,14 +71,37 @@ def governor_table(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def skips_table(d: dict[str, Any]) -> list[str]:
+    out = ["| probe loaded as | state-change runs skipped | all runs skipped | closes missing (not counted, not swept) | "
+           "closes skipped and swept | conns entries left behind |", "|---|---|---|---|---|---|"]
+    for side, s in d["summary"].items():
+        out.append(f"| {side} | {_mm(s['state_change_runs_skipped'], '{:.0f}')} | {_mm(s['all_runs_skipped'], '{:.0f}')} | "
+                   f"{_mm(s['closes_missing'], '{:.0f}')} | {_mm(s['closes_swept'], '{:.0f}')} | {_mm(s['stale_conns_left'], '{:.0f}')} |")
+    runs = d["runs"]
+    out.append("")
+    out.append("Per run (round order): " + "; ".join(
+        f"{'repair' if r['repair'] else 'tp only'}: skipped {r['skipped_runs'].get('tcp_lifecycle/sock:inet_sock_set_state', 0)}"
+        f"+{sum(r['skipped_runs'].values()) - r['skipped_runs'].get('tcp_lifecycle/sock:inet_sock_set_state', 0)}, "
+        f"missing {r['closes_missing']}, left {r['stale_conns_left']}" for r in runs))
+    return out
+
+
 def _med(s: dict[str, Any] | None) -> float | None:
     return None if not s else s.get("median")
 
 
-def targets_table(storm: dict[str, Any] | None, rec: dict[str, Any] | None, gov: dict[str, Any] | None) -> list[str]:
+def targets_table(storm: dict[str, Any] | None, rec: dict[str, Any] | None, gov: dict[str, Any] | None,
+                  skips: dict[str, Any] | None = None) -> list[str]:
     """The issue's targets next to what was measured; 'met' is computed, never typed."""
     out = ["| target | measured | met |", "|---|---|---|"]
     yes = lambda ok: "n/a" if ok is None else ("yes" if ok else "**no**")  # noqa: E731
+    if skips:
+        rep, tp = skips["summary"]["with repair"], skips["summary"]["tracepoint only"]
+        out.append(f"| nothing lost silently next to a neighbour BPF tracer (closes counted + skipped = made) | with the repair: "
+                   f"{_mm(rep['closes_missing'], '{:.0f}')} missing, {_mm(rep['stale_conns_left'], '{:.0f}')} conns left, "
+                   f"{_mm(rep['state_change_runs_skipped'], '{:.0f}')} state changes skipped; tracepoint only: "
+                   f"{_mm(tp['closes_missing'], '{:.0f}')} missing, {_mm(tp['stale_conns_left'], '{:.0f}')} left | "
+                   f"{yes(rep['closes_missing']['max'] == 0 and rep['stale_conns_left']['max'] == 0)} |")
     if storm:
         sm = storm["summary"]
         runs = [r for r in storm["runs"] if r["side"] == "with"]
@@ -125,9 +148,10 @@ BEGIN, END = "<!-- bench.report:begin -->", "<!-- bench.report:end -->"
 
 def render(day: str | None) -> str:
     storm, rec, gov = _latest("storm", day), _latest("per-record", day), _latest("governor", day)
-    parts = ["### Targets\n", "\n".join(targets_table(storm, rec, gov)) + "\n"]
+    skips = _latest("skips", day)
+    parts = ["### Targets\n", "\n".join(targets_table(storm, rec, gov, skips)) + "\n"]
     for title, doc, fn in (("Connection storm", storm, storm_table), ("Per-record cost", rec, record_table),
-                           ("Governor", gov, governor_table)):
+                           ("Governor", gov, governor_table), ("Skipped runs next to a neighbour tracer", skips, skips_table)):
         if doc:
             parts.append(f"### {title} ({doc['utc']}, commit {doc['commit']}, {'quick' if doc.get('quick') else 'default'} run)\n")
             parts.append("\n".join(fn(doc)) + "\n")
@@ -144,7 +168,8 @@ def main(argv: list[str]) -> int:
         print(text)
         return 0
     day = args[0] if args else None
-    targets = "\n".join(targets_table(_latest("storm", day), _latest("per-record", day), _latest("governor", day))) + "\n"
+    targets = "\n".join(targets_table(_latest("storm", day), _latest("per-record", day), _latest("governor", day),
+                                      _latest("skips", day))) + "\n"
     bench_readme = Path(__file__).with_name("README.md")
     # bench/README.md gets every table; the project README only the targets table.
     for readme, body in ((bench_readme, text), (bench_readme.parent.parent / "README.md", targets)):

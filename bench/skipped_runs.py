@@ -1,0 +1,90 @@
+"""Skipped runs next to a neighbouring BPF tracer: what tcp_lifecycle loses with and without the
+raw-tracepoint repair, under the same neighbour load.
+
+Each round runs the same load twice, order alternating: `tracepoint only` (the probe as it was:
+its raw tracepoint not attached) and `with repair` (as the agent loads it). The load is the one
+of tests/agent/test_skipped_runs_ebpf.py: a neighbour BCC tracer busy ~100 us on every syscall,
+context switch, wakeup and TCP state change of a test cgroup, one syscall spinner per CPU in that
+cgroup, and a workload there making NORMAL loopback connections plus TIMEOUTS connects whose
+SYNs are dropped (their retransmits and timeouts run in timer softirqs, which land inside the
+neighbour's programs). Per run: the kernel's skipped runs per program (recursion_misses), closes
+counted in the kernel against connections made per direction, closes skipped and swept by the
+repair, and `conns` entries of the workload left behind after every socket closed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import say, summary as summarize
+
+TESTS_AGENT = Path(__file__).resolve().parent.parent / "tests" / "agent"
+ACTIVE, PASSIVE = 1, 2
+
+
+def _one(repair: bool, normal: int, timeouts: int) -> dict[str, Any]:
+    sys.path.insert(0, str(TESTS_AGENT))
+    from cgroups import test_cgroup  # noqa: E402 - the tests' real-cgroup helper
+    from neighbour_tracer import neighbour_tracer  # noqa: E402
+
+    from agent import loader, preflight
+    from agent.skipped_runs import recursion_misses
+    from agent.tracefs import Tracefs
+    from probes import tcp_lifecycle
+
+    spec = tcp_lifecycle.SPEC if repair else dataclasses.replace(tcp_lifecycle.SPEC, raw_tracepoints=())
+    probe = loader.load(loader.plan(spec, Tracefs(preflight.check())))
+    try:
+        with test_cgroup() as cg:
+            before = recursion_misses({"tcp_lifecycle": probe})
+            with neighbour_tracer(cg.id):
+                t0 = time.monotonic()
+                r = subprocess.run([sys.executable, str(TESTS_AGENT / "skip_workload.py"), str(normal), str(timeouts)],
+                                   preexec_fn=cg._enter, capture_output=True, text=True, timeout=900)
+                elapsed = time.monotonic() - t0
+            if r.returncode != 0:
+                raise RuntimeError(f"skip workload failed: {r.stderr[-500:]}")
+            did = json.loads(r.stdout)
+            time.sleep(0.5)  # closes of the last sockets run in softirq just after the workload exits
+            after = recursion_misses({"tcp_lifecycle": probe})
+            bpf = probe.bpf
+            made = {ACTIVE: did["connections"] + did["timed_out"] + 1, PASSIVE: did["connections"] + 1}
+            counted = {d: sum(int(v.value) for k, v in bpf["tcp_connections"].items() if k.cgroup_id == cg.id and k.direction == d)
+                       for d in made}
+            swept = {d: sum(int(v.value) for k, v in bpf["tcp_skipped_closes"].items() if k.cgroup_id == cg.id and k.direction == d)
+                     for d in made}
+            stale = sum(1 for _, v in bpf["conns"].items() if v.owner.cgroup_id == cg.id)
+            return {
+                "repair": repair, "seconds": elapsed,
+                "skipped_runs": {f"{p}/{prog}": n - before.get((p, prog), 0) for (p, prog), n in after.items()},
+                "made": made, "counted": counted, "skipped_closes_swept": swept, "stale_conns_left": stale,
+                "closes_missing": sum(made[d] - counted[d] - swept[d] for d in made),
+            }
+    finally:
+        probe.close()
+
+
+def run(rounds: int, normal: int, timeouts: int) -> dict[str, Any]:
+    """`rounds` x (tracepoint only, with repair), alternating which goes first."""
+    runs: list[dict[str, Any]] = []
+    for i in range(rounds):
+        for repair in ((False, True) if i % 2 == 0 else (True, False)):
+            say(f"skips round {i + 1}/{rounds}: {'with repair' if repair else 'tracepoint only'}")
+            runs.append(_one(repair, normal, timeouts))
+    summary = {}
+    for side, repair in (("tracepoint only", False), ("with repair", True)):
+        mine = [r for r in runs if r["repair"] == repair]
+        summary[side] = {
+            "state_change_runs_skipped": summarize([r["skipped_runs"].get("tcp_lifecycle/sock:inet_sock_set_state", 0) for r in mine]),
+            "all_runs_skipped": summarize([sum(r["skipped_runs"].values()) for r in mine]),
+            "closes_missing": summarize([r["closes_missing"] for r in mine]),
+            "stale_conns_left": summarize([r["stale_conns_left"] for r in mine]),
+            "closes_swept": summarize([sum(r["skipped_closes_swept"].values()) for r in mine]),
+        }
+    return {"params": {"rounds": rounds, "normal": normal, "timeouts": timeouts}, "runs": runs, "summary": summary}
