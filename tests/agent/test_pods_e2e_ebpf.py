@@ -138,7 +138,7 @@ def _start_agent(tmp: Path, kubeconfig: str, cleanup: contextlib.ExitStack) -> t
     cleanup.callback(enricher.stop)
     assert enricher.wait_synced(10), "the pod watch never listed the stand-in's pods"
     parts.enricher = enricher
-    running = cleanup.enter_context(started_agent(tmp, parts, probes=["tcp_lifecycle", "tcp_reset"]))
+    running = cleanup.enter_context(started_agent(tmp, parts, probes=["tcp_lifecycle", "tcp_reset", "oom"]))
     assert all(r.up for r in running.agent.reports), [r.reason for r in running.agent.reports]
     return running, enricher
 
@@ -409,3 +409,36 @@ def test_resets_name_both_ends(scenario: Scenario) -> None:
     # the gateway is no pod: unknown as the executor's peer, and as the local end of the host's reset
     assert value(s, "bcgov_agent_identity_unresolved_total", reason="peer_unknown") >= 1
     assert value(s, "bcgov_agent_identity_unresolved_total", reason="endpoint_unknown") >= 1
+
+
+OOM = r"""
+import sys
+with open(sys.argv[1] + "/cgroup.procs", "w") as f:  # a v1 memory cgroup with a small limit
+    f.write("0")
+chunks = [bytearray(1 << 20) for _ in range(512)]  # touched pages: killed long before the end
+"""
+
+
+def test_an_oom_kill_names_the_pod_even_of_a_workload_whose_pods_come_and_go(scenario: Scenario) -> None:
+    """bcgov_oom_kills_total names the pod for every kind (a Spark executor's here), with the same
+    namespace, workload and tier as the pod's connections, and the log line names the same pod."""
+    s = scenario
+    memory = Path("/sys/fs/cgroup/memory") / f"bcgov-test-oom-{s.spark.uid[:8]}"
+    memory.mkdir()
+    try:
+        (memory / "memory.limit_in_bytes").write_text(str(64 << 20))
+        done = s.spark.run([sys.executable, "-c", OOM, str(memory)], timeout=60)
+        assert done.returncode == -9, done.stderr  # SIGKILL from the OOM killer
+        labels = {**SPARK, "pod": s.spark.name}
+        wait_for(lambda: value(s, "bcgov_oom_kills_total", **labels) == 1, what="the OOM kill counted for the pod")
+        line = wait_for(lambda: next((r for r in s.agent.logs() if r["body"] == "oom kill"
+                                      and r["attributes"].get("k8s.pod.uid") == s.spark.uid), None),
+                        what="the OOM kill log line")
+        assert line["attributes"]["k8s.pod.name"] == s.spark.name
+        assert line["attributes"]["bcgov.workload.name"] == SPARK["workload"]
+    finally:
+        while memory.exists():
+            try:
+                memory.rmdir()
+            except OSError:
+                wait_for(lambda: not (memory / "cgroup.procs").read_text().strip(), what="the memory cgroup to empty")
