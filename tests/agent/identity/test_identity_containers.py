@@ -67,6 +67,22 @@ CASES = [
     ("malformed id is not trusted",
      f"/kubepods/burstable/pod{UID}/{CID[:-1]}", ContainerRef("containerd", None, UID, "burstable")),
     ("unknown layout", "/bcgov-test/whatever/else", ContainerRef("host")),
+    # The shapes of issue 14's faults (ids made up there, so here too; the real ones are in the corpus).
+    ("kubelet --cgroup-root, systemd driver (kind)",
+     "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
+     f"kubelet-kubepods-besteffort-pod1a2b3c4d_0000_4000_8000_00000000abcd.slice/cri-containerd-{CID}.scope",
+     ContainerRef("containerd", CID, "1a2b3c4d-0000-4000-8000-00000000abcd", "besteffort")),
+    ("Podman rootful, crun sub-cgroup", f"/machine.slice/libpod-{CID}.scope/container", ContainerRef("podman", CID)),
+    ("Podman rootless, crun sub-cgroup",
+     f"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{CID}.scope/container",
+     ContainerRef("podman", CID)),
+    ("any sub-cgroup below a Docker scope", f"/system.slice/docker-{CID}.scope/anything/deeper",
+     ContainerRef("docker", CID)),
+    ("static pod, CRI-O, 32-hex uid",
+     f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0123456789abcdef0123456789abcdef.slice/crio-{CID}.scope",
+     ContainerRef("cri-o", CID, "0123456789abcdef0123456789abcdef", "burstable")),
+    ("Podman's conmon is no container", f"/machine.slice/libpod-conmon-{CID}.scope",
+     ContainerRef("systemd", systemd_unit="machine.slice")),
 ]
 
 
