@@ -101,7 +101,7 @@ class PrometheusSource:
         try:
             body = json.loads(resp.content)
         except ValueError as exc:
-            if resp.status_code >= 400:
+            if resp.status_code >= 500 or resp.status_code == 429:  # a server in trouble, not a wrong URL
                 raise errors.SourceError(http.status_problem(f"Prometheus API {url}", resp.status_code, self._options.retries)) from exc
             raise errors.SourceError(
                 f"{url} did not answer JSON (HTTP {resp.status_code}: {errors.bounded(resp.text, 120)}); "

@@ -101,11 +101,24 @@ def explosion_text(c: LabelCount, md: bool = False) -> str:
     return f"{head}: not a label bcgov drops (protected, or a histogram's le/quantile); raise its cap or reduce it at the source"
 
 
+def savings_summary(t: TierReport) -> str | None:
+    """What the tier's fixes add up to against its budget, in one line."""
+    if not t.recommendations:
+        return None
+    line = f"{t.name}: the fixes above save up to {t.projected_savings} of {t.series} series"
+    if t.budget is not None and t.series > t.budget:
+        enough = "enough" if t.projected_savings >= t.series - t.budget else "not enough: raise the budget or fix more"
+        line += f"; the tier is {t.series - t.budget} over its budget of {t.budget} ({enough})"
+    return line
+
+
 def runbook_lines(report: Report, md: bool = False) -> list[str]:
     """Runbook links for what the report found, and how to make them absolute when they are not."""
     base = report.runbook_base_url or "runbooks"
     out = []
     for t in report.tiers:
+        if t.budget is None:
+            continue  # unclassified and governor have no budget, so no alerts and no runbook
         alerts = {OVER: ["BcgovTierBudgetExceeded"], WARN: ["BcgovTierBudgetWarning"]}.get(t.status, [])
         if t.label_explosions:
             alerts.append("BcgovLabelValueExplosion")
@@ -155,6 +168,8 @@ def render_table(report: Report, width: int = 120, color: bool = False) -> str:
             console.print(f"[red]explosion:[/] {escape(c)}", soft_wrap=True)
         for r in t.recommendations:
             console.print(f"  {escape(recommendation_text(r))}", soft_wrap=True)
+        if (total := savings_summary(t)) is not None:
+            console.print(escape(total), soft_wrap=True)
     if report.truncated_metrics:
         console.print(f"truncated (counted, not analysed): {escape(', '.join(report.truncated_metrics))}; raise --max-series-per-metric",
                       soft_wrap=True)
@@ -194,6 +209,8 @@ def render_markdown(report: Report) -> str:
         lines += [f"- cap exceeded: {p}" for p in t.problems]
         lines += [f"- explosion: {e}" for e in _shown_explosions(t, md=True)]
         lines += [f"- {recommendation_text(r, md=True)}" for r in t.recommendations]
+        if (total := savings_summary(t)) is not None:
+            lines += ["", total]
     runbooks = runbook_lines(report, md=True)
     if runbooks:
         lines += ["", "#### runbooks", ""] + [f"- {ln}" for ln in runbooks]

@@ -101,7 +101,8 @@ def explosion_page() -> list[str]:
 
 
 def test_the_exploded_label_is_named_in_table_and_markdown_with_its_saving() -> None:
-    rep = analysis.analyze(page(explosion_page()), B)
+    rep = analysis.analyze(page(explosion_page()), budgets.parse(
+        "tiers:\n  serving: {max_series: 1000, match: {metric_prefixes: [api_]}}\n", "b.yaml"))
     serving = rep.tier("serving")
     assert [(e.metric, e.label, e.distinct_values, e.saved) for e in serving.label_explosions] == [
         ("api_requests_total", "path", 1500, 1498)]
@@ -110,6 +111,7 @@ def test_the_exploded_label_is_named_in_table_and_markdown_with_its_saving() -> 
     md = report.render_markdown(rep)
     for text in (table, md):
         assert re.search(r"path\W+of\W+api_requests_total\W+has 1500 values \(cap 1000\).*saves 1498", text), text
+        assert "serving: the fixes above save up to 1498 of 1500 series; the tier is 500 over its budget of 1000 (enough)" in text
         assert re.search(r"key\W+of\W+other_cache_keys\W+has 1200 values", text)
 
 
