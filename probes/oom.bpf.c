@@ -96,7 +96,7 @@ TRACEPOINT_PROBE(oom, mark_victim)
     r->uid = args->uid;
     r->cgroup_source = source;
     TP_DATA_LOC_READ_STR(r->comm, comm, sizeof(r->comm));
-    events.ringbuf_submit(r, 0);
+    events.ringbuf_submit(r, 1);  /* no wakeup (see process.bpf.c): read at the next poll */
     stat_inc(BCGOV_STAT_EMITTED);
     return 0;
 }

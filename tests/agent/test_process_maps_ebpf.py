@@ -57,3 +57,19 @@ def test_failed_exec_storm_leaks_nothing_and_the_next_exec_keeps_its_argv(runnin
         return n + running_agent.agent.lost() >= STORM
 
     wait_for(storm_exits, what=f"{STORM} exit lines of the failed execs (or lost records)")
+
+
+def test_an_exec_storm_does_not_make_the_kernel_skip_the_agents_other_programs(running_agent: RunningAgent, cgroup) -> None:
+    # A ring buffer wakeup from inside the process probe's program is an irq_work whose IPI runs
+    # while that program still runs: the reader's sched_wakeup then skipped runqueue's program
+    # (3800 skips per 2000 execs before the probe submitted without wakeups).
+    from agent.skipped_runs import recursion_misses
+
+    execs = 1009  # prime
+    before = recursion_misses(running_agent.agent.probes).get(("runqueue", "sched:sched_wakeup"), 0)
+    done = cgroup.run_argv(["/bin/bash", "-c", f"for i in $(seq {execs}); do /bin/true; done"], timeout=300)
+    assert done.returncode == 0
+    wait_for(lambda: running_agent.kernel_count("process", "process_execs", lambda k: k.value == cgroup.id) >= execs + 1,
+             what=f"{execs + 1} execs counted")
+    skipped = recursion_misses(running_agent.agent.probes).get(("runqueue", "sched:sched_wakeup"), 0) - before
+    assert skipped < execs // 4, f"{skipped} sched_wakeup runs skipped during {execs} execs"
