@@ -3,9 +3,8 @@
 tcp_lifecycle tracks a connection from its SYN; one opened before the probe attached used to close
 untracked (only ``bcgov_tcp_untracked_closes_total`` moved), and connection pools (PgBouncer, JDBC,
 Kafka clients) hold their busiest connections for hours. At start-up, right after the probe is
-attached, this module lists every open TCP socket through socket diagnostics (NETLINK_SOCK_DIAG, via
-pyroute2's ``DiagSocket``), in the host's network namespace and in every other one a process on the
-node lives in (pods), and writes each into the probe's ``preexisting`` map, keyed by the endpoints
+attached, this module lists every open TCP socket through socket diagnostics (NETLINK_SOCK_DIAG,
+agent/sock_diag.py), in the host's network namespace and in every other one the node has (pods), and writes each into the probe's ``preexisting`` map, keyed by the endpoints
 exactly as ``sock:inet_sock_set_state`` gives them at close. The probe adopts the entry at that
 close: the connection is counted in ``bcgov_tcp_connections_before_agent_total`` (never in the
 duration histogram: its start was not seen), and its record is flagged, so span and log line carry
@@ -34,6 +33,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from agent import sock_diag
 
 log = logging.getLogger("bcgov.agent.preexisting")
 
@@ -73,21 +74,14 @@ def list_open_connections() -> list[OpenConnection]:
     """Every open TCP connection of this thread's network namespace (IPv4 and IPv6 sockets).
 
     Raises OSError when socket diagnostics cannot be used (no NETLINK_SOCK_DIAG, no permission)."""
-    from pyroute2.netlink.diag import DiagSocket  # heavy import: only when the agent starts
-
-    msgs: list[Any] = []
-    with DiagSocket() as ds:
-        ds.bind()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            msgs += ds.get_sock_stats(family=family, states=_OPEN_STATES | (1 << TCP_LISTEN))
-    listening = {m["idiag_sport"] for m in msgs if m["idiag_state"] == TCP_LISTEN}
+    socks = [s for family in (socket.AF_INET, socket.AF_INET6)
+             for s in sock_diag.dump_tcp(family, _OPEN_STATES | (1 << TCP_LISTEN))]
+    listening = {s.local_port for s in socks if s.state == TCP_LISTEN}
     return [
-        OpenConnection(
-            m["idiag_family"], m["idiag_src"], m["idiag_sport"], m["idiag_dst"], m["idiag_dport"],
-            m["idiag_inode"], int(m.get_attr("INET_DIAG_CGROUP_ID") or 0), m["idiag_sport"] in listening,
-        )
-        for m in msgs
-        if m["idiag_state"] != TCP_LISTEN
+        OpenConnection(s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.inode, s.cgroup_id,
+                       s.local_port in listening)
+        for s in socks
+        if s.state != TCP_LISTEN
     ]
 
 
