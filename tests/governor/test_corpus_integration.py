@@ -190,6 +190,14 @@ def test_scrape_stores_what_prometheus_stores(name: str, oracle: servers.Prometh
         src.close()
     assert {n: len(s) for n, s in got.items()} == {n: len(s) for n, s in want.items()}
     assert got == want
+    # The same through Prometheus' own aggregation and its series API.
+    counts = {r["metric"]["__name__"]: int(r["value"][1]) for r in oracle.query(f'count by (__name__) ({{job="{job}"}})')}
+    assert {n: len(s) for n, s in got.items()} == {n: c for n, c in counts.items() if n not in SYNTHETIC}
+    names: dict[str, set[str]] = {}
+    for labels in oracle.api("series", **{"match[]": f'{{job="{job}"}}'}):
+        if labels["__name__"] not in SYNTHETIC:
+            names.setdefault(labels["__name__"], set()).update(k for k in labels if k != "__name__")
+    assert {n: {k for s in series for k, _ in s} for n, series in got.items()} == names
 
 
 def verdict(oracle: servers.PrometheusServer, job: str) -> dict[str, Any]:
