@@ -86,7 +86,11 @@ class SkippedRunsCollector(Collector):
         yield fam
 
 
-REPAIRS = ("close_swept", "open_tracked", "established_marked")  # tcp_lifecycle.bpf.c tcp_skip_repairs
+#: probe -> (its per-CPU repair counter array, the name of each slot), as in the probes' C
+REPAIRS = {
+    "tcp_lifecycle": ("tcp_skip_repairs", ("close_swept", "open_tracked", "established_marked")),
+    "runqueue": ("wakeup_repairs", ("wakeup_marked", "wakeup_task_unknown")),
+}
 
 
 class SkippedClosesCollector(Collector):
@@ -95,8 +99,9 @@ class SkippedClosesCollector(Collector):
     - `bcgov_tcp_skipped_closes_total{direction, <workload labels>}`: connections whose close run
       was skipped, swept from `conns` by the raw program and counted by owner (drained like the
       other keyed maps), so bcgov_tcp_connections_total + this = connections made;
-    - `bcgov_agent_skip_repairs_total{probe, repair}`: closes swept, opens tracked and ESTABLISHED
-      changes marked by the raw program.
+    - `bcgov_agent_skip_repairs_total{probe, repair}`: what the probes' raw programs fixed
+      (tcp_lifecycle: closes swept, opens tracked, ESTABLISHED marked; runqueue: wakeups marked,
+      and wakeups of a task never seen before, which cannot be).
     """
 
     def __init__(self, probes: Mapping[str, LoadedProbe], enricher: Enricher, guard: SeriesGuard | None = None,
@@ -120,24 +125,27 @@ class SkippedClosesCollector(Collector):
                 self._closes.forget(released[self._closes.name])
 
     def collect(self) -> Iterable[Metric]:
-        p = self._probes.get("tcp_lifecycle")
-        if p is None or p.bpf is None:
-            return
         with self._lock:
-            entries = drain(p.bpf["tcp_skipped_closes"])
-            for tap in self.taps:
-                for k, n in entries:
-                    tap("tcp_skipped_closes", k, n)
-            self._closes.add_all(_summed(
-                ((tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown"), *self._enricher.workload_labels(k.cgroup_id)), n)
-                for k, n in entries))
-            yield self._closes.family()
+            p = self._probes.get("tcp_lifecycle")
+            if p is not None and p.bpf is not None:
+                entries = drain(p.bpf["tcp_skipped_closes"])
+                for tap in self.taps:
+                    for k, n in entries:
+                        tap("tcp_skipped_closes", k, n)
+                self._closes.add_all(_summed(
+                    ((tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown"), *self._enricher.workload_labels(k.cgroup_id)), n)
+                    for k, n in entries))
+                yield self._closes.family()
             repairs = CounterMetricFamily(
                 "bcgov_agent_skip_repairs",
                 "Fixes made by a probe's raw tracepoint after the kernel skipped its tracepoint program.",
                 labels=["probe", "repair"],
             )
-            table = p.bpf["tcp_skip_repairs"]
-            for idx, name in enumerate(REPAIRS):
-                repairs.add_metric(["tcp_lifecycle", name], float(sum(table[idx])))
+            for name, (table, slots) in REPAIRS.items():
+                q = self._probes.get(name)
+                if q is None or q.bpf is None:
+                    continue
+                counts = q.bpf[table]
+                for idx, slot in enumerate(slots):
+                    repairs.add_metric([name, slot], float(sum(counts[idx])))
             yield repairs

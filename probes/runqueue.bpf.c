@@ -65,14 +65,74 @@ static __always_inline int enqueue(u32 tid)
     return 0;
 }
 
+/* Skipped wakeups. The kernel skips a tracepoint program when another BPF program is running on
+ * the CPU, and wakeups often fire inside one (a timer interrupt waking a sleeper while any program
+ * runs). A skipped wakeup would lose that wait. Raw tracepoints on the same events are guarded per
+ * program and run after these (the loader attaches them last); their only argument is the task
+ * pointer, used as a key and never dereferenced. When the tracepoint program ran, it leaves its
+ * pid in `wakeup_seen` and the raw one learns pointer -> pid; when it did not, the raw one marks
+ * the task runnable under the pid it learnt at an earlier wakeup (counted in `wakeup_repairs`:
+ * [0] repaired, [1] task never seen before: not repairable). */
+struct wakeup_note {
+    u32 pid;
+    u32 valid;
+};
+BPF_PERCPU_ARRAY(wakeup_seen, struct wakeup_note, 1);
+BPF_TABLE("lru_hash", u64, u32, task_pids, 32768);
+BPF_PERCPU_ARRAY(wakeup_repairs, u64, 2);
+
+static __always_inline int wakeup(u32 pid)
+{
+    int zero = 0;
+    struct wakeup_note *n = wakeup_seen.lookup(&zero);
+    if (n) {
+        n->pid = pid;
+        n->valid = 1;
+    }
+    return enqueue(pid);
+}
+
 TRACEPOINT_PROBE(sched, sched_wakeup)
 {
-    return enqueue(args->pid);
+    return wakeup(args->pid);
 }
 
 TRACEPOINT_PROBE(sched, sched_wakeup_new)
 {
-    return enqueue(args->pid);
+    return wakeup(args->pid);
+}
+
+static __always_inline int raw_wakeup(u64 task)
+{
+    int zero = 0;
+    struct wakeup_note *n = wakeup_seen.lookup(&zero);
+    if (!n)
+        return 0;
+    if (n->valid) {  /* the tracepoint program ran for this wakeup: learn the task's pid */
+        n->valid = 0;
+        u32 *known = task_pids.lookup(&task);
+        if (!known || *known != n->pid)
+            task_pids.update(&task, &n->pid);
+        return 0;
+    }
+    u32 *pid = task_pids.lookup(&task);
+    int idx = pid ? 0 : 1;
+    u64 *count = wakeup_repairs.lookup(&idx);
+    if (count)
+        *count += 1;
+    if (pid)
+        enqueue(*pid);
+    return 0;
+}
+
+int bcgov_raw__sched_wakeup(struct bpf_raw_tracepoint_args *ctx)
+{
+    return raw_wakeup(ctx->args[0]);
+}
+
+int bcgov_raw__sched_wakeup_new(struct bpf_raw_tracepoint_args *ctx)
+{
+    return raw_wakeup(ctx->args[0]);
 }
 
 TRACEPOINT_PROBE(sched, sched_switch)

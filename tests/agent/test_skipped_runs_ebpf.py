@@ -131,3 +131,57 @@ def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
     _run_raw(raw, fake_sk, TCP_ESTABLISHED, TCP_CLOSE)
     assert bpf["conns"].Key(fake_sk) not in bpf["conns"]
     assert [a - b for a, b in zip(_repairs(agent), before)] == [3, 1, 1]
+
+
+# --- runqueue: wakeups whose tracepoint run was skipped ---------------------------------------
+
+@pytest.fixture
+def runqueue_agent(tmp_path: Path) -> Iterator[RunningAgent]:
+    with started_agent(tmp_path, AgentParts(enricher=CgroupIdentity()), probes=["runqueue"]) as agent:
+        yield agent
+
+
+def _wakeup_repairs(agent: RunningAgent) -> tuple[int, int]:
+    table = agent.agent.probes["runqueue"].bpf["wakeup_repairs"]
+    return int(sum(table[0])), int(sum(table[1]))
+
+
+def _wakeup_misses(agent: RunningAgent) -> int:
+    m = recursion_misses({"runqueue": agent.agent.probes["runqueue"]})
+    return m.get(("runqueue", "sched:sched_wakeup"), 0) + m.get(("runqueue", "sched:sched_wakeup_new"), 0)
+
+
+def test_skipped_wakeups_are_marked_by_the_raw_program(runqueue_agent: RunningAgent, cgroup) -> None:
+    agent = runqueue_agent
+    misses0, (marked0, unknown0) = _wakeup_misses(agent), _wakeup_repairs(agent)
+    with neighbour_tracer(cgroup.id):
+        result = subprocess.run([sys.executable, str(SKIP_WORKLOAD), "997", "0"], preexec_fn=cgroup._enter,
+                                capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    misses = _wakeup_misses(agent) - misses0
+    marked, unknown = (a - b for a, b in zip(_wakeup_repairs(agent), (marked0, unknown0)))
+    print(f"sched_wakeup runs skipped {misses}: marked by the raw program {marked}, task never seen {unknown}")
+    assert misses > 0
+    # every skipped wakeup reached the raw program (it is not skipped itself but when it interrupts
+    # itself, which its own recursion_misses would show), and most tasks were known by then
+    raw_misses = sum(n for (_, prog), n in recursion_misses({"runqueue": agent.agent.probes["runqueue"]}).items()
+                     if prog.startswith("raw:"))
+    assert marked + unknown + raw_misses >= misses * 0.95
+    assert marked > unknown
+
+
+def test_a_skipped_wakeup_marks_the_task_it_learnt(runqueue_agent: RunningAgent) -> None:
+    bpf = runqueue_agent.agent.probes["runqueue"].bpf
+    raw = bpf.funcs[b"bcgov_raw__sched_wakeup"].fd
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        fake_task = 0xFFFF_DEAD_0000_1230  # a key only: the program never dereferences it
+        bpf["task_pids"][bpf["task_pids"].Key(fake_task)] = bpf["task_pids"].Leaf(sleeper.pid)
+        marked0, unknown0 = _wakeup_repairs(runqueue_agent)
+        _run_raw(raw, fake_task)  # the wakeup of a known task, its tracepoint run skipped
+        assert bpf["tasks"][bpf["tasks"].Key(sleeper.pid)].runnable_since > 0
+        _run_raw(raw, fake_task + 0x40)  # a task never seen: nothing to mark, counted
+        assert _wakeup_repairs(runqueue_agent) == (marked0 + 1, unknown0 + 1)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
