@@ -192,7 +192,9 @@ class PrometheusSource:
             if progress:
                 progress(done, len(batches))
         exposition.infer_families(metrics)  # backends without metadata (VictoriaMetrics) give no types
-        return Inventory(metrics, self.describe(), at, self.head_stats())
+        warnings = [] if metrics else [f"{self.describe()} holds no live series (none in the last 5 minutes): "
+                                       "is it scraping anything, and is this the right server or tenant?"]
+        return Inventory(metrics, self.describe(), at, self.head_stats(), warnings)
 
     def _per_request(self, n_names: int) -> int:
         # Enough requests to keep `parallel` busy (and answers small), never more names than the cap.

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from governor.scrape import parse_exposition
 from tests import servers
 
@@ -181,6 +183,14 @@ def test_empty_body_is_a_warning_and_fails_under_fail_on_warn(cli, runner, budge
         table = report(cli, runner, ["--scrape", ex.url, "--budgets", str(budgets_file)]).stdout
         assert "warning:" in table and "no series" in table
         assert report(cli, runner, ["--scrape", ex.url, "--budgets", str(budgets_file), "--fail-on", "warn"]).exit_code == 3
+
+
+@pytest.mark.integration
+def test_prometheus_with_no_series_is_a_warning(cli, runner, budgets_file: Path, tmp_path: Path) -> None:
+    with servers.start_prometheus("global: {scrape_interval: 1s}\nscrape_configs: []\n", tmp_path) as prom:  # scrapes nothing
+        code, rep = report_json(cli, runner, ["--prometheus", prom.url, "--budgets", str(budgets_file)])
+    assert rep["total_series"] == 0 and rep["status"] == "warn"
+    assert "holds no live series" in rep["warnings"][0]
 
 
 # 8 -------------------------------------------------------------------------------------------------
