@@ -50,9 +50,11 @@ def _read_secret(path: str | None, flag: str) -> str | None:
     if path is None:
         return None
     try:
-        return Path(path).read_text().strip()
+        return Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path} ({exc.strerror})", param_hint=flag) from exc
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(f"{path} is not UTF-8 text; write the secret as UTF-8", param_hint=flag) from exc
 
 
 def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:

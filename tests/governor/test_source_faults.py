@@ -173,6 +173,15 @@ def test_budgets_file_not_utf8_is_one_line_exit_2(cli, runner, tmp_path: Path) -
     one_error_line(result, f"{bad}:2:", "UTF-8")
 
 
+def test_secret_file_not_utf8_is_one_line_exit_2(cli, runner, budgets_file: Path, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_bytes(b"\xff\xfehunter2")
+    result = report(cli, runner, ["--scrape", "http://127.0.0.1:1/metrics", "--bearer-token-file", str(token),
+                                  "--budgets", str(budgets_file)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and "not UTF-8" in result.stderr and "hunter2" not in result.output
+
+
 # 7 -------------------------------------------------------------------------------------------------
 
 def test_empty_body_is_a_warning_and_fails_under_fail_on_warn(cli, runner, budgets_file: Path) -> None:
