@@ -22,7 +22,8 @@ path part of a ``/proc/<pid>/cgroup`` line):
   containerd's ``<pod slice>:cri-containerd:<id>`` name (systemd cgroup parent with a cgroupfs
   kubelet) is split into the same two levels.
 * **Containers outside Kubernetes** (Docker, Podman rootful and rootless, Podman under crun with its
-  ``/container`` sub-cgroup, Quadlet's ``<unit>.service/libpod-payload-<id>``): the innermost
+  ``/container`` sub-cgroup, Quadlet's ``<unit>.service/libpod-payload-<id>``, containerd's cgroupfs
+  ``/<namespace>/<id>`` as in Kata guests and Cloud Shell's ``/k8s.io/<id>``): the innermost
   container cgroup anywhere in the path, with the enclosing ``.service`` kept as ``systemd_unit``.
 * **systemd services**: ``/system.slice/nginx.service``; template instances collapse to
   ``foo@.service`` and user sessions to ``user-<uid>.slice`` because socket-activated instances and
@@ -66,6 +67,8 @@ _POD_CGROUPFS = re.compile(rf"^pod({_UID})$")
 # containerd with a systemd cgroup parent: "<pod slice>:<prefix>:<id>" as one directory name.
 _COLON_LEAF = re.compile(rf"^(.+\.slice):([a-z-]+):({_HEX64})$")
 
+# containerd namespaces that name its cgroupfs parents (CRI's, nerdctl's/ctr's, Docker's containerd)
+_CONTAINERD_NAMESPACES = frozenset({"k8s.io", "default", "moby"})
 _KUBEPODS = re.compile(r"(?:^|-)kubepods(?:[.-]|$)")
 _LXC_PAYLOAD = re.compile(r"^lxc\.payload\.(.+)$")
 _TEMPLATE_INSTANCE = re.compile(r"^([^@]+)@.*\.(service|socket)$")
@@ -186,10 +189,14 @@ def _parse_container(parts: list[str]) -> ContainerRef | None:
     for i, name in enumerate(parts):
         if i >= 1 and parts[i - 1] == "docker" and (m := _BARE_ID.match(name)):
             runtime, cid = "docker", m.group(1)  # Docker's cgroupfs driver: /docker/<id>
+        elif i >= 1 and parts[i - 1] in _CONTAINERD_NAMESPACES and (m := _BARE_ID.match(name)):
+            runtime, cid = "containerd", m.group(1)  # containerd's cgroupfs default: /<namespace>/<id>
+        elif _BARE_ID.match(name):
+            continue  # a bare id anywhere else names nothing we know
         else:
             runtime, cid = _match_container(name)
-        if cid is None or runtime is None or (runtime == "containerd" and not name.startswith("cri-")):
-            continue  # a bare id outside /docker names nothing we know
+        if cid is None or runtime is None:
+            continue
         unit = _enclosing_service(parts[:i])
         found = ContainerRef(runtime=runtime, container_id=cid, systemd_unit=unit)
     return found
