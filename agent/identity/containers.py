@@ -67,8 +67,8 @@ _POD_CGROUPFS = re.compile(rf"^pod({_UID})$")
 # containerd with a systemd cgroup parent: "<pod slice>:<prefix>:<id>" as one directory name.
 _COLON_LEAF = re.compile(rf"^(.+\.slice):([a-z-]+):({_HEX64})$")
 
-# containerd namespaces that name its cgroupfs parents (CRI's, nerdctl's/ctr's, Docker's containerd)
-_CONTAINERD_NAMESPACES = frozenset({"k8s.io", "default", "moby"})
+# containerd namespaces that name its cgroupfs parents (CRI's k8s.io; nerdctl's and ctr's default)
+_CONTAINERD_NAMESPACES = frozenset({"k8s.io", "default"})
 _KUBEPODS = re.compile(r"(?:^|-)kubepods(?:[.-]|$)")
 _LXC_PAYLOAD = re.compile(r"^lxc\.payload\.(.+)$")
 _TEMPLATE_INSTANCE = re.compile(r"^([^@]+)@.*\.(service|socket)$")
