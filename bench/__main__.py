@@ -1,8 +1,9 @@
 """`python -m bench [--only NAME ...] [--quick] ...`: run the benchmarks, write bench/results/*.json.
 
-Default (all four, about 10 minutes on a 2-core machine): storm with 5 rounds (without the agent, with it,
+Default (all of them, about 15 minutes on a 2-core machine): storm with 5 rounds (without the agent, with it,
 with it under a 0.25-core CPU budget) of 5 s runs at saturation, 2k, 5k and 10k conn/s; per-record replay of 20k records; governor at 100k
-series. --quick: 2 rounds of 3 s and 10k records (about 3-4 minutes).
+series; evidence export over a 1 GB window of agent files (--evidence-mb). --quick: 2 rounds of 3 s and
+10k records, one evidence round.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Callable
 
 from bench.common import BenchError, say, write_result
 
-NAMES = ("storm", "per-record", "governor", "skips")
+NAMES = ("storm", "per-record", "governor", "skips", "evidence")
 
 
 def _storm(a: argparse.Namespace) -> dict[str, Any]:
@@ -42,8 +43,14 @@ def _skips(a: argparse.Namespace) -> dict[str, Any]:
     return skipped_runs.run(a.skip_rounds, a.skip_connections, 23)
 
 
+def _evidence(a: argparse.Namespace) -> dict[str, Any]:
+    from bench import evidence_bench
+
+    return evidence_bench.run(a.evidence_mb, 1 if a.quick else evidence_bench.REPEATS)
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "storm": _storm, "per-record": _per_record, "governor": _governor, "skips": _skips,
+    "storm": _storm, "per-record": _per_record, "governor": _governor, "skips": _skips, "evidence": _evidence,
 }
 
 
@@ -63,6 +70,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip-connections", type=int, default=2003, help="skips: normal connections per run (default 2003)")
     p.add_argument("--series", type=int, action="append",
                    help="governor: TSDB sizes (repeatable; default 100000; 1000000 takes minutes and GBs)")
+    p.add_argument("--evidence-mb", type=int, default=1024, help="evidence: MB of agent files in the window (default 1024)")
     a = p.parse_args(argv)
     a.pairs = a.pairs or (2 if a.quick else 5)
     a.seconds = a.seconds or (3.0 if a.quick else 5.0)

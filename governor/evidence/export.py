@@ -24,6 +24,7 @@ from governor.evidence.timewindow import Window, rfc3339
 
 Progress = Callable[[str], None]
 _IDENTITY_ATTRS = {"namespace": "k8s.namespace.name", "pod": "k8s.pod.name", "workload": "bcgov.workload.name", "tier": "bcgov.tier"}
+_NS, _POD, _WORKLOAD, _TIER = _IDENTITY_ATTRS.values()
 
 
 @dataclasses.dataclass
@@ -145,7 +146,8 @@ class _Run:
             if req.logs_file:
                 self.progress(f"logs from {req.logs_file}")
                 try:
-                    st = telemetry.read_logs(req.logs_file, req.window, req.scope, out, on_log, self.progress)
+                    st = telemetry.read_logs(req.logs_file, req.window, req.scope, out, on_log, self.progress,
+                                             parse_bodies=timeline.BODIES)
                     self.queried["logs"] = str(req.logs_file)
                     self.progress(f"logs: {st.kept} of {st.read} lines kept")
                 except SourceMissing as exc:
@@ -175,14 +177,14 @@ class _Run:
                 self.not_requested["spans"] = "no --spans-file or --otlp-query given"
 
     def _see(self, attrs: dict[str, Any], where: str) -> None:
-        key = tuple(str(attrs.get(a, "")) for a in _IDENTITY_ATTRS.values())
-        if any(key):
-            places = self.seen.get(key)
-            if places is None:
-                if len(self.seen) >= timeline.MAX_GROUPS:
-                    return  # bounded like the timeline; identity.json says it is capped
-                places = self.seen[key] = set()
-            places.add(where)
+        g = attrs.get
+        key = (g(_NS, ""), g(_POD, ""), g(_WORKLOAD, ""), g(_TIER, ""))
+        places = self.seen.get(key)
+        if places is None:
+            if not any(key) or len(self.seen) >= timeline.MAX_GROUPS:
+                return  # bounded like the timeline; identity.json says it is capped
+            places = self.seen[key] = set()
+        places.add(where)
 
     def budget_report(self) -> None:
         req = self.req
@@ -228,7 +230,8 @@ class _Run:
                 key = tuple(s.labels.get(k, "") for k in _IDENTITY_ATTRS)
                 if any(key):
                     self.seen.setdefault(key, set()).add(f"series/{name}")
-        rows = [{**dict(zip(_IDENTITY_ATTRS, key)), "seen_in": sorted(where)} for key, where in sorted(self.seen.items())]
+        rows = [{**dict(zip(_IDENTITY_ATTRS, map(str, key))), "seen_in": sorted(where)}
+                for key, where in sorted(self.seen.items(), key=lambda kv: tuple(map(str, kv[0])))]
         return {"scope": self.req.scope.labels(), "workloads": rows, "capped": len(self.seen) >= timeline.MAX_GROUPS,
                 "tiers": sorted({r["tier"] for r in rows if r["tier"]}),
                 "namespaces": sorted({r["namespace"] for r in rows if r["namespace"]}),

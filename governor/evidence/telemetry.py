@@ -12,6 +12,7 @@ trace_id/span_id are kept so the pillars still join.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import json
 import os
@@ -29,6 +30,10 @@ _PROGRESS_EVERY_S = 2.0
 # Every redaction rule (agent/redact.py) needs one of these in the string it masks; the secret
 # words' alternatives all contain one of the first seven (api_key, access_key, ... contain "key").
 _SECRET_HINTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential", b"auth", b"://", b"bearer", b"basic")
+# argv rules (per-client options such as `redis-cli -a X`, `sh -c '...'`) need no such word, so any
+# line holding an argv-like key takes the redacting path.
+_ARGV_NEEDLES = tuple(json.dumps(k).encode() for k in redaction.ARGV_KEYS)
+_TEXT_HINTS = tuple(h for h in _SECRET_HINTS if h != b"key")
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
@@ -57,17 +62,21 @@ def otlp_attrs(attrs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def may_hold_secret(line: bytes, otlp: bool = False) -> bool:
     """False only when no redaction rule can match anything in `line`: no JSON escape (which could
-    spell a word another way) and none of the words the rules need. OTLP's own `"key":` fields
-    are discounted when `otlp`."""
+    spell a word another way), no argv-like key, and none of the words the text rules need. OTLP's
+    own `"key":` fields are discounted when `otlp`. Checked against agent/redact.py's case corpus
+    (tests/evidence/test_redaction_gate.py)."""
     if b"\\" in line:
         return True
-    low = line.lower()
-    for hint in _SECRET_HINTS:
-        if hint in low:
-            if hint == b"key" and otlp and low.count(b"key") == line.count(b'"key":'):
-                continue
+    for needle in _ARGV_NEEDLES:
+        if needle in line:
             return True
-    return False
+    low = line.lower()
+    for hint in _TEXT_HINTS:  # plain substring searches: far cheaper than one case-blind regex
+        if hint in low:
+            return True
+    if otlp:
+        return low.count(b"key") != line.count(b'"key":')
+    return b"key" in low
 
 
 @dataclasses.dataclass
@@ -151,6 +160,14 @@ def filter_spans(requests: Iterable[Any], window: Window, scope: Scope, out: Wri
     return stats
 
 
+# Span attributes the timeline and identity read (timeline._who); a span with events gets all of them.
+_OBSERVED = frozenset({*ATTRIBUTE_OF.values(), "bcgov.workload.name", "process.executable.name", "process.pid"})
+
+
+def _some_attrs(attrs: list[dict[str, Any]], wanted: frozenset[str]) -> dict[str, Any]:
+    return {a["key"]: otlp_value(a.get("value", {})) for a in attrs or () if a.get("key") in wanted}
+
+
 def _filter_request(req: Any, raw: bytes | None, window: Window, scope: Scope, out: Writer,
                     observe: Callable[[FlatSpan], None], stats: Stats) -> None:
     if not isinstance(req, dict):
@@ -171,22 +188,29 @@ def _filter_request(req: Any, raw: bytes | None, window: Window, scope: Scope, o
                     stats.skipped_bad_lines += 1
                     all_kept = False
                     continue
-                attrs = {**res_attrs, **otlp_attrs(sp.get("attributes", []))}
-                if end < window.start or start > window.end or not scope.matches(attrs):
+                if end < window.start or start > window.end:
+                    all_kept = False
+                    continue
+                events = sp.get("events")
+                # Only what the scope, timeline and identity read is decoded, unless the span has events.
+                own = otlp_attrs(sp.get("attributes", [])) if events else _some_attrs(sp.get("attributes", []), _OBSERVED)
+                attrs = {**res_attrs, **own}
+                if not scope.matches(attrs):
                     all_kept = False
                     continue
                 if redact:
                     sp = {**sp, "attributes": redaction.redact_otlp_attributes(sp.get("attributes", [])),
                           "events": [{**e, "attributes": redaction.redact_otlp_attributes(e.get("attributes", []))}
-                                     for e in sp.get("events", [])]}
+                                     for e in events or ()]}
                     if "status" in sp:
                         sp["status"] = redaction.redact_value(sp["status"])
                     attrs = redaction.redact_value(attrs)
+                    events = sp["events"]
                 kept.append(sp)
                 stats.kept += 1
                 observe(FlatSpan(sp.get("name", ""), sp.get("traceId", ""), sp.get("spanId", ""), start, end, attrs,
                                  [(int(e.get("timeUnixNano", 0)) / 1e9, e.get("name", ""), otlp_attrs(e.get("attributes", [])))
-                                  for e in sp.get("events", [])]))
+                                  for e in events or ()]))
             if kept:
                 kept_ss.append({**ss, "spans": kept})
         if kept_ss:
@@ -204,13 +228,42 @@ def _filter_request(req: Any, raw: bytes | None, window: Window, scope: Scope, o
 
 # ------------------------------------------------------------------------------------------- logs
 
+_IDENTITY_NEEDLES = tuple((k, f'"{k}":"'.encode()) for k in (*ATTRIBUTE_OF.values(), "bcgov.workload.name"))
+
+
+def _agent_body(line: bytes) -> bytes | None:
+    """The body of an agent event line without escapes (`..."body":"tcp connection closed",...`)."""
+    i = line.find(b',"body":"', 37)
+    if i < 0:
+        return None
+    j = line.find(b'"', i + 9)
+    return line[i + 9:j] if j > 0 else None
+
+
+def _identity(line: bytes) -> dict[str, str]:
+    """The identity attributes of an agent event line without escapes, read from the text."""
+    out = {}
+    for key, needle in _IDENTITY_NEEDLES:
+        i = line.find(needle)
+        if i >= 0:
+            j = line.find(b'"', i + len(needle))
+            out[key] = line[i + len(needle):j].decode("utf-8", "replace")
+    return out
+
+
 def read_logs(path: Path, window: Window, scope: Scope, out: Writer, observe: Callable[[dict[str, Any], float], None],
-              progress: Progress = lambda _m: None) -> Stats:
+              progress: Progress = lambda _m: None, parse_bodies: frozenset[str] | None = None) -> Stats:
     """Event log lines inside the window and scope, in file order, written to `out`; `observe`
-    gets each kept record (redacted) with its Unix time."""
+    gets each kept record (redacted) with its Unix time.
+
+    With `parse_bodies`, an agent line strictly inside the window, with no escape and nothing to
+    redact, whose body is not one of those is not parsed at all: it is copied, and `observe` gets
+    `{"body", "attributes"}` with the identity attributes only (the bulk of a busy node's lines are
+    connection closes, which the timeline does not list)."""
     stats = Stats()
     lo, hi = _rfc3339_us(window.start).encode(), _rfc3339_us(window.end).encode()
     needles = _scope_needles(scope)
+    skip_parse = {b.encode() for b in parse_bodies} if parse_bodies is not None else None
     with _open(path, "logs") as fh:
         total = _size(fh)
         for line in _lines(fh, total, "logs", stats, progress):
@@ -219,11 +272,20 @@ def read_logs(path: Path, window: Window, scope: Scope, out: Writer, observe: Ca
                 ts_text = line[9:36]
                 if ts_text < lo or ts_text > hi:
                     continue  # outside the window: no parse
-                if needles and b"\\" not in line and not all(n in line for n in needles):
+                plain = b"\\" not in line
+                if needles and plain and not all(n in line for n in needles):
                     continue  # outside the scope: the agent writes compact JSON, so the pair is verbatim
+                if (skip_parse is not None and plain and lo < ts_text < hi and line.endswith(b"}}\n")
+                        and not may_hold_secret(line)):
+                    body = _agent_body(line)
+                    if body is not None and body not in skip_parse:
+                        out.write(line)
+                        stats.kept += 1
+                        observe({"body": body.decode("utf-8", "replace"), "attributes": _identity(line)}, _agent_time(ts_text))
+                        continue
             try:
                 rec = json.loads(line)
-                ts = parse_time(str(rec["time"]), 0.0)
+                ts = _agent_time(ts_text) if agent_format else parse_time(str(rec["time"]), 0.0)
             except Exception:  # noqa: BLE001 - a bad line is counted, never fatal
                 stats.skipped_bad_lines += 1
                 continue
@@ -237,6 +299,22 @@ def read_logs(path: Path, window: Window, scope: Scope, out: Writer, observe: Ca
             stats.kept += 1
             observe(rec, ts)
     return stats
+
+
+_SECOND_CACHE: dict[bytes, int] = {}
+
+
+def _agent_time(text: bytes) -> float:
+    """Unix time of the agent's `YYYY-MM-DDTHH:MM:SS.ffffffZ` (one calendar conversion a second)."""
+    head = text[:19]
+    sec = _SECOND_CACHE.get(head)
+    if sec is None:
+        if len(_SECOND_CACHE) > 100_000:
+            _SECOND_CACHE.clear()
+        sec = _SECOND_CACHE[head] = calendar.timegm(time.strptime(head.decode(), "%Y-%m-%dT%H:%M:%S"))
+    if text[19:20] != b"." or text[26:27] != b"Z":
+        raise ValueError(f"not the agent's time format: {text!r}")
+    return sec + int(text[20:26]) / 1e6
 
 
 def _rfc3339_us(ts: float) -> str:

@@ -25,6 +25,8 @@ MAX_COMMANDS = 64  # distinct command lines counted per group; more are counted 
 TOP_COMMANDS = 3
 # Which rows a capped table keeps first (then it shows them in time order).
 PRIORITY = {"alert": 0, "oom kill": 1, "budget breach": 2, "reset": 3, "exit": 4, "exec": 5}
+# Event-line bodies the timeline reads (Timeline.log); telemetry.read_logs parses only these in full.
+BODIES = frozenset({"oom kill", "process exec", "process exit", "tcp connection reset"})
 
 
 @dataclasses.dataclass

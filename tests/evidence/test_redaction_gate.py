@@ -1,0 +1,97 @@
+"""The export copies a line byte for byte only when no redaction rule can apply to it
+(telemetry.may_hold_secret). Held against the agent's own redaction case corpus
+(tests/agent/redaction/cases.yaml, one case or more per rule of agent/redact.py) and the planted
+secrets of the evidence fixtures: whatever path a line takes, what lands in the bundle equals the
+full structural redaction of it."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agent.event_log import EventLog  # noqa: E402
+from agent.spans import KIND_CLIENT, JsonlFileExporter, SpanData  # noqa: E402
+from governor.evidence import redaction, telemetry  # noqa: E402
+from governor.evidence.scope import Scope  # noqa: E402
+from governor.evidence.timewindow import Window  # noqa: E402
+
+CASES_FILE = ROOT / "tests" / "agent" / "redaction" / "cases.yaml"
+T0 = 1_800_000_000.0
+OWN_CASES = [
+    ["ledger", "--db-password=hunter2"], ["psql", "postgres://u:pw@db/x"], ["curl", "-H", "Authorization: Bearer abcdefgh"],
+    ["env", "API_KEY=zz"], ["app", "--password", "sekrit"], ["echo", "nothing to hide"],
+]
+
+
+def argvs() -> list[list[str]]:
+    cases = yaml.safe_load(CASES_FILE.read_text()) if CASES_FILE.is_file() else []
+    return [list(map(str, c["argv"])) for c in cases] + OWN_CASES
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.buf = io.BytesIO()
+
+    def write(self, data: bytes) -> None:
+        self.buf.write(data)
+
+    def records(self) -> list[Any]:
+        return [json.loads(l) for l in self.buf.getvalue().splitlines()]
+
+
+def test_the_corpus_is_there() -> None:
+    assert len(argvs()) > len(OWN_CASES)
+
+
+@pytest.mark.parametrize("argv", argvs(), ids=lambda a: " ".join(a)[:40])
+def test_every_log_line_lands_fully_redacted(tmp_path: Path, argv: list[str]) -> None:
+    buf = io.StringIO()
+    log = EventLog(buf)
+    ns = int(T0 * 1e9)
+    log.write(ns, "process exec", {"process.pid": 1, "process.command_args": argv})
+    log.write(ns, "process exec", {"process.pid": 1, "bcgov.note": " ".join(argv)})  # text rules alone
+    for i, a in enumerate(argv):
+        log.write(ns, "note", {f"bcgov.arg{i}": a})
+    path = tmp_path / "events.jsonl"
+    path.write_text(buf.getvalue())
+    sink = Sink()
+    telemetry.read_logs(path, Window(T0 - 1, T0 + 1, 1), Scope(), sink, lambda _r, _t: None)
+    want = [redaction.redact_value(json.loads(l)) for l in buf.getvalue().splitlines()]
+    assert sink.records() == want
+
+
+@pytest.mark.parametrize("argv", argvs(), ids=lambda a: " ".join(a)[:40])
+def test_every_span_lands_fully_redacted(tmp_path: Path, argv: list[str]) -> None:
+    path = tmp_path / "spans.jsonl"
+    exp = JsonlFileExporter(str(path), {"service.name": "bcgov-agent"}, "0.1.0")
+    ns = int(T0 * 1e9)
+    exp.export([SpanData(trace_id=1, span_id=2, name="tcp connect", kind=KIND_CLIENT, start_ns=ns, end_ns=ns + 1,
+                         attributes={f"bcgov.arg{i}": a for i, a in enumerate(argv)})])
+    exp.shutdown()
+    sink = Sink()
+    telemetry.read_spans(path, Window(T0 - 1, T0 + 1, 1), Scope(), sink, lambda _s: None)
+    (got,) = [sp for r in sink.records() for rs in r["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+    (orig,) = [sp for rs in json.loads(path.read_text())["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+    assert got["attributes"] == redaction.redact_otlp_attributes(orig["attributes"])
+
+
+@pytest.mark.parametrize("line,otlp,want", [
+    (b'{"time":"x","body":"tcp close","attributes":{"k8s.pod.name":"a"}}', False, False),
+    (b'{"attributes":[{"key":"k8s.pod.name","value":{"stringValue":"a"}}]}', True, False),
+    (b'{"attributes":[{"key":"monkey","value":{"stringValue":"a"}}]}', True, True),
+    (b'{"attributes":{"x":"p\\u0061ss=1"}}', False, True),  # an escape could spell a word
+    (b'{"attributes":{"process.command_args":["redis-cli","-a","x"]}}', False, True),
+    (b'{"attributes":{"u":"http://h/"}}', False, True),
+])
+def test_may_hold_secret(line: bytes, otlp: bool, want: bool) -> None:
+    assert telemetry.may_hold_secret(line, otlp) is want
