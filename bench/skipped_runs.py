@@ -1,5 +1,5 @@
-"""Skipped runs next to a neighbouring BPF tracer: what tcp_lifecycle loses with and without the
-raw-tracepoint repair, under the same neighbour load.
+"""Skipped runs next to a neighbouring BPF tracer: what tcp_lifecycle and runqueue lose with and
+without their raw-tracepoint repairs, under the same neighbour load.
 
 Each round runs the same load twice, order alternating: `tracepoint only` (the probe as it was:
 its raw tracepoint not attached) and `with repair` (as the agent loads it). The load is the one
@@ -9,7 +9,8 @@ cgroup, and a workload there making NORMAL loopback connections plus TIMEOUTS co
 SYNs are dropped (their retransmits and timeouts run in timer softirqs, which land inside the
 neighbour's programs). Per run: the kernel's skipped runs per program (recursion_misses), closes
 counted in the kernel against connections made per direction, closes skipped and swept by the
-repair, and `conns` entries of the workload left behind after every socket closed.
+repair, and `conns` entries of the workload left behind after every socket closed; runqueue's skipped wakeups and how many of
+them its raw program marked (a wakeup neither run nor marked is a wait missing from the histogram).
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ def _one(repair: bool, normal: int, timeouts: int) -> dict[str, Any]:
     from agent import loader, preflight
     from agent.skipped_runs import recursion_misses
     from agent.tracefs import Tracefs
-    from probes import tcp_lifecycle
+    from probes import runqueue, tcp_lifecycle
 
-    spec = tcp_lifecycle.SPEC if repair else dataclasses.replace(tcp_lifecycle.SPEC, raw_tracepoints=())
-    probe = loader.load(loader.plan(spec, Tracefs(preflight.check())))
+    tracefs = Tracefs(preflight.check())
+    specs = [s if repair else dataclasses.replace(s, raw_tracepoints=()) for s in (tcp_lifecycle.SPEC, runqueue.SPEC)]
+    probe, rq = (loader.load(loader.plan(s, tracefs)) for s in specs)
     try:
         with test_cgroup() as cg:
-            before = recursion_misses({"tcp_lifecycle": probe})
+            before = recursion_misses({"tcp_lifecycle": probe, "runqueue": rq})
+            repairs_before = [int(sum(rq.bpf["wakeup_repairs"][i])) for i in range(2)]  # after the misses, likewise
             with neighbour_tracer(cg.id):
                 t0 = time.monotonic()
                 r = subprocess.run([sys.executable, str(TESTS_AGENT / "skip_workload.py"), str(normal), str(timeouts)],
@@ -52,7 +55,10 @@ def _one(repair: bool, normal: int, timeouts: int) -> dict[str, Any]:
                 raise RuntimeError(f"skip workload failed: {r.stderr[-500:]}")
             did = json.loads(r.stdout)
             time.sleep(0.5)  # closes of the last sockets run in softirq just after the workload exits
-            after = recursion_misses({"tcp_lifecycle": probe})
+            # repairs first: a wakeup skipped and marked between the two reads then shows as lost, never
+            # the other way round
+            marked, unknown = (int(sum(rq.bpf["wakeup_repairs"][i])) - repairs_before[i] for i in range(2))
+            after = recursion_misses({"tcp_lifecycle": probe, "runqueue": rq})
             bpf = probe.bpf
             made = {ACTIVE: did["connections"] + did["timed_out"] + 1, PASSIVE: did["connections"] + 1}
             counted = {d: sum(int(v.value) for k, v in bpf["tcp_connections"].items() if k.cgroup_id == cg.id and k.direction == d)
@@ -65,9 +71,11 @@ def _one(repair: bool, normal: int, timeouts: int) -> dict[str, Any]:
                 "skipped_runs": {f"{p}/{prog}": n - before.get((p, prog), 0) for (p, prog), n in after.items()},
                 "made": made, "counted": counted, "skipped_closes_swept": swept, "stale_conns_left": stale,
                 "closes_missing": sum(made[d] - counted[d] - swept[d] for d in made),
+                "wakeups_marked": marked, "wakeups_task_unknown": unknown,
             }
     finally:
         probe.close()
+        rq.close()
 
 
 def run(rounds: int, normal: int, timeouts: int) -> dict[str, Any]:
@@ -86,5 +94,10 @@ def run(rounds: int, normal: int, timeouts: int) -> dict[str, Any]:
             "closes_missing": summarize([r["closes_missing"] for r in mine]),
             "stale_conns_left": summarize([r["stale_conns_left"] for r in mine]),
             "closes_swept": summarize([sum(r["skipped_closes_swept"].values()) for r in mine]),
+            "wakeup_runs_skipped": summarize([r["skipped_runs"].get("runqueue/sched:sched_wakeup", 0)
+                                              + r["skipped_runs"].get("runqueue/sched:sched_wakeup_new", 0) for r in mine]),
+            "wakeups_lost": summarize([r["skipped_runs"].get("runqueue/sched:sched_wakeup", 0)
+                                       + r["skipped_runs"].get("runqueue/sched:sched_wakeup_new", 0)
+                                       - r["wakeups_marked"] for r in mine]),
         }
     return {"params": {"rounds": rounds, "normal": normal, "timeouts": timeouts}, "runs": runs, "summary": summary}

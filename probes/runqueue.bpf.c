@@ -73,9 +73,15 @@ static __always_inline int enqueue(u32 tid)
  * pid in `wakeup_seen` and the raw one learns pointer -> pid; when it did not, the raw one marks
  * the task runnable under the pid it learnt at an earlier wakeup (counted in `wakeup_repairs`:
  * [0] repaired, [1] task never seen before: not repairable). */
+/* The note is only believed when fresh: one left by a tracepoint run whose raw run never came (the
+ * moment between the two attaches, or a raw run skipped) must not pair a later skipped wakeup's task
+ * with its pid. A wakeup nested between another's two programs consumes that one's note, which is
+ * then marked twice: harmless (it only moves runnable_since later by the nesting time), counted. */
+#define WAKEUP_NOTE_FRESH_NS 50000
 struct wakeup_note {
+    u64 ts;    /* 0: consumed */
     u32 pid;
-    u32 valid;
+    u32 _pad;
 };
 BPF_PERCPU_ARRAY(wakeup_seen, struct wakeup_note, 1);
 BPF_TABLE("lru_hash", u64, u32, task_pids, 32768);
@@ -87,7 +93,7 @@ static __always_inline int wakeup(u32 pid)
     struct wakeup_note *n = wakeup_seen.lookup(&zero);
     if (n) {
         n->pid = pid;
-        n->valid = 1;
+        n->ts = bpf_ktime_get_ns();
     }
     return enqueue(pid);
 }
@@ -108,11 +114,14 @@ static __always_inline int raw_wakeup(u64 task)
     struct wakeup_note *n = wakeup_seen.lookup(&zero);
     if (!n)
         return 0;
-    if (n->valid) {  /* the tracepoint program ran for this wakeup: learn the task's pid */
-        n->valid = 0;
+    u64 noted = n->ts;
+    n->ts = 0;
+    if (noted && bpf_ktime_get_ns() - noted < WAKEUP_NOTE_FRESH_NS) {
+        /* the tracepoint program ran for this wakeup: learn the task's pid */
+        u32 pid = n->pid;
         u32 *known = task_pids.lookup(&task);
-        if (!known || *known != n->pid)
-            task_pids.update(&task, &n->pid);
+        if (!known || *known != pid)
+            task_pids.update(&task, &pid);
         return 0;
     }
     u32 *pid = task_pids.lookup(&task);

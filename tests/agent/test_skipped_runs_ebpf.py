@@ -158,8 +158,9 @@ def test_skipped_wakeups_are_marked_by_the_raw_program(runqueue_agent: RunningAg
         result = subprocess.run([sys.executable, str(SKIP_WORKLOAD), "997", "0"], preexec_fn=cgroup._enter,
                                 capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    misses = _wakeup_misses(agent) - misses0
+    # repairs read before misses (and after them at the start): a fix is never counted without its skip
     marked, unknown = (a - b for a, b in zip(_wakeup_repairs(agent), (marked0, unknown0)))
+    misses = _wakeup_misses(agent) - misses0
     print(f"sched_wakeup runs skipped {misses}: marked by the raw program {marked}, task never seen {unknown}")
     assert misses > 0
     # every skipped wakeup reached the raw program (it is not skipped itself but when it interrupts
@@ -167,6 +168,8 @@ def test_skipped_wakeups_are_marked_by_the_raw_program(runqueue_agent: RunningAg
     raw_misses = sum(n for (_, prog), n in recursion_misses({"runqueue": agent.agent.probes["runqueue"]}).items()
                      if prog.startswith("raw:"))
     assert marked + unknown + raw_misses >= misses * 0.95
+    # a wakeup nested between another's two programs has that one marked twice: a few at most
+    assert marked + unknown <= misses + max(5, misses // 50)
     assert marked > unknown
 
 
