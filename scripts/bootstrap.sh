@@ -28,7 +28,8 @@ agent_pkgs=(python3-bpfcc python3-venv)
 # Test-only tools, installed with the servers: BCC's own tools (neighbour tracers), ip, nft, pip.
 test_tools=(bpfcc-tools python3-pip iproute2 kmod)
 # openssh-client: ssh-keygen signs and verifies evidence bundles (bcgov evidence --sign-key)
-server_pkgs=(prometheus prometheus-alertmanager nftables util-linux procps openssh-client postgresql-15)
+# victoria-metrics: the single-node VictoriaMetrics with vmagent (governor tests at scale)
+server_pkgs=(prometheus prometheus-alertmanager nftables util-linux procps openssh-client postgresql-15 victoria-metrics)
 pkgs=("${agent_pkgs[@]}")
 [ "${BCGOV_BOOTSTRAP_SERVERS:-1}" = 1 ] && pkgs+=("${server_pkgs[@]}" "${test_tools[@]}")
 
