@@ -72,11 +72,13 @@ def governor_table(d: dict[str, Any]) -> list[str]:
 
 
 def skips_table(d: dict[str, Any]) -> list[str]:
-    out = ["| probe loaded as | state-change runs skipped | all runs skipped | closes missing (not counted, not swept) | "
-           "closes skipped and swept | conns entries left behind |", "|---|---|---|---|---|---|"]
+    out = ["| probes loaded as | state-change runs skipped | all runs skipped | closes missing (not counted, not swept) | "
+           "closes skipped and swept | conns entries left behind | wakeup runs skipped | wakeups skipped minus marked |",
+           "|---|---|---|---|---|---|---|---|"]
     for side, s in d["summary"].items():
         out.append(f"| {side} | {_mm(s['state_change_runs_skipped'], '{:.0f}')} | {_mm(s['all_runs_skipped'], '{:.0f}')} | "
-                   f"{_mm(s['closes_missing'], '{:.0f}')} | {_mm(s['closes_swept'], '{:.0f}')} | {_mm(s['stale_conns_left'], '{:.0f}')} |")
+                   f"{_mm(s['closes_missing'], '{:.0f}')} | {_mm(s['closes_swept'], '{:.0f}')} | {_mm(s['stale_conns_left'], '{:.0f}')} | "
+                   f"{_mm(s.get('wakeup_runs_skipped'), '{:.0f}')} | {_mm(s.get('wakeups_lost'), '{:.0f}')} |")
     runs = d["runs"]
     out.append("")
     out.append("Per run (round order): " + "; ".join(
