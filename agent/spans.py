@@ -208,10 +208,13 @@ class JsonlFileExporter:
         self._fh = self.file
 
     def export(self, spans: Sequence[SpanData]) -> bool:
+        """False when the batch was not written (an I/O error, or one line larger than
+        max_bytes): the span queue then counts its spans as dropped (export_failed)."""
         try:
+            dropped_before = self.file.lines_dropped
             self._fh.write(otlp_json_line(spans, self._resource, self._version) + "\n")
             self._fh.flush()
-            return True
+            return self.file.lines_dropped == dropped_before
         except OSError as exc:
             log.error("cannot write spans to %s: %s", self.path, exc)
             return False

@@ -111,6 +111,19 @@ def test_agent_rotates_its_event_log_and_exports_the_counts(tmp_path: Path) -> N
         assert json.loads(line)["body"] == "process exec"
 
 
+def test_a_batch_too_large_for_a_file_is_a_failed_export_not_a_silent_loss(tmp_path: Path) -> None:
+    """made = exported + dropped must hold: a batch line the file cannot take is reported failed,
+    so the span queue counts its spans as dropped (export_failed)."""
+    exporter = JsonlFileExporter(str(tmp_path / "spans.jsonl"), {"service.name": "bcgov-agent"}, "test",
+                                 max_bytes=MAX, backups=1)
+    small = [SpanData(1, 1, "tcp connect", 3, 1000, 2000, {"n": 1})]
+    big = [SpanData(k + 2, k + 1, "tcp connect", 3, 1000, 2000, {"pad": "z" * 200}) for k in range(60)]
+    assert exporter.export(small) is True
+    assert exporter.export(big) is False
+    assert exporter.file.lines_dropped == 1
+    exporter.shutdown()
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ({"spans_file_max_bytes": 100}, "spans_file_max_bytes must be >= 4096"),
     ({"log_file_backups": -1}, "log_file_backups must be >= 0"),
