@@ -15,12 +15,16 @@ def dashboards() -> None:
 @dashboards.command("build")
 @click.option("--out", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
               help="Directory to write the JSON into (default: the repository's dashboards/json).")
-def build_cmd(out: pathlib.Path | None) -> None:
-    """Write one JSON file per dashboard, ready for Grafana's import or provisioning."""
+@click.option("--provisioning-out", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
+              help="Directory for Grafana's provisioning files (datasources/, dashboards/); default: the repository's "
+                   "dashboards/provisioning when --out is not given.")
+def build_cmd(out: pathlib.Path | None, provisioning_out: pathlib.Path | None) -> None:
+    """Write one JSON file per dashboard, ready for Grafana's import or provisioning, and the
+    provisioning files that join Prometheus exemplars, Tempo traces and Loki logs."""
     # Imported here so the rest of the CLI starts without the Grafana SDK loaded.
     from dashboards import build
 
-    for path in build.write(out if out is not None else build.DEFAULT_OUT):
+    for path in build.write(out if out is not None else build.DEFAULT_OUT, provisioning_out):
         click.echo(str(path))
 
 

@@ -1,6 +1,6 @@
 """Build the bcgov Grafana dashboards to JSON (what users import, and what dashboards/json/ holds).
 
-    bcgov dashboards build [--out DIR]
+    bcgov dashboards build [--out DIR]   (and the Grafana provisioning files, dashboards/provisioning/)
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pathlib
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import definitions
+from dashboards import definitions, provisioning
 
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "json"
+DEFAULT_PROVISIONING = pathlib.Path(__file__).resolve().parent / "provisioning"
 
 
 def render(name: str) -> str:
@@ -43,12 +44,22 @@ def render_all() -> dict[str, str]:
     return {f"{name}.json": render(name) for name in definitions.ALL}
 
 
-def write(out: pathlib.Path = DEFAULT_OUT) -> list[pathlib.Path]:
-    """Write every dashboard into `out` (created if needed); return the paths written."""
+def write(out: pathlib.Path = DEFAULT_OUT, provisioning_out: pathlib.Path | None = None) -> list[pathlib.Path]:
+    """Write every dashboard into `out` (created if needed) and the Grafana provisioning files
+    (dashboards/provisioning.py) into `provisioning_out` (default: dashboards/provisioning when
+    `out` is the default, none otherwise); return the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for fname, text in render_all().items():
         path = out / fname
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    prov = provisioning_out if provisioning_out is not None else (DEFAULT_PROVISIONING if out == DEFAULT_OUT else None)
+    if prov is None:
+        return written
+    for rel, text in provisioning.render_all().items():
+        path = prov / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written

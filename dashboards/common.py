@@ -12,6 +12,8 @@ from grafana_foundation_sdk.builders import dashboard, prometheus
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
+from dashboards import provisioning
+
 # Where runbook links point: the repo the deploy/daemonset ArgoCD example syncs (keep in step with
 # deploy/daemonset/generate.py's RUNBOOK_BASE_URL).
 RUNBOOK_BASE_URL = "https://github.com/homelab/bcgov/blob/main/runbooks"
@@ -106,10 +108,27 @@ def _explore(datasource: str, query_obj: dict[str, object]) -> str:
     return "/explore?left=" + urllib.parse.quote(json.dumps(pane, separators=(",", ":")), safe="${}:,")
 
 
-def loki_link() -> dashboard.DashboardLink:
-    """The pod's log lines (the agent's JSON logs carry trace_id) for the panel's time range."""
+# The agent's event lines in Loki (sent over OTLP: service_name is a stream label, the log record's
+# attributes are structured metadata with `_` for `.`): one definition with the provisioning.
+AGENT_EVENTS_SELECTOR = provisioning.AGENT_EVENTS_SELECTOR
+
+
+def agent_events_link() -> dashboard.DashboardLink:
+    """The agent's kernel-event lines (execs, exits, OOM kills, connections with trace_id) about
+    the selected pods, for the panel's time range."""
+    expr = AGENT_EVENTS_SELECTOR + ' | k8s_namespace_name=~"$namespace" | k8s_pod_name=~"$pod"'
+    return dashboard.DashboardLink("Kernel events of the pod (agent, Loki)").url(_explore("${loki}", {"expr": expr})).target_blank(True)
+
+
+def app_logs_link() -> dashboard.DashboardLink:
+    """The application's own log lines (its pods' stdout/stderr) for the panel's time range."""
     expr = '{namespace=~"$namespace", pod=~"$pod"}'
-    return dashboard.DashboardLink("Logs in Loki").url(_explore("${loki}", {"expr": expr})).target_blank(True)
+    return dashboard.DashboardLink("Application logs of the pod (Loki)").url(_explore("${loki}", {"expr": expr})).target_blank(True)
+
+
+def log_links() -> list[dashboard.DashboardLink]:
+    """Both log views of a workload panel: what the kernel saw, and what the application said."""
+    return [agent_events_link(), app_logs_link()]
 
 
 def tempo_trace_link() -> dashboard.DashboardLink:

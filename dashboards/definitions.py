@@ -46,10 +46,10 @@ def tiers_overview() -> dashboard.Dashboard:
                             unit="reqps", links=drill))
     d = d.with_panel(series("Retransmits / s by tier", [query(rate.format(m="bcgov_tcp_retransmits_total"), "{{tier}}")], unit="reqps", links=drill))
     d = d.with_row(dashboard.Row("Latency and memory"))
-    d = d.with_panel(latency("Connection duration p50 / p99 by tier", DURATION, WORKLOAD_SEL, "tier",
+    d = d.with_panel(latency("Connection duration p50 / p99 by tier", DURATION, WORKLOAD_SEL, "tier", exemplars=True,
                              description="Exemplars carry the connection span's trace_id: click one to open it in Tempo.", links=drill))
     d = d.with_panel(series("OOM kills by tier", [query('sum by (tier) (increase(bcgov_oom_kills_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{tier}}")],
-                            links=[*drill, common.loki_link()]))
+                            links=[*drill, *common.log_links()]))
     d = d.with_row(dashboard.Row("Budget and agent health"))
     d = d.with_panel(series("Series vs budget by tier",
                             [query('bcgov_governor_tier_series{' + TIER_SEL + '} / bcgov_governor_tier_budget_series{' + TIER_SEL + '}', "{{tier}}")],
@@ -63,7 +63,7 @@ def tiers_overview() -> dashboard.Dashboard:
 
 def workload_drilldown() -> dashboard.Dashboard:
     """One workload or pod during an incident: its connections, peers, latency, processes, OOMs."""
-    logs = common.loki_link()
+    logs = common.log_links()
     d = _base(common.UID_WORKLOAD, "bcgov / Workload drill-down",
               "One workload (or pod): connections by peer, latency with exemplars (Tempo), processes, OOMs, node latency.",
               common.standard_variables("node", "tier", "namespace", "workload", "pod"))
@@ -71,27 +71,27 @@ def workload_drilldown() -> dashboard.Dashboard:
     d = d.with_row(dashboard.Row("Connections"))
     d = d.with_panel(series("Connections / s by direction and outcome",
                             [query('sum by (direction, outcome) (rate(bcgov_tcp_connections_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{direction}} {{outcome}}")],
-                            unit="reqps", links=[logs]))
+                            unit="reqps", links=logs))
     d = d.with_panel(series("Resets / s by peer",
                             [query('sum by (direction, peer_tier, peer_workload) (rate(bcgov_tcp_resets_total{' + WORKLOAD_SEL + '}[$__rate_interval]))',
-                                   "{{direction}} {{peer_tier}}/{{peer_workload}}")], unit="reqps", links=[logs]))
+                                   "{{direction}} {{peer_tier}}/{{peer_workload}}")], unit="reqps", links=logs))
     d = d.with_panel(series("Retransmits / s by peer",
                             [query('sum by (peer_tier, peer_namespace, peer_workload) (rate(bcgov_tcp_retransmits_total{' + WORKLOAD_SEL + '}[$__rate_interval]))',
-                                   "{{peer_tier}} {{peer_namespace}}/{{peer_workload}}")], unit="reqps", links=[logs]))
-    d = d.with_panel(latency("Connection duration p50 / p99", DURATION, WORKLOAD_SEL, "direction", links=[logs]))
-    d = d.with_panel(heat("Connection duration heatmap (exemplars open Tempo)", DURATION, WORKLOAD_SEL, links=[logs], width=24))
+                                   "{{peer_tier}} {{peer_namespace}}/{{peer_workload}}")], unit="reqps", links=logs))
+    d = d.with_panel(latency("Connection duration p50 / p99", DURATION, WORKLOAD_SEL, "direction", exemplars=True, links=logs))
+    d = d.with_panel(heat("Connection duration heatmap (exemplars open Tempo)", DURATION, WORKLOAD_SEL, exemplars=True, links=logs, width=24))
     d = d.with_row(dashboard.Row("Processes and memory"))
     d = d.with_panel(series("Process execs / s", [query('sum by (pod) (rate(bcgov_process_execs_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{pod}}")],
-                            unit="reqps", links=[logs]))
+                            unit="reqps", links=logs))
     d = d.with_panel(series("Process exits / s on the node by status",
-                            [query('sum by (status) (rate(bcgov_process_exits_total{' + NODE_SEL + '}[$__rate_interval]))', "{{status}}")], unit="reqps", links=[logs]))
-    d = d.with_panel(series("OOM kills", [query('sum by (pod) (increase(bcgov_oom_kills_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{pod}}")], links=[logs]))
+                            [query('sum by (status) (rate(bcgov_process_exits_total{' + NODE_SEL + '}[$__rate_interval]))', "{{status}}")], unit="reqps", links=logs))
+    d = d.with_panel(series("OOM kills", [query('sum by (pod) (increase(bcgov_oom_kills_total{' + WORKLOAD_SEL + '}[$__rate_interval]))', "{{pod}}")], links=logs))
     d = d.with_panel(series("Unresolved identities / s on the node",
                             [query('sum by (node) (rate(bcgov_agent_identity_unresolved_total{' + NODE_SEL + '}[$__rate_interval]))', "{{node}}")],
                             links=[common.runbook_link("BcgovAgentIdentityUnresolved")]))
     d = d.with_row(dashboard.Row("The node underneath"))
-    d = d.with_panel(latency("Block I/O latency p50 / p99 by device", BLOCK_IO, NODE_SEL, "device"))
-    d = d.with_panel(latency("Run-queue latency p50 / p99 by node", RUNQ, NODE_SEL, "node"))
+    d = d.with_panel(latency("Block I/O latency p50 / p99 by device", BLOCK_IO, NODE_SEL, "device", exemplars=False))
+    d = d.with_panel(latency("Run-queue latency p50 / p99 by node", RUNQ, NODE_SEL, "node", exemplars=False))
     return d
 
 
@@ -99,10 +99,10 @@ def node_kernel() -> dashboard.Dashboard:
     """Per node: block I/O and run-queue latency, TCP trouble, and whether the agent sees it all."""
     d = _base(common.UID_NODE, "bcgov / Node kernel", "Block I/O and run-queue latency per node and device; agent health per node.",
               common.standard_variables("node"))
-    d = d.with_panel(latency("Block I/O latency p50 / p99 by node and device", BLOCK_IO, NODE_SEL, "node, device"))
-    d = d.with_panel(heat("Block I/O latency heatmap", BLOCK_IO, NODE_SEL))
-    d = d.with_panel(latency("Run-queue latency p50 / p99 by node", RUNQ, NODE_SEL, "node"))
-    d = d.with_panel(heat("Run-queue latency heatmap", RUNQ, NODE_SEL))
+    d = d.with_panel(latency("Block I/O latency p50 / p99 by node and device", BLOCK_IO, NODE_SEL, "node, device", exemplars=False))
+    d = d.with_panel(heat("Block I/O latency heatmap", BLOCK_IO, NODE_SEL, exemplars=False))
+    d = d.with_panel(latency("Run-queue latency p50 / p99 by node", RUNQ, NODE_SEL, "node", exemplars=False))
+    d = d.with_panel(heat("Run-queue latency heatmap", RUNQ, NODE_SEL, exemplars=False))
     d = d.with_panel(series("Retransmits and resets / s by node",
                             [query('sum by (node) (rate(bcgov_tcp_retransmits_total{' + NODE_SEL + '}[$__rate_interval]))', "retransmits {{node}}"),
                              query('sum by (node) (rate(bcgov_tcp_resets_total{' + NODE_SEL + '}[$__rate_interval]))', "resets {{node}}")], unit="reqps"))
@@ -116,6 +116,28 @@ def node_kernel() -> dashboard.Dashboard:
                              query('sum by (node, probe) (rate(bcgov_agent_bpf_recursion_misses_total{' + NODE_SEL + '}[$__rate_interval]))',
                                    "skipped runs {{node}} {{probe}}")],
                             unit="reqps", links=[common.runbook_link("BcgovAgentEventsLost"), common.runbook_link("BcgovAgentKernelRunsSkipped")]))
+    # The agent watching itself (added after the panels above, so runbooks' viewPanel ids stay put).
+    d = d.with_panel(series("Agent cost: BPF run time per probe (cores)",
+                            [query('sum by (node, probe) (rate(bcgov_agent_bpf_run_seconds_total{' + NODE_SEL + '}[$__rate_interval]))',
+                                   "{{node}} {{probe}}")],
+                            description="The kernel's own run time of each probe's BPF programs (bcgov_agent_bpf_run_seconds_total; "
+                                        "exported with bpf_stats: true in the agent config)."))
+    d = d.with_panel(series("Agent: records lost, runs skipped, telemetry dropped / s",
+                            [query('sum by (node, probe) (rate(bcgov_agent_events_lost_total{' + NODE_SEL + '}[$__rate_interval]))', "lost {{node}} {{probe}}"),
+                             query('sum by (node, probe) (rate(bcgov_agent_bpf_recursion_misses_total{' + NODE_SEL + '}[$__rate_interval]))',
+                                   "skipped runs {{node}} {{probe}}"),
+                             query('sum by (node, reason) (rate(bcgov_agent_spans_dropped_total{' + NODE_SEL + '}[$__rate_interval]))',
+                                   "spans dropped {{node}} {{reason}}")],
+                            unit="reqps", description="Everything the agent saw but did not deliver: kernel records lost at the ring "
+                            "buffer, program runs the kernel skipped, spans dropped before export.",
+                            links=[common.runbook_link("BcgovAgentEventsLost"), common.runbook_link("BcgovAgentKernelRunsSkipped"),
+                                   common.runbook_link("BcgovAgentTelemetryDropped")]))
+    d = d.with_panel(series("Agent: label sets folded into __overflow__",
+                            [query('sum by (node, metric) (increase(bcgov_agent_series_overflow_total{' + NODE_SEL + '}[$__rate_interval]))',
+                                   "{{node}} {{metric}}")],
+                            description="Distinct label sets a metric family could not export within its series budget "
+                                        "(series_budgets), folded into one series whose labels are all __overflow__.",
+                            links=[common.runbook_link("BcgovAgentSeriesOverflow")]))
     return d
 
 

@@ -31,26 +31,30 @@ def series(title: str, targets: Sequence[prometheus.Dataquery], *, unit: str = "
     return p
 
 
-def latency(title: str, metric: str, selector: str, by: str, *, description: str = "", links: Links = (),
+def latency(title: str, metric: str, selector: str, by: str, *, exemplars: bool, description: str = "", links: Links = (),
             width: int = 12) -> timeseries.Panel:
-    """p50 and p99 of a `_seconds` histogram, with exemplars (trace_id) linking to Tempo."""
+    """p50 and p99 of a `_seconds` histogram. With `exemplars` (a histogram whose buckets carry a
+    span's trace_id, as connection durations do), they are queried and open their trace in Tempo;
+    without (block I/O and run-queue latency have no spans), the panel offers no trace link."""
     targets = [
         common.query(f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{{{selector}}}[$__rate_interval])))",
-                     f"p{int(q * 100)} {{{{{by}}}}}", exemplar=True)
+                     f"p{int(q * 100)} {{{{{by}}}}}", exemplar=exemplars)
         for q in (0.5, 0.99)
     ]
     return series(title, targets, unit="s", description=description, links=links,
-                  data_links=[common.tempo_trace_link()], width=width)
+                  data_links=[common.tempo_trace_link()] if exemplars else (), width=width)
 
 
-def heat(title: str, metric: str, selector: str, *, description: str = "", links: Links = (), width: int = 12) -> heatmap.Panel:
-    """A latency heatmap from histogram buckets; exemplars drawn on it open their trace."""
+def heat(title: str, metric: str, selector: str, *, exemplars: bool, description: str = "", links: Links = (),
+         width: int = 12) -> heatmap.Panel:
+    """A latency heatmap from histogram buckets; with `exemplars`, exemplars drawn on it open their trace."""
     q = common.query(f"sum by (le) (rate({metric}_bucket{{{selector}}}[$__rate_interval]))", "{{le}}",
-                     exemplar=True, fmt=pm.PromQueryFormat.HEATMAP)
+                     exemplar=exemplars, fmt=pm.PromQueryFormat.HEATMAP)
     p = (heatmap.Panel().title(title).description(description).datasource(common.PROM).span(width).height(8)
          .with_target(q.ref_id("A")).calculate(False).y_axis(heatmap.YAxisConfig().unit("s"))
-         .show_value(cm.VisibilityMode.NEVER).exemplars_color("rgba(255,0,255,0.7)")
-         .data_links([common.tempo_trace_link()]))
+         .show_value(cm.VisibilityMode.NEVER))
+    if exemplars:
+        p = p.exemplars_color("rgba(255,0,255,0.7)").data_links([common.tempo_trace_link()])
     if links:
         p = p.links(list(links))
     return p

@@ -22,12 +22,16 @@ TIER_ALERTS = (
     "BcgovLabelValueExplosion",
     "BcgovGovernorScrapeFailure",
 )
-AGENT_ALERTS = ("BcgovAgentProbeDown", "BcgovAgentEventsLost", "BcgovAgentKernelRunsSkipped", "BcgovAgentIdentityUnresolved")
+AGENT_ALERTS = ("BcgovAgentProbeDown", "BcgovAgentEventsLost", "BcgovAgentKernelRunsSkipped", "BcgovAgentIdentityUnresolved",
+                "BcgovAgentSeriesOverflow", "BcgovAgentTelemetryDropped")
 ALERT_NAMES = TIER_ALERTS + AGENT_ALERTS
 AGENT_TIER = "platform"  # the agent is platform software; its alerts carry this tier
 PREDICT_WINDOW = "6h"
 PREDICT_HORIZON_SECONDS = 24 * 3600
 IDENTITY_UNRESOLVED_RATIO = 0.05
+# Overflow is counted once per distinct label set folded, so the counter moves in bursts: the alert
+# fires on any increase over this window and clears once a window passes without one.
+OVERFLOW_WINDOW = "30m"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +130,18 @@ def agent_rules() -> list[Rule]:
              "15m", "warning", AGENT_TIER,
              "{{ $value | humanizePercentage }} of events on {{ $labels.instance }} have no pod identity",
              "The agent cannot map cgroups or IPs to pods for a share of events; spans and metrics lose their tier."),
+        Rule("BcgovAgentSeriesOverflow",
+             f"sum by (instance, metric) (increase(bcgov_agent_series_overflow_total[{OVERFLOW_WINDOW}])) > 0", "0s", "warning", AGENT_TIER,
+             "{{ $labels.metric }} on {{ $labels.instance }} folded {{ $value | humanize }} label sets into __overflow__ "
+             f"in the last {OVERFLOW_WINDOW}",
+             "The metric family reached its series budget on this node (series_budgets / series_budget_default): later label "
+             "sets are summed into one series whose labels are all __overflow__, so per-workload detail is missing for them."),
+        Rule("BcgovAgentTelemetryDropped",
+             'sum by (instance, reason) (rate(bcgov_agent_spans_dropped_total{reason!="shutdown"}[5m])) > 0', "10m", "warning",
+             AGENT_TIER,
+             "The agent on {{ $labels.instance }} drops {{ $value | humanize }} spans/s ({{ $labels.reason }})",
+             "Spans were made but not delivered: the export queue is full (queue_full) or the collector refuses or does not "
+             "answer (export_failed). Traces behind exemplars and log lines are missing for that share."),
     ]
 
 

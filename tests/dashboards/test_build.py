@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 
@@ -66,17 +67,27 @@ def test_overview_links_to_the_drilldown_carrying_the_variables() -> None:
     assert any("var-workload=${__field.labels.workload}" in u for u in drill)
 
 
-def test_latency_panels_have_exemplars_and_a_tempo_link() -> None:
-    found = 0
+# Histograms whose buckets carry a span's trace_id as exemplar (agent/exemplars.py); block I/O and
+# run-queue latency come from the kernel with no span, so they have none.
+WITH_EXEMPLARS = ("bcgov_tcp_connection_duration_seconds_bucket",)
+
+
+def test_latency_panels_offer_a_tempo_link_exactly_when_their_metric_has_exemplars() -> None:
+    found = {True: 0, False: 0}
     for dash in DASHBOARDS.values():
         for p in dashboard_json.panels(dash):
             # Latency panels are the ones built on a `_seconds` histogram's buckets.
             if not any("_seconds_bucket" in t["expr"] for t in p.get("targets", [])):
                 continue
-            found += 1
-            assert all(t.get("exemplar") for t in p["targets"]), p["title"]
-            assert any("${tempo}" in l["url"] and "trace_id" in l["url"] for l in dashboard_json.links(p)), p["title"]
-    assert found >= 6
+            has = any(m in t["expr"] for t in p["targets"] for m in WITH_EXEMPLARS)
+            found[has] += 1
+            tempo = [l for l in dashboard_json.links(p) if "${tempo}" in l["url"] and "trace_id" in l["url"]]
+            if has:
+                assert all(t.get("exemplar") for t in p["targets"]), p["title"]
+                assert tempo, p["title"]
+            else:
+                assert not any(t.get("exemplar") for t in p["targets"]) and not tempo, p["title"]
+    assert found[True] >= 3 and found[False] >= 6
 
 
 def test_workload_panels_link_to_the_pods_logs_in_loki() -> None:
@@ -84,6 +95,22 @@ def test_workload_panels_link_to_the_pods_logs_in_loki() -> None:
     loki = [l["url"] for p in dashboard_json.panels(drill) for l in dashboard_json.links(p) if "${loki}" in l["url"]]
     assert loki
     assert all("${__from}" in u and "${__to}" in u and "$pod" in u for u in loki)
+
+
+def test_workload_panels_open_the_agents_events_and_the_applications_logs() -> None:
+    """Two log views per workload panel: the agent's kernel-event lines about the pod (its own
+    service_name stream, filtered by the pod's structured metadata) and the pod's own output."""
+    import urllib.parse
+
+    drill = next(d for d in DASHBOARDS.values() if d["uid"] == common.UID_WORKLOAD)
+    workload_panels = [p for p in dashboard_json.panels(drill)
+                       if p["type"] != "row" and any("namespace=~\"$namespace\"" in t["expr"] for t in p["targets"])]
+    assert len(workload_panels) >= 5
+    for p in workload_panels:
+        exprs = [json.loads(urllib.parse.unquote(l["url"].split("left=", 1)[1]))["queries"][0]["expr"]
+                 for l in dashboard_json.links(p) if "${loki}" in l["url"]]
+        assert common.AGENT_EVENTS_SELECTOR + ' | k8s_namespace_name=~"$namespace" | k8s_pod_name=~"$pod"' in exprs, p["title"]
+        assert '{namespace=~"$namespace", pod=~"$pod"}' in exprs, p["title"]
 
 
 def test_every_alert_has_a_runbook_link_on_some_panel_and_each_resolves() -> None:

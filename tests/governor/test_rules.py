@@ -85,6 +85,18 @@ def cases(b: budgets.Budgets) -> list[dict]:
                    [({**pf, "probe": "tcp_lifecycle", "program": "sock:inet_sock_set_state", "instance": "n1"},
                      "The kernel skips 2 runs/s of tcp_lifecycle sock:inet_sock_set_state on n1")], b))
     c.append(_case("BcgovAgentKernelRunsSkipped", [(K, "246x30")], "20m", [], b))
+    O = 'bcgov_agent_series_overflow_total{metric="bcgov_tcp_connections",instance="n1"}'
+    # 0 for 10m, then 3 label sets folded at once: firing 10m later (the burst is in the 30m window),
+    # quiet once 30m pass without another.
+    c.append(_case("BcgovAgentSeriesOverflow", [(O, "0x10 3x60")], "20m",
+                   [({**pf, "metric": "bcgov_tcp_connections", "instance": "n1"},
+                     "bcgov_tcp_connections on n1 folded 3 label sets into __overflow__ in the last 30m")], b))
+    c.append(_case("BcgovAgentSeriesOverflow", [(O, "0x10 3x60")], "55m", [], b))
+    c.append(_case("BcgovAgentSeriesOverflow", [(O, "0x60")], "30m", [], b))
+    D = 'bcgov_agent_spans_dropped_total{reason="%s",instance="n1"}'
+    c.append(_case("BcgovAgentTelemetryDropped", [(D % "queue_full", "0+300x30"), (D % "shutdown", "0+600x30")], "20m",
+                   [({**pf, "reason": "queue_full", "instance": "n1"}, "The agent on n1 drops 5 spans/s (queue_full)")], b))
+    c.append(_case("BcgovAgentTelemetryDropped", [(D % "export_failed", "7x30"), (D % "shutdown", "0+600x30")], "20m", [], b))
     U, E = 'bcgov_agent_identity_unresolved_total{reason="pod",instance="n1"}', 'bcgov_agent_events_total{probe="tcp",instance="n1"}'
     c.append(_case("BcgovAgentIdentityUnresolved", [(U, "0+60x40"), (E, "0+600x40")], "30m",
                    [({**pf, "instance": "n1"}, "10% of events on n1 have no pod identity")], b))
