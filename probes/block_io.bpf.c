@@ -40,7 +40,10 @@ struct block_key {
     u32 op;
 };
 
-BPF_HASH(inflight, struct inflight_key, struct inflight, 16384);
+/* LRU: a completion the kernel skipped running this probe for (another BPF program was running on
+ * the CPU), or the tail of a partially completed request, leaves its entry behind; the oldest go
+ * first, so a full map costs the oldest in-flight requests' latencies, never every later one. */
+BPF_TABLE("lru_hash", struct inflight_key, struct inflight, inflight, 16384);
 #ifdef HAVE_IO_START
 /* LRU: a request front-merged after block_io_start changes sector and is never looked up again */
 BPF_TABLE("lru_hash", struct inflight_key, u64, submitters, 16384);

@@ -32,7 +32,9 @@ struct task_wait {
     u64 delay_ns;         /* measured at switch-in, attributed at the next switch-out; 0: none */
 };
 
-BPF_HASH(tasks, u32, struct task_wait, 32768);
+/* LRU: a task whose last switch-out the kernel skipped running this probe for keeps its entry;
+ * the least recently switched go first, so leaks can never stop new tasks from being tracked. */
+BPF_TABLE("lru_hash", u32, struct task_wait, tasks, 32768);
 BPF_HASH(runqueue_latency, u64, struct bcgov_hist, 4096);
 BPF_PERCPU_ARRAY(stats, u64, BCGOV_STAT_MAX);
 

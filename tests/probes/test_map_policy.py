@@ -1,0 +1,70 @@
+"""Maps cannot leak: every keyed map a probe writes is LRU, drained by the agent at scrape, or has a
+path in the C that removes its entries. A new BPF_HASH fails here until its policy is written down
+(and checked): a leaking non-LRU hash fills one day and then refuses every later insert."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBES = ROOT / "probes"
+DRAINERS = [ROOT / "agent" / f for f in ("kernel_metrics.py", "latency_metrics.py", "skipped_runs.py")]
+
+DRAINED = "drained"
+# (probe, map) -> DRAINED, or the entry-removing C call that must exist and why it suffices
+POLICY: dict[tuple[str, str], str] = {
+    ("tcp_lifecycle", "conns"): "conns.delete(",  # at close; a skipped close by the raw repair
+    ("tcp_lifecycle", "listeners"): "listeners.delete(",  # with the port's last listening socket
+    ("tcp_lifecycle", "preexisting"): "preexisting.delete(",  # adopted at close; written once at start-up
+    ("tcp_lifecycle", "tcp_connections"): DRAINED,
+    ("tcp_lifecycle", "tcp_connections_before_agent"): DRAINED,
+    ("tcp_lifecycle", "tcp_connection_durations"): DRAINED,
+    ("tcp_lifecycle", "tcp_skipped_closes"): DRAINED,
+    ("tcp_retransmit", "tcp_retransmits"): DRAINED,
+    ("tcp_reset", "tcp_resets"): DRAINED,
+    ("process", "pending_exec"): "pending_exec.delete(",  # exec, failed execve's return, thread exit
+    ("process", "process_execs"): DRAINED,
+    ("process", "process_exits"): DRAINED,
+    ("oom", "oom_kills"): DRAINED,
+    ("block_io", "block_io_latency"): DRAINED,
+    ("runqueue", "runqueue_latency"): DRAINED,
+}
+
+_HASH = re.compile(r"^\s*BPF_HASH\((\w+),", re.M)
+_LRU = re.compile(r'^\s*BPF_TABLE\("lru_hash",[^,]+,[^,]+,\s*(\w+),', re.M)
+
+
+def _maps() -> list[tuple[str, str, str]]:
+    out = []
+    for src in sorted(PROBES.glob("*.bpf.c")):
+        text = src.read_text()
+        probe = src.name.removesuffix(".bpf.c")
+        out += [(probe, name, "hash") for name in _HASH.findall(text)]
+        out += [(probe, name, "lru") for name in _LRU.findall(text)]
+    return out
+
+
+def test_the_sources_declare_maps() -> None:
+    kinds = {k for _, _, k in _maps()}
+    assert kinds == {"hash", "lru"}
+
+
+@pytest.mark.parametrize("probe, name, kind", _maps(), ids=lambda v: str(v))
+def test_every_keyed_map_is_lru_drained_or_emptied(probe: str, name: str, kind: str) -> None:
+    if kind == "lru":
+        return  # the kernel evicts the least recently used: a full map never refuses an insert
+    policy = POLICY.get((probe, name))
+    assert policy is not None, f"{probe}.bpf.c: hash map {name} has no policy: make it LRU, drain it, or delete its entries"
+    if policy == DRAINED:
+        assert any(f'"{name}"' in f.read_text() for f in DRAINERS), f"{name} is not drained by the agent"
+    else:
+        assert policy in (PROBES / f"{probe}.bpf.c").read_text(), f"{probe}.bpf.c never calls {policy}"
+
+
+def test_maps_that_leaked_are_now_lru() -> None:
+    # A skipped completion or last switch-out left these entries behind for good.
+    lru = {(p, n) for p, n, k in _maps() if k == "lru"}
+    assert {("block_io", "inflight"), ("runqueue", "tasks")} <= lru
