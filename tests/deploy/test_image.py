@@ -145,3 +145,25 @@ def test_agent_container_runs_with_the_daemonsets_settings(container: tuple[str,
     state = _podman("inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", name).stdout.split()
     assert state == ["0", "false"], logs()[-3000:]
     assert "agent stopped after" in logs()
+
+
+@pytest.mark.image
+def test_host_ca_certificates_stay_out_of_the_image(agent_image: str) -> None:
+    """The build trusts the host's CAs (a TLS-inspecting proxy) through a secret mount only: no line
+    of them is anywhere in the image. Control: a root every public bundle carries is found."""
+    host_cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    if not host_cas:
+        pytest.skip("this host trusts no extra CA certificates")
+    # a middle line of each PEM body: 64 base64 characters no other certificate shares
+    lines = [c.read_text().splitlines()[5] for c in host_cas]
+    control = "ISRG Root X1"  # in certifi's bundle, which requests installs into the venv
+    patterns = " ".join(f"-e '{ln}'" for ln in [*lines, control])
+    found = _podman("run", "--rm", *container_flags.HOST_FLAGS, "--network", "none", "--entrypoint", "sh", agent_image,
+                    "-c", f"grep -rlF {patterns} / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; true").stdout
+    files = found.split()
+    assert any(f.endswith("certifi/cacert.pem") for f in files), files  # the search works
+    for ln, ca in zip(lines, host_cas):
+        hits = _podman("run", "--rm", *container_flags.HOST_FLAGS, "--network", "none", "--entrypoint", "sh",
+                       agent_image, "-c", f"grep -rlF -e '{ln}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; true")
+        assert hits.stdout.split() == [], f"{ca} is in the image: {hits.stdout}"
+
