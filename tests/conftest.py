@@ -11,8 +11,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if os.geteuid() == 0:
         return
     for item in items:
-        if item.get_closest_marker("ebpf"):
-            item.add_marker(pytest.mark.xfail(reason="needs root for BPF and cgroups", run=False, strict=True))
+        if item.get_closest_marker("ebpf") or item.get_closest_marker("image"):
+            item.add_marker(pytest.mark.xfail(reason="needs root for BPF, cgroups and podman", run=False, strict=True))
 
 
 @pytest.fixture(scope="session")
