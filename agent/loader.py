@@ -125,8 +125,9 @@ def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
         ) from exc
     loaded = LoadedProbe(plan_, bpf, attached=list(spec.required))
     try:
-        for tp, fn in spec.raw_tracepoints:  # after the autoloaded tracepoints: run after them
-            bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=fn.encode())
+        for tp, fn, define in spec.raw_tracepoints:  # after the autoloaded tracepoints: run after them
+            if not define or define in plan_.defines:
+                bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=fn.encode())
     except Exception as exc:  # BCC raises bare Exception when the kernel refuses
         loaded.close()
         raise ProbeLoadError(f"probe {spec.name}: cannot attach raw tracepoint {tp}: {exc} (kernel 4.17+ needed)") from exc

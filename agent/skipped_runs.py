@@ -88,7 +88,8 @@ class SkippedRunsCollector(Collector):
 
 #: probe -> (its per-CPU repair counter array, the name of each slot), as in the probes' C
 REPAIRS = {
-    "tcp_lifecycle": ("tcp_skip_repairs", ("close_swept", "open_tracked", "established_marked")),
+    "tcp_lifecycle": ("tcp_skip_repairs", ("close_swept", "open_tracked", "established_marked", "retransmit_counted",
+                                           "reset_received_marked", "reset_sent_marked")),
     "runqueue": ("wakeup_repairs", ("wakeup_marked", "wakeup_task_unknown")),
 }
 

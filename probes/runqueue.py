@@ -15,5 +15,5 @@ SPEC = ProbeSpec(
     required=("sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_switch"),
     layouts={"runqueue_latency": Hist},
     # repair wakeups whose tracepoint run the kernel skipped (runqueue.bpf.c, "Skipped wakeups")
-    raw_tracepoints=(("sched_wakeup", "bcgov_raw__sched_wakeup"), ("sched_wakeup_new", "bcgov_raw__sched_wakeup_new")),
+    raw_tracepoints=(("sched_wakeup", "bcgov_raw__sched_wakeup", ""), ("sched_wakeup_new", "bcgov_raw__sched_wakeup_new", "")),
 )

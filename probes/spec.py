@@ -49,9 +49,10 @@ class ProbeSpec:
     ring_buffer: str | None = None
     decoder: Callable[[bytes], object] | None = None
     defines: tuple[str, ...] = ()
-    # (raw tracepoint, function): attached by the loader after the tracepoint programs, so on the
-    # same event each runs after them (BCC's autoload would attach raw tracepoints first)
-    raw_tracepoints: tuple[tuple[str, str], ...] = ()
+    # (raw tracepoint, function, define): attached by the loader after the tracepoint programs, so
+    # on the same event each runs after them (BCC's autoload would attach raw tracepoints first);
+    # only when `define` is "" or one of the plan's defines (its tracepoint exists, the C has it)
+    raw_tracepoints: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def source_path(self) -> Path:

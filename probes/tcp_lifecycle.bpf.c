@@ -338,8 +338,13 @@ struct skipped_close_key {
     u8 _pad[7];
 };
 BPF_HASH(tcp_skipped_closes, struct skipped_close_key, u64, 4096);
-/* [0] closes swept, [1] opens tracked by the raw program, [2] ESTABLISHED marked by it */
-BPF_PERCPU_ARRAY(tcp_skip_repairs, u64, 3);
+/* [0] closes swept, [1] opens tracked, [2] ESTABLISHED marked, [3] retransmits, [4] resets
+ * received, [5] resets sent counted on the span: each by a raw program after a skipped run */
+BPF_PERCPU_ARRAY(tcp_skip_repairs, u64, 6);
+/* what the optional tracepoint programs note in tp_seen, after the TCP states (0-12) */
+#define SEEN_RETRANSMIT 100
+#define SEEN_RESET_RECEIVED 101
+#define SEEN_RESET_SENT 102
 
 static __always_inline void note_seen(u64 sk, int newstate)
 {
@@ -349,6 +354,21 @@ static __always_inline void note_seen(u64 sk, int newstate)
         s->sk = sk;
         s->newstate = newstate;
     }
+}
+
+/* In a raw program: 1 when the tracepoint program ran for this event (its note is consumed, so a
+ * later event of the same kind on the same socket is not taken for it), 0 when it was skipped. */
+static __always_inline int tp_ran(u64 sk, u32 what)
+{
+    int zero = 0;
+    struct seen_state *s = tp_seen.lookup(&zero);
+    if (!s)
+        return 1;  /* cannot tell: repair nothing */
+    if (s->sk == sk && s->newstate == what) {
+        s->sk = 0;
+        return 1;
+    }
+    return 0;
 }
 
 static __always_inline void count_repair(int idx)
@@ -485,9 +505,8 @@ TRACEPOINT_PROBE(sock, sock_recv_length)
 #endif
 
 #ifdef HAVE_TCP_RETRANSMIT_SKB
-TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
+static __always_inline int retransmitted(u64 sk)
 {
-    u64 sk = (u64)args->skaddr;
     struct conn *c = conns.lookup(&sk);
     if (!c)
         return 0;
@@ -495,7 +514,36 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
     if (n < RTX_SLOTS)
         c->rtx_ns[n & (RTX_SLOTS - 1)] = bpf_ktime_get_ns();
     c->retransmits = n + 1;
+    return 1;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
+{
+    u64 sk = (u64)args->skaddr;
+    note_seen(sk, SEEN_RETRANSMIT);
+    retransmitted(sk);
     return 0;
+}
+
+/* raw args (all kernels): the socket first */
+int bcgov_raw__tcp_retransmit_skb(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 sk = ctx->args[0];
+    if (!tp_ran(sk, SEEN_RETRANSMIT) && retransmitted(sk))
+        count_repair(3);
+    return 0;
+}
+#endif
+
+#if defined(HAVE_TCP_RECEIVE_RESET) || defined(HAVE_TCP_SEND_RESET)
+static __always_inline int mark_reset(u64 sk, u8 flag)
+{
+    struct conn *c = conns.lookup(&sk);
+    if (!c)
+        return 0;
+    c->flags |= flag;
+    c->reset_ns = bpf_ktime_get_ns();
+    return 1;
 }
 #endif
 
@@ -503,11 +551,16 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 {
     u64 sk = (u64)args->skaddr;
-    struct conn *c = conns.lookup(&sk);
-    if (c) {
-        c->flags |= F_RESET_RECEIVED;
-        c->reset_ns = bpf_ktime_get_ns();
-    }
+    note_seen(sk, SEEN_RESET_RECEIVED);
+    mark_reset(sk, F_RESET_RECEIVED);
+    return 0;
+}
+
+int bcgov_raw__tcp_receive_reset(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 sk = ctx->args[0];
+    if (!tp_ran(sk, SEEN_RESET_RECEIVED) && mark_reset(sk, F_RESET_RECEIVED))
+        count_repair(4);
     return 0;
 }
 #endif
@@ -518,11 +571,16 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     u64 sk = (u64)args->skaddr;
     if (!sk)
         return 0;
-    struct conn *c = conns.lookup(&sk);
-    if (c) {
-        c->flags |= F_RESET_SENT;
-        c->reset_ns = bpf_ktime_get_ns();
-    }
+    note_seen(sk, SEEN_RESET_SENT);
+    mark_reset(sk, F_RESET_SENT);
+    return 0;
+}
+
+int bcgov_raw__tcp_send_reset(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 sk = ctx->args[0];  /* (sk, skb[, reason]): NULL for a reset not sent from a socket */
+    if (sk && !tp_ran(sk, SEEN_RESET_SENT) && mark_reset(sk, F_RESET_SENT))
+        count_repair(5);
     return 0;
 }
 #endif

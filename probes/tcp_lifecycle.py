@@ -107,5 +107,10 @@ SPEC = ProbeSpec(
     decoder=decode,
     defines=(f"RTX_SLOTS={RTX_SLOTS}", f"BCGOV_HIST_SLOTS={DURATION_SLOTS}"),
     # repairs what a skipped tracepoint run leaves wrong (tcp_lifecycle.bpf.c, "Skipped runs")
-    raw_tracepoints=(("inet_sock_set_state", "bcgov_raw__inet_sock_set_state"),),
+    raw_tracepoints=(
+        ("inet_sock_set_state", "bcgov_raw__inet_sock_set_state", ""),
+        ("tcp_retransmit_skb", "bcgov_raw__tcp_retransmit_skb", "HAVE_TCP_RETRANSMIT_SKB"),
+        ("tcp_receive_reset", "bcgov_raw__tcp_receive_reset", "HAVE_TCP_RECEIVE_RESET"),
+        ("tcp_send_reset", "bcgov_raw__tcp_send_reset", "HAVE_TCP_SEND_RESET"),
+    ),
 )

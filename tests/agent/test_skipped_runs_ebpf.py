@@ -100,7 +100,7 @@ def _run_raw(prog_fd: int, *args: int) -> None:
 
 def _repairs(agent: RunningAgent) -> list[int]:
     table = agent.agent.probes["tcp_lifecycle"].bpf["tcp_skip_repairs"]
-    return [int(sum(table[i])) for i in range(3)]
+    return [int(sum(table[i])) for i in range(6)]
 
 
 def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
@@ -114,6 +114,13 @@ def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
     try:
         socks = wait_for(lambda: (lambda s: s if len(s) == 2 else None)(_conns_of(agent, cgroup.id)),
                          what="both ends of the held connection tracked")
+        # a retransmit and resets whose tracepoint runs were skipped still reach the span
+        conns = bpf["conns"]
+        _run_raw(bpf.funcs[b"bcgov_raw__tcp_retransmit_skb"].fd, socks[0], 0)
+        assert conns[conns.Key(socks[0])].retransmits == 1 and conns[conns.Key(socks[0])].rtx_ns[0] > 0
+        _run_raw(bpf.funcs[b"bcgov_raw__tcp_receive_reset"].fd, socks[0])
+        _run_raw(bpf.funcs[b"bcgov_raw__tcp_send_reset"].fd, socks[1], 0, 0)
+        assert conns[conns.Key(socks[0])].flags & 2 and conns[conns.Key(socks[1])].flags & 4  # F_RESET_RECEIVED / _SENT
         for sk in socks:
             _run_raw(raw, sk, TCP_ESTABLISHED, TCP_CLOSE)
         assert _conns_of(agent, cgroup.id) == []
@@ -130,7 +137,7 @@ def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
     assert bpf["conns"][bpf["conns"].Key(fake_sk)].flags & 1  # F_ESTABLISHED
     _run_raw(raw, fake_sk, TCP_ESTABLISHED, TCP_CLOSE)
     assert bpf["conns"].Key(fake_sk) not in bpf["conns"]
-    assert [a - b for a, b in zip(_repairs(agent), before)] == [3, 1, 1]
+    assert [a - b for a, b in zip(_repairs(agent), before)] == [3, 1, 1, 1, 1, 1]
 
 
 # --- runqueue: wakeups whose tracepoint run was skipped ---------------------------------------
