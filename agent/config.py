@@ -54,6 +54,17 @@ class AgentConfig:
     log_file_backups: int = 3
     # Probes /readyz needs up: "all" (every configured probe) or a list of names (agent/readiness.py).
     ready_requires: list[str] | str = "all"
+    # Where event lines go: "local" (stderr, or log_file), "otlp" (LogRecords to otlp_endpoint),
+    # "both", or "auto" (both when otlp_endpoint is set, else local). agent/otlp_logs.py.
+    logs: str = "auto"
+    log_queue_size: int = 16384
+
+    def log_destinations(self) -> tuple[bool, bool]:
+        """(write lines locally, send them over OTLP) for the `logs` setting."""
+        mode = self.logs
+        if mode == "auto":
+            mode = "both" if self.otlp_endpoint else "local"
+        return mode in ("local", "both"), mode in ("otlp", "both")
 
     def metrics_host_port(self) -> tuple[str, int] | None:
         """(host, port) to listen on, or None when metrics serving is off ('' or 'off')."""
@@ -83,6 +94,13 @@ class AgentConfig:
             raise ConfigError(f"{where}: cpu_budget_window must be > 0 seconds (e.g. 5)")
         if self.duration is not None and self.duration < 0:
             raise ConfigError(f"{where}: duration must be >= 0 seconds")
+        if self.logs not in ("auto", "local", "otlp", "both"):
+            raise ConfigError(f"{where}: logs must be 'auto', 'local', 'otlp' or 'both', not {self.logs!r}")
+        if self.logs in ("otlp", "both") and not self.otlp_endpoint:
+            raise ConfigError(f"{where}: logs: {self.logs} needs otlp_endpoint (e.g. http://collector:4317); "
+                              f"or set logs: local")
+        if self.log_queue_size < 1:
+            raise ConfigError(f"{where}: log_queue_size must be >= 1 (e.g. 16384), not {self.log_queue_size}")
         if not 0 < self.otlp_timeout_seconds <= 60:
             raise ConfigError(f"{where}: otlp_timeout_seconds must be within 0..60 (e.g. 5), not {self.otlp_timeout_seconds}")
         from agent.rotating_file import MIN_MAX_BYTES

@@ -6,9 +6,10 @@ import json
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from agent.json_text import cached_fragment, finite_float, json_str
+from agent.otlp_logs import LogLine
 
 # Lines held at most before a batched log writes them out even without a flush() call.
 MAX_PENDING = 512
@@ -72,8 +73,11 @@ class EventLog:
     and under load the GIL handoff around each (other threads take the GIL while it is released)
     costs far more."""
 
-    def __init__(self, stream: TextIO, batched: bool = False) -> None:
+    def __init__(self, stream: TextIO | None, batched: bool = False, sink: Callable[[Any], None] | None = None) -> None:
+        # stream None: no local lines (logs go only to `sink`, e.g. OTLP); `sink` gets every line
+        # as an agent.otlp_logs.LogLine, on the writing thread (it must only enqueue).
         self._stream = stream
+        self._sink = sink
         self._batched = batched
         self._pending: list[str] = []
         self._first_at = 0.0  # monotonic time the oldest held line was added
@@ -102,6 +106,10 @@ class EventLog:
     ) -> None:
         """`write` with the attributes already encoded as one JSON object (the connection path
         builds that text from per-workload fragments instead of encoding a dict per record)."""
+        if self._sink is not None:
+            self._sink(LogLine(time_ns, severity, body, attributes_json, trace_id, span_id))
+        if self._stream is None:
+            return
         head = f'{{"time":"{iso_ns(time_ns)}","severity":{json_str(severity)},"body":{json_str(body)}'
         if trace_id:
             head += f',"trace_id":{json_str(trace_id)},"span_id":{_encode(span_id)}'
@@ -123,7 +131,7 @@ class EventLog:
     def flush(self, max_age_s: float = 0.0) -> None:
         """Write out and flush the held lines once the oldest is `max_age_s` old (0: now)."""
         with self._lock:
-            if not self._pending:
+            if not self._pending or self._stream is None:
                 return
             if max_age_s and time.monotonic() - self._first_at < max_age_s:
                 return
@@ -135,5 +143,5 @@ class EventLog:
     def close(self) -> None:
         """Write out what is held, then close the stream unless it is a standard stream."""
         self.flush()
-        if self._stream not in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if self._stream is not None and self._stream not in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             self._stream.close()

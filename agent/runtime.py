@@ -17,6 +17,7 @@ from agent.clock import MonotonicToWall
 from agent.config import AgentConfig
 from agent.enrich import Enricher
 from agent.event_log import EventLog
+from agent.otlp_logs import LogExportCounters, OtlpLogExporter
 from agent.instruments import Instruments
 from agent.kernel_metrics import STAT_LOST, KernelCollector
 from agent.kernel_sampling import KernelSpanSampling
@@ -96,6 +97,7 @@ class Agent:
         self._readers: list[RingBufferReader] = []
         self._span_queue: SpanQueue | None = None
         self._event_log: EventLog | None = None
+        self._log_queue: SpanQueue | None = None  # event lines over OTLP (agent/otlp_logs.py)
         self._server: MetricsServer | None = None
         self._started_at = 0.0
         self.pipeline: EventPipeline | None = None
@@ -122,8 +124,17 @@ class Agent:
             max_queue=self.config.span_queue_size,
             flush_timeout_s=self.config.otlp_timeout_seconds,
         )
-        log_stream = p.event_stream or _open_log(self.config)
-        self._event_log = EventLog(log_stream, batched=True)
+        local_logs, otlp_logs = self.config.log_destinations()
+        log_stream = (p.event_stream or _open_log(self.config)) if local_logs else None
+        if otlp_logs and self.config.otlp_endpoint:
+            counters = LogExportCounters(p.registry)
+            self._log_queue = SpanQueue(
+                OtlpLogExporter(self.config.otlp_endpoint, self.config.otlp_protocol, resource, version(),
+                                self.config.otlp_timeout_seconds),
+                on_drop=counters.on_drop, on_export=counters.on_export,
+                max_queue=self.config.log_queue_size, flush_timeout_s=self.config.otlp_timeout_seconds,
+            )
+        self._event_log = EventLog(log_stream, batched=True, sink=self._log_queue.submit if self._log_queue else None)
         rotating = [f for f in (log_stream, getattr(exporter, "file", None)) if isinstance(f, RotatingFile)]
         p.registry.register(RotationCollector(rotating))
         self.pipeline = EventPipeline(
@@ -235,6 +246,8 @@ class Agent:
             reader.stop()
         if self._span_queue:
             self._span_queue.shutdown()
+        if self._log_queue:
+            self._log_queue.shutdown()
         if self._server:
             self._server.stop()
         if self._final_counts is None:  # the counters live in the kernel: read them while they exist

@@ -127,9 +127,11 @@ def node_kernel() -> dashboard.Dashboard:
                              query('sum by (node, probe) (rate(bcgov_agent_bpf_recursion_misses_total{' + NODE_SEL + '}[$__rate_interval]))',
                                    "skipped runs {{node}} {{probe}}"),
                              query('sum by (node, reason) (rate(bcgov_agent_spans_dropped_total{' + NODE_SEL + '}[$__rate_interval]))',
-                                   "spans dropped {{node}} {{reason}}")],
+                                   "spans dropped {{node}} {{reason}}"),
+                             query('sum by (node, reason) (rate(bcgov_agent_logs_dropped_total{' + NODE_SEL + '}[$__rate_interval]))',
+                                   "log lines dropped {{node}} {{reason}}")],
                             unit="reqps", description="Everything the agent saw but did not deliver: kernel records lost at the ring "
-                            "buffer, program runs the kernel skipped, spans dropped before export.",
+                            "buffer, program runs the kernel skipped, spans and OTLP log lines dropped before export.",
                             links=[common.runbook_link("BcgovAgentEventsLost"), common.runbook_link("BcgovAgentKernelRunsSkipped"),
                                    common.runbook_link("BcgovAgentTelemetryDropped")]))
     d = d.with_panel(series("Agent: label sets folded into __overflow__",

@@ -137,11 +137,14 @@ def agent_rules() -> list[Rule]:
              "The metric family reached its series budget on this node (series_budgets / series_budget_default): later label "
              "sets are summed into one series whose labels are all __overflow__, so per-workload detail is missing for them."),
         Rule("BcgovAgentTelemetryDropped",
-             'sum by (instance, reason) (rate(bcgov_agent_spans_dropped_total{reason!="shutdown"}[5m])) > 0', "10m", "warning",
-             AGENT_TIER,
-             "The agent on {{ $labels.instance }} drops {{ $value | humanize }} spans/s ({{ $labels.reason }})",
-             "Spans were made but not delivered: the export queue is full (queue_full) or the collector refuses or does not "
-             "answer (export_failed). Traces behind exemplars and log lines are missing for that share."),
+             "sum by (instance, signal, reason) (\n"
+             '  label_replace(rate(bcgov_agent_spans_dropped_total{reason!="shutdown"}[5m]), "signal", "spans", "", "")\n'
+             "  or\n"
+             '  label_replace(rate(bcgov_agent_logs_dropped_total{reason!="shutdown"}[5m]), "signal", "logs", "", "")\n'
+             ") > 0", "10m", "warning", AGENT_TIER,
+             "The agent on {{ $labels.instance }} drops {{ $value | humanize }} {{ $labels.signal }}/s ({{ $labels.reason }})",
+             "Spans or event lines (over OTLP) were made but not delivered: the export queue is full (queue_full) or the "
+             "collector refuses or does not answer (export_failed). Traces behind exemplars, or log lines, are missing for that share."),
     ]
 
 

@@ -1,6 +1,7 @@
 """A stand-in OTLP collector for tests: no real collector runs here, so this one speaks the real
-wire protocols with the real definitions (opentelemetry-proto's ExportTraceServiceRequest and its
-gRPC service, grpcio's server; OTLP/HTTP protobuf on POST /v1/traces) and keeps what it decoded.
+wire protocols with the real definitions (opentelemetry-proto's ExportTraceServiceRequest and
+ExportLogsServiceRequest and their gRPC services, grpcio's server; OTLP/HTTP protobuf on POST
+/v1/traces and /v1/logs) and keeps what it decoded.
 
 It can be stopped and started again on the same port, to play a collector that goes away and
 comes back.
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -32,6 +34,21 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     events: list[tuple[str, dict[str, Any]]]
     status_code: int
+    resource: dict[str, Any]
+    scope: str
+
+
+@dataclass
+class ReceivedLog:
+    """One decoded LogRecord with its resource and scope."""
+
+    time_ns: int
+    severity_number: int
+    severity_text: str
+    body: Any
+    attributes: dict[str, Any]
+    trace_id: str
+    span_id: str
     resource: dict[str, Any]
     scope: str
 
@@ -57,6 +74,8 @@ class OtlpReceiver:
         self.port = 0
         self.requests = 0
         self._spans: list[ReceivedSpan] = []
+        self._logs: list[ReceivedLog] = []
+        self.log_requests = 0
         self._lock = threading.Lock()
         self._grpc: grpc.Server | None = None
         self._http: ThreadingHTTPServer | None = None
@@ -65,6 +84,25 @@ class OtlpReceiver:
     def spans(self) -> list[ReceivedSpan]:
         with self._lock:
             return list(self._spans)
+
+    def logs(self) -> list[ReceivedLog]:
+        with self._lock:
+            return list(self._logs)
+
+    def _record_logs(self, req: logs_service_pb2.ExportLogsServiceRequest) -> None:
+        out = []
+        for rl in req.resource_logs:
+            resource = _attrs(rl.resource.attributes)
+            for sl in rl.scope_logs:
+                for r in sl.log_records:
+                    out.append(ReceivedLog(
+                        time_ns=r.time_unix_nano, severity_number=r.severity_number, severity_text=r.severity_text,
+                        body=_value(r.body), attributes=_attrs(r.attributes), trace_id=r.trace_id.hex(),
+                        span_id=r.span_id.hex(), resource=resource, scope=sl.scope.name,
+                    ))
+        with self._lock:
+            self.log_requests += 1
+            self._logs.extend(out)
 
     def _record(self, req: trace_service_pb2.ExportTraceServiceRequest) -> None:
         out = []
@@ -112,8 +150,14 @@ class OtlpReceiver:
                 receiver._record(request)
                 return trace_service_pb2.ExportTraceServiceResponse()
 
+        class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's name
+                receiver._record_logs(request)
+                return logs_service_pb2.ExportLogsServiceResponse()
+
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(), server)
         port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         if port == 0:
             raise OSError(f"stand-in OTLP gRPC receiver cannot bind 127.0.0.1:{self.port}")
@@ -126,18 +170,25 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
-                    self.send_response(404 if self.path != "/v1/traces" else 415)
+                known = ("/v1/traces", "/v1/logs")
+                if self.path not in known or self.headers.get("Content-Type") != "application/x-protobuf":
+                    self.send_response(404 if self.path not in known else 415)
                     self.end_headers()
                     return
                 if self.headers.get("Content-Encoding") == "gzip":
                     import gzip
 
                     body = gzip.decompress(body)
-                req = trace_service_pb2.ExportTraceServiceRequest()
-                req.ParseFromString(body)
-                receiver._record(req)
-                reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                if self.path == "/v1/logs":
+                    logs_req = logs_service_pb2.ExportLogsServiceRequest()
+                    logs_req.ParseFromString(body)
+                    receiver._record_logs(logs_req)
+                    reply = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
+                else:
+                    req = trace_service_pb2.ExportTraceServiceRequest()
+                    req.ParseFromString(body)
+                    receiver._record(req)
+                    reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(reply)))

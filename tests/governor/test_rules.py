@@ -95,7 +95,10 @@ def cases(b: budgets.Budgets) -> list[dict]:
     c.append(_case("BcgovAgentSeriesOverflow", [(O, "0x60")], "30m", [], b))
     D = 'bcgov_agent_spans_dropped_total{reason="%s",instance="n1"}'
     c.append(_case("BcgovAgentTelemetryDropped", [(D % "queue_full", "0+300x30"), (D % "shutdown", "0+600x30")], "20m",
-                   [({**pf, "reason": "queue_full", "instance": "n1"}, "The agent on n1 drops 5 spans/s (queue_full)")], b))
+                   [({**pf, "signal": "spans", "reason": "queue_full", "instance": "n1"}, "The agent on n1 drops 5 spans/s (queue_full)")], b))
+    G = 'bcgov_agent_logs_dropped_total{reason="%s",instance="n1"}'
+    c.append(_case("BcgovAgentTelemetryDropped", [(G % "export_failed", "0+120x30"), (D % "queue_full", "0x30")], "20m",
+                   [({**pf, "signal": "logs", "reason": "export_failed", "instance": "n1"}, "The agent on n1 drops 2 logs/s (export_failed)")], b))
     c.append(_case("BcgovAgentTelemetryDropped", [(D % "export_failed", "7x30"), (D % "shutdown", "0+600x30")], "20m", [], b))
     U, E = 'bcgov_agent_identity_unresolved_total{reason="pod",instance="n1"}', 'bcgov_agent_events_total{probe="tcp",instance="n1"}'
     c.append(_case("BcgovAgentIdentityUnresolved", [(U, "0+60x40"), (E, "0+600x40")], "30m",

@@ -1,0 +1,206 @@
+"""Event lines as OpenTelemetry LogRecords over OTLP (gRPC or HTTP/protobuf), beside or instead of
+the JSON lines on stderr or in a file, so one collector can take all three pillars.
+
+Each line the event log writes (agent/event_log.py) is handed over as a `LogLine` (the reader
+thread only appends it to a bounded queue: agent/span_queue.py's, with the same drop reasons and
+counts as spans) and becomes one LogRecord on the export thread with the same content:
+
+| event line field | LogRecord field |
+|---|---|
+| `time` | `time_unix_nano` (and `observed_time_unix_nano`) |
+| `severity` | `severity_text`, and `severity_number` per the OTel log data model (INFO 9, WARN 13, ERROR 17) |
+| `body` | `body` (string) |
+| `attributes` | `attributes` (strings, ints, floats, bools, lists of strings as arrays) |
+| `trace_id`, `span_id` | `trace_id`, `span_id` (16 and 8 bytes), so a log line joins its span |
+
+The resource is the spans' (service.name bcgov-agent, host and node names), the scope
+`bcgov.agent`. Requests are built with opentelemetry-proto's messages and sent by the OTel SDK's
+own exporters (channel, retries with backoff until the timeout, shutdown), as spans are.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from prometheus_client import CollectorRegistry, Counter
+
+from agent.spans import SCOPE_NAME
+
+log = logging.getLogger("bcgov.agent.otlp_logs")
+
+# OTel log data model, SeverityNumber: the first number of each range.
+SEVERITY_NUMBER = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "FATAL": 21}
+
+
+@dataclass(slots=True, frozen=True)
+class LogLine:
+    """One event line as written: time in Unix ns, attributes as the line's JSON object text."""
+
+    time_ns: int
+    severity: str
+    body: str
+    attributes_json: str
+    trace_id: str | None = None
+    span_id: str | None = None
+
+
+class LogExportCounters:
+    """bcgov_agent_logs_exported_total and bcgov_agent_logs_dropped_total{reason} (queue_full,
+    export_failed, shutdown), as for spans: made = exported + dropped + queued."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.exported = Counter("bcgov_agent_logs_exported", "Event lines sent over OTLP as LogRecords.", registry=registry)
+        self.dropped = Counter("bcgov_agent_logs_dropped", "Event lines not sent over OTLP, by reason.", ["reason"],
+                               registry=registry)
+        for reason in ("queue_full", "export_failed", "shutdown"):
+            self.dropped.labels(reason)
+
+    def on_drop(self, reason: str, n: int) -> None:
+        self.dropped.labels(reason).inc(n)
+
+    def on_export(self, n: int) -> None:
+        self.exported.inc(n)
+
+
+def _any_value(v: Any) -> Any:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
+
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    if isinstance(v, (list, tuple)):
+        return AnyValue(array_value=ArrayValue(values=[_any_value(x) for x in v]))
+    if v is None:
+        return AnyValue()
+    return AnyValue(string_value=v if isinstance(v, str) else json.dumps(v, default=str))
+
+
+def _key_values(attrs: dict[str, Any]) -> list[Any]:
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    return [KeyValue(key=k, value=_any_value(v)) for k, v in attrs.items()]
+
+
+def _id(hex_text: str | None, size: int) -> bytes:
+    if not hex_text:
+        return b""
+    try:
+        raw = bytes.fromhex(hex_text)
+    except ValueError:
+        return b""
+    return raw if len(raw) == size else b""
+
+
+def export_request(lines: Sequence[LogLine], resource: dict[str, Any], scope_version: str) -> Any:
+    """The ExportLogsServiceRequest (opentelemetry-proto message) for `lines`."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    records = []
+    for line in lines:
+        try:
+            attrs = json.loads(line.attributes_json)
+        except ValueError:
+            attrs = {"bcgov.attributes_json": line.attributes_json}
+        records.append(LogRecord(
+            time_unix_nano=line.time_ns, observed_time_unix_nano=line.time_ns,
+            severity_number=SEVERITY_NUMBER.get(line.severity.upper(), 0), severity_text=line.severity,
+            body=AnyValue(string_value=line.body), attributes=_key_values(attrs if isinstance(attrs, dict) else {}),
+            trace_id=_id(line.trace_id, 16), span_id=_id(line.span_id, 8),
+        ))
+    scope = ScopeLogs(scope=InstrumentationScope(name=SCOPE_NAME, version=scope_version), log_records=records)
+    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(resource=Resource(attributes=_key_values(resource)),
+                                                                scope_logs=[scope])])
+
+
+class _Encoded:
+    """A batch already encoded; len() is the record count (the SDK exporters count with it)."""
+
+    def __init__(self, data: bytes, n: int) -> None:
+        self.data = data
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+
+class OtlpLogExporter:
+    """Sends LogLine batches to `endpoint` over OTLP: gRPC (`host:port`, `http://host:4317`) or
+    HTTP/protobuf (`http://host:4318`, `/v1/logs` added). `export` returns False on failure after
+    the SDK exporter's retries (bounded by `timeout_s`); it never raises."""
+
+    def __init__(self, endpoint: str, protocol: str, resource: dict[str, Any], scope_version: str,
+                 timeout_s: float = 5.0) -> None:
+        from opentelemetry.sdk.resources import Resource
+
+        self._resource = dict(Resource.create(resource).attributes)  # as the span exporter sends it
+        self._version = scope_version
+        if protocol == "grpc":
+            insecure = not endpoint.startswith("https://")
+            target = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
+            self._exporter: Any = _grpc_class()(endpoint=target, insecure=insecure, timeout=timeout_s)
+        elif protocol == "http":
+            base = endpoint if "://" in endpoint else "http://" + endpoint
+            base = base.rstrip("/")
+            url = base if base.endswith("/v1/logs") else base.removesuffix("/v1/traces") + "/v1/logs"
+            self._exporter = _http_class()(endpoint=url, timeout=timeout_s)
+        else:
+            raise ValueError(f"unknown OTLP protocol {protocol!r}: use 'grpc' or 'http'")
+
+    def request_bytes(self, lines: Sequence[LogLine]) -> bytes:
+        return export_request(lines, self._resource, self._version).SerializeToString()
+
+    def export(self, lines: Sequence[LogLine]) -> bool:
+        from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+        try:
+            return self._exporter.export(_Encoded(self.request_bytes(lines), len(lines))) == LogRecordExportResult.SUCCESS
+        except Exception as exc:  # an exporter failure must never reach the event path
+            log.warning("OTLP log export failed: %s", exc)
+            return False
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+
+def _grpc_class() -> type:
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    class EncodedGrpcLogExporter(OTLPLogExporter):  # type: ignore[misc]
+        """The SDK's gRPC log exporter (channel, retries, timeout) sending a pre-built request."""
+
+        def _translate_data(self, data: _Encoded) -> ExportLogsServiceRequest:  # type: ignore[override]
+            return ExportLogsServiceRequest.FromString(data.data)
+
+    return EncodedGrpcLogExporter
+
+
+def _http_class() -> type:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+    class EncodedHttpLogExporter(OTLPLogExporter):  # type: ignore[misc]
+        """The SDK's HTTP log exporter (session, retries, timeout) posting a pre-built request;
+        export() is the SDK's own minus its encoding step."""
+
+        def export(self, batch: _Encoded) -> LogRecordExportResult:  # type: ignore[override]
+            if self._shutdown:
+                log.warning("OTLP log exporter already shut down; batch not sent")
+                return LogRecordExportResult.FAILURE
+            with self._metrics.export_operation(len(batch)) as result:
+                export_result = self._client.export(batch.data)
+                if not export_result.success:
+                    result.error = export_result.error
+                    return LogRecordExportResult.FAILURE
+            return LogRecordExportResult.SUCCESS
+
+    return EncodedHttpLogExporter
