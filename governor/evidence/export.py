@@ -8,6 +8,7 @@ name are listed under `not_requested` and do not make a bundle partial.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -130,17 +131,25 @@ class _Run:
                                              "alerts": [a.to_dict() for a in self.alerts]})
 
     def telemetry(self) -> None:
-        """Logs first, then spans (a reset already on a log line is not listed again from its span),
-        each streamed from its source into the bundle."""
+        """The agent's event lines and spans, each streamed from its source into the bundle. With
+        both files given, the lines are read in a second process (fork) while this one reads the
+        spans: the two halves of the work share nothing until their results are merged."""
+        req = self.req
+        child = None
+        if req.logs_file and (req.spans_file or req.otlp_query):
+            child = _LogsProcess(self)
+        else:
+            self.logs()
+        self.spans()
+        if child is not None:
+            child.join_into(self)
+
+    def logs(self) -> None:
         req = self.req
 
         def on_log(rec: dict[str, Any], ts: float) -> None:
             self.timeline.log(rec, ts)
             self._see(rec.get("attributes") or {}, "logs")
-
-        def on_span(s: telemetry.FlatSpan) -> None:
-            self.timeline.span(s)
-            self._see(s.attributes, "spans")
 
         with self.bundle.open_stream("logs.jsonl") as out:
             if req.logs_file:
@@ -154,6 +163,14 @@ class _Run:
                     self.miss(exc)
             else:
                 self.not_requested["logs"] = "no --logs given"
+
+    def spans(self) -> None:
+        req = self.req
+
+        def on_span(s: telemetry.FlatSpan) -> None:
+            self.timeline.span(s)
+            self._see(s.attributes, "spans")
+
         with self.bundle.open_stream("spans.jsonl") as out:
             if req.otlp_query:
                 self.progress(f"spans from {redact_value(req.otlp_query)}")
@@ -236,6 +253,46 @@ class _Run:
                 "tiers": sorted({r["tier"] for r in rows if r["tier"]}),
                 "namespaces": sorted({r["namespace"] for r in rows if r["namespace"]}),
                 "pods": sorted({r["pod"] for r in rows if r["pod"]})}
+
+
+class _LogsProcess:
+    """`_Run.logs()` in a forked child: it writes logs.jsonl into the same staging directory and
+    sends back what the parent needs (the file's sum, timeline groups, identities, sources)."""
+
+    def __init__(self, run: _Run) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_logs_child, args=(run, send), name="bcgov-evidence-logs", daemon=True)
+        self._proc.start()
+        send.close()
+
+    def join_into(self, run: _Run) -> None:
+        try:
+            part = self._recv.recv()
+        except EOFError:
+            part = None
+        self._proc.join()
+        if part is None:
+            run.miss(SourceMissing("logs", f"the process reading {run.req.logs_file} failed (exit code "
+                                           f"{self._proc.exitcode}); run the export again, or without --logs"))
+            return
+        info, tl, seen, queried, missing, not_requested = part
+        run.bundle.files["logs.jsonl"] = info
+        run.timeline.merge(tl)
+        for key, where in seen.items():
+            run.seen.setdefault(key, set()).update(where)
+        run.queried.update(queried)
+        run.missing.update(missing)
+        run.not_requested.update(not_requested)
+
+
+def _logs_child(run: _Run, send: Any) -> None:
+    run.bundle.files.clear()
+    run.seen.clear()
+    run.queried, run.missing, run.not_requested = {}, {}, {}
+    run.logs()
+    send.send((run.bundle.files["logs.jsonl"], run.timeline, run.seen, run.queried, run.missing, run.not_requested))
+    send.close()
 
 
 def _window_dict(w: Window) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from governor.evidence.timewindow import rfc3339
 _WHO_KEYS = ("k8s.namespace.name", "k8s.pod.name", "bcgov.workload.name", "bcgov.tier")
 MAX_GROUPS = 20_000
 MAX_COMMANDS = 64  # distinct command lines counted per group; more are counted as "other"
+MAX_PENDING_RESETS = 200_000
 TOP_COMMANDS = 3
 # Which rows a capped table keeps first (then it shows them in time order).
 PRIORITY = {"alert": 0, "oom kill": 1, "budget breach": 2, "reset": 3, "exit": 4, "exec": 5}
@@ -77,6 +78,9 @@ class Timeline:
         self._groups: dict[tuple[Any, ...], Group] = {}
         self._single = 0
         self.logged_resets: set[str] = set()  # trace ids whose reset came from a log line
+        # Resets seen on spans, listed once the log lines are all read (logs and spans may be read
+        # at the same time, in two processes); bounded, the rest are listed without the check.
+        self._span_resets: list[tuple[str, float, str, str]] = []
 
     def _add(self, key: tuple[Any, ...], ts: float, kind: str, text: str, ref: str, group_text: str = "",
              command: str | None = None) -> None:
@@ -131,16 +135,40 @@ class Timeline:
                       "logs.jsonl", f"connection reset, {who} <-> {peer} (first trace {trace})")
 
     def span(self, s: FlatSpan) -> None:
-        """Resets seen on spans whose log line was not read (the log line already made an entry).
-        Logs are read before spans for this."""
-        if s.trace_id in self.logged_resets:
-            return
+        """Resets seen on spans; listed (by `groups()`) unless a log line of the same trace made an
+        entry already."""
         for ts, name, attrs in s.events:
             if name == "tcp.reset":
-                d = attrs.get("bcgov.tcp.reset.direction", "?")
-                who = _who(s.attributes)
-                self._add(("reset-span", who, d), ts, "reset", f"connection reset ({d}), {who} (trace {s.trace_id})",
-                          "spans.jsonl", f"connection reset ({d}), {who} (first trace {s.trace_id})")
+                item = (s.trace_id, ts, _who(s.attributes), str(attrs.get("bcgov.tcp.reset.direction", "?")))
+                if len(self._span_resets) < MAX_PENDING_RESETS:
+                    self._span_resets.append(item)
+                else:
+                    self._span_reset(*item)
+
+    def _span_reset(self, trace: str, ts: float, who: str, d: str) -> None:
+        self._add(("reset-span", who, d), ts, "reset", f"connection reset ({d}), {who} (trace {trace})",
+                  "spans.jsonl", f"connection reset ({d}), {who} (first trace {trace})")
+
+    def merge(self, other: "Timeline") -> None:
+        """Add `other`'s groups (read in another process) to these."""
+        for key, g in other._groups.items():
+            if key[0] == "single":
+                self._single += 1
+                key = ("single", self._single)
+            mine = self._groups.get(key)
+            if mine is None:
+                self._groups[key] = g
+                continue
+            mine.count += g.count
+            mine.first, mine.last = min(mine.first, g.first), max(mine.last, g.last)
+            for cmd, n in g.commands.items():
+                if cmd in mine.commands or len(mine.commands) < MAX_COMMANDS:
+                    mine.commands[cmd] = mine.commands.get(cmd, 0) + n
+                else:
+                    mine.other_commands += n
+            mine.other_commands += g.other_commands
+        self.logged_resets |= other.logged_resets
+        self._span_resets += other._span_resets
 
     def budget_breaches(self, series: list[Series]) -> None:
         """The first point of each run where a tier's series went above its budget."""
@@ -158,6 +186,10 @@ class Timeline:
                 over = now_over
 
     def groups(self) -> list[Group]:
+        pending, self._span_resets = self._span_resets, []
+        for trace, ts, who, d in pending:
+            if trace not in self.logged_resets:
+                self._span_reset(trace, ts, who, d)
         return sorted(self._groups.values(), key=lambda g: (g.first, PRIORITY.get(g.kind, 9), g.text))
 
 
