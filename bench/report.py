@@ -88,12 +88,23 @@ def skips_table(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def evidence_table(d: dict[str, Any]) -> list[str]:
+    out = [f"Input: {d['params']['input_mb']:.0f} MB of agent files ({d['params']['spans_mb']:.0f} MB spans, "
+           f"{d['params']['logs_mb']:.0f} MB event lines), all in the window.", "",
+           "| run | wall s | CPU s | peak RSS MB | bundle MB | timeline.md KB | postmortem.md KB |",
+           "|---|---|---|---|---|---|---|"]
+    for name, s in d["summary"].items():
+        out.append(f"| {name} | {_mm(s['s'], '{:.1f}')} | {_mm(s.get('cpu_s'), '{:.1f}')} | {_mm(s['rss_mb'], '{:.0f}')} | "
+                   f"{_mm(s['out_mb'], '{:.0f}')} | {_mm(s['timeline_kb'], '{:.1f}')} | {_mm(s['postmortem_kb'], '{:.1f}')} |")
+    return out
+
+
 def _med(s: dict[str, Any] | None) -> float | None:
     return None if not s else s.get("median")
 
 
 def targets_table(storm: dict[str, Any] | None, rec: dict[str, Any] | None, gov: dict[str, Any] | None,
-                  skips: dict[str, Any] | None = None) -> list[str]:
+                  skips: dict[str, Any] | None = None, evidence: dict[str, Any] | None = None) -> list[str]:
     """The issue's targets next to what was measured; 'met' is computed, never typed."""
     out = ["| target | measured | met |", "|---|---|---|"]
     yes = lambda ok: "n/a" if ok is None else ("yes" if ok else "**no**")  # noqa: E731
@@ -142,6 +153,13 @@ def targets_table(storm: dict[str, Any] | None, rec: dict[str, Any] | None, gov:
             out.append(f"| budget report no slower than tsdb analyze, <= 1 GiB ({where}) | "
                        f"report/analyze {_mm(s['report_over_analyze'], '{:.1f}')}x, report peak {rss:.0f} MB | "
                        f"{yes(ratio is not None and ratio <= 1 and rss <= 1024)} |")
+    if evidence:
+        p = evidence["params"]
+        for name, s in evidence["summary"].items():
+            wall, rss = s["s"]["max"], s["rss_mb"]["max"]
+            out.append(f"| evidence export of a 1 GB window <= {p['target_s']:.0f} s and <= {p['target_rss_mb']:.0f} MB RSS "
+                       f"({name}, {p['input_mb']:.0f} MB) | {_mm(s['s'], '{:.1f}')} s wall ({_mm(s.get('cpu_s'), '{:.1f}')} s CPU), "
+                       f"peak {_mm(s['rss_mb'], '{:.0f}')} MB | {yes(wall <= p['target_s'] and rss <= p['target_rss_mb'])} |")
     return out
 
 
@@ -151,9 +169,11 @@ BEGIN, END = "<!-- bench.report:begin -->", "<!-- bench.report:end -->"
 def render(day: str | None) -> str:
     storm, rec, gov = _latest("storm", day), _latest("per-record", day), _latest("governor", day)
     skips = _latest("skips", day)
-    parts = ["### Targets\n", "\n".join(targets_table(storm, rec, gov, skips)) + "\n"]
+    evidence = _latest("evidence", day)
+    parts = ["### Targets\n", "\n".join(targets_table(storm, rec, gov, skips, evidence)) + "\n"]
     for title, doc, fn in (("Connection storm", storm, storm_table), ("Per-record cost", rec, record_table),
-                           ("Governor", gov, governor_table), ("Skipped runs next to a neighbour tracer", skips, skips_table)):
+                           ("Governor", gov, governor_table), ("Skipped runs next to a neighbour tracer", skips, skips_table),
+                           ("Evidence export", evidence, evidence_table)):
         if doc:
             parts.append(f"### {title} ({doc['utc']}, commit {doc['commit']}, {'quick' if doc.get('quick') else 'default'} run)\n")
             parts.append("\n".join(fn(doc)) + "\n")
@@ -171,7 +191,7 @@ def main(argv: list[str]) -> int:
         return 0
     day = args[0] if args else None
     targets = "\n".join(targets_table(_latest("storm", day), _latest("per-record", day), _latest("governor", day),
-                                      _latest("skips", day))) + "\n"
+                                      _latest("skips", day), _latest("evidence", day))) + "\n"
     bench_readme = Path(__file__).with_name("README.md")
     # bench/README.md gets every table; the project README only the targets table.
     for readme, body in ((bench_readme, text), (bench_readme.parent.parent / "README.md", targets)):

@@ -157,7 +157,7 @@ class _Run:
                 try:
                     st = telemetry.read_logs(req.logs_file, req.window, req.scope, out, on_log, self.progress,
                                              parse_bodies=timeline.BODIES)
-                    self.queried["logs"] = str(req.logs_file)
+                    self.queried["logs"] = _read_from(req.logs_file, st)
                     self.progress(f"logs: {st.kept} of {st.read} lines kept")
                 except SourceMissing as exc:
                     self.miss(exc)
@@ -186,7 +186,7 @@ class _Run:
                 self.progress(f"spans from {req.spans_file}")
                 try:
                     st = telemetry.read_spans(req.spans_file, req.window, req.scope, out, on_span, self.progress)
-                    self.queried["spans"] = str(req.spans_file)
+                    self.queried["spans"] = _read_from(req.spans_file, st)
                     self.progress(f"spans: {st.kept} spans kept from {st.read} lines")
                 except SourceMissing as exc:
                     self.miss(exc)
@@ -293,6 +293,12 @@ def _logs_child(run: _Run, send: Any) -> None:
     run.logs()
     send.send((run.bundle.files["logs.jsonl"], run.timeline, run.seen, run.queried, run.missing, run.not_requested))
     send.close()
+
+
+def _read_from(path: Path, st: telemetry.Stats) -> str:
+    """The source as the manifest names it: the file, and how many rotated backups were read too."""
+    more = len(st.files) - 1
+    return f"{path} (+{more} rotated: {', '.join(st.files[:-1])})" if more > 0 else str(path)
 
 
 def _window_dict(w: Window) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import glob
 import json
 import os
 import time
@@ -86,6 +87,7 @@ class Stats:
     read: int = 0
     kept: int = 0
     skipped_bad_lines: int = 0
+    files: list[str] = dataclasses.field(default_factory=list)  # read, oldest first
 
 
 @dataclasses.dataclass
@@ -110,19 +112,40 @@ def _open(path: Path, what: str) -> BinaryIO:
         raise SourceMissing(what, f"cannot read {path} ({exc.strerror}); pass the agent's file with {opt}") from exc
 
 
-def _lines(fh: BinaryIO, total: int, what: str, stats: Stats, progress: Progress) -> Iterator[bytes]:
-    """Non-blank lines, with a progress line every couple of seconds (bytes read of `total`)."""
-    next_at = time.monotonic() + _PROGRESS_EVERY_S
-    done = 0
-    for line in fh:
-        done += len(line)
-        stats.read += 1
-        if not stats.read & 0xFFF and time.monotonic() >= next_at:
-            next_at = time.monotonic() + _PROGRESS_EVERY_S
-            pct = f" ({100 * done / total:.0f}%)" if total else ""
-            progress(f"{what}: {done / 1e6:.0f} of {total / 1e6:.0f} MB{pct}, {stats.kept} kept")
-        if line.strip():
-            yield line
+def rotated(path: Path) -> list[Path]:
+    """`path` and the backups the agent's size rotation left beside it (agent/rotating_file.py:
+    `path.1` is the newest), oldest first, so lines come in the order they were written."""
+    backups = []
+    for p in path.parent.glob(glob.escape(path.name) + ".*"):
+        suffix = p.name[len(path.name) + 1:]
+        if suffix.isdigit() and p.is_file():
+            backups.append((int(suffix), p))
+    return [p for _, p in sorted(backups, reverse=True)] + [path]
+
+
+def _all_lines(path: Path, what: str, stats: Stats, progress: Progress) -> Iterator[bytes]:
+    """Non-blank lines of `path` and its rotated backups, with a progress line every couple of
+    seconds (bytes read of all of them). A file that cannot be read raises SourceMissing."""
+    files = rotated(path)
+    handles = [_open(p, what) for p in files]
+    try:
+        total = sum(_size(fh) for fh in handles)
+        next_at = time.monotonic() + _PROGRESS_EVERY_S
+        done = 0
+        for fh in handles:
+            for line in fh:
+                done += len(line)
+                stats.read += 1
+                if not stats.read & 0xFFF and time.monotonic() >= next_at:
+                    next_at = time.monotonic() + _PROGRESS_EVERY_S
+                    pct = f" ({100 * done / total:.0f}%)" if total else ""
+                    progress(f"{what}: {done / 1e6:.0f} of {total / 1e6:.0f} MB{pct}, {stats.kept} kept")
+                if line.strip():
+                    yield line
+        stats.files = [str(p) for p in files]
+    finally:
+        for fh in handles:
+            fh.close()
 
 
 def _scope_needles(scope: Scope) -> list[bytes]:
@@ -137,15 +160,13 @@ def read_spans(path: Path, window: Window, scope: Scope, out: Writer, observe: C
     """Spans in the agent's file (OTLP JSON requests, one a line) overlapping the window whose
     resource or span attributes are in scope, written to `out` (one request a line)."""
     stats = Stats()
-    with _open(path, "spans") as fh:
-        total = _size(fh)
-        for line in _lines(fh, total, "spans", stats, progress):
-            try:
-                req = json.loads(line)
-            except ValueError:
-                stats.skipped_bad_lines += 1
-                continue
-            _filter_request(req, line, window, scope, out, observe, stats)
+    for line in _all_lines(path, "spans", stats, progress):
+        try:
+            req = json.loads(line)
+        except ValueError:
+            stats.skipped_bad_lines += 1
+            continue
+        _filter_request(req, line, window, scope, out, observe, stats)
     return stats
 
 
@@ -264,40 +285,38 @@ def read_logs(path: Path, window: Window, scope: Scope, out: Writer, observe: Ca
     lo, hi = _rfc3339_us(window.start).encode(), _rfc3339_us(window.end).encode()
     needles = _scope_needles(scope)
     skip_parse = {b.encode() for b in parse_bodies} if parse_bodies is not None else None
-    with _open(path, "logs") as fh:
-        total = _size(fh)
-        for line in _lines(fh, total, "logs", stats, progress):
-            agent_format = line.startswith(b'{"time":"') and line[36:37] == b'"'
-            if agent_format:
-                ts_text = line[9:36]
-                if ts_text < lo or ts_text > hi:
-                    continue  # outside the window: no parse
-                plain = b"\\" not in line
-                if needles and plain and not all(n in line for n in needles):
-                    continue  # outside the scope: the agent writes compact JSON, so the pair is verbatim
-                if (skip_parse is not None and plain and lo < ts_text < hi and line.endswith(b"}}\n")
-                        and not may_hold_secret(line)):
-                    body = _agent_body(line)
-                    if body is not None and body not in skip_parse:
-                        out.write(line)
-                        stats.kept += 1
-                        observe({"body": body.decode("utf-8", "replace"), "attributes": _identity(line)}, _agent_time(ts_text))
-                        continue
-            try:
-                rec = json.loads(line)
-                ts = _agent_time(ts_text) if agent_format else parse_time(str(rec["time"]), 0.0)
-            except Exception:  # noqa: BLE001 - a bad line is counted, never fatal
-                stats.skipped_bad_lines += 1
-                continue
-            if not isinstance(rec, dict) or not window.contains(ts) or not scope.matches(rec.get("attributes") or {}):
-                continue
-            if may_hold_secret(line):
-                rec = redaction.redact_value(rec)
-                out.write(_ENCODE(rec).encode() + b"\n")
-            else:
-                out.write(line if line.endswith(b"\n") else line + b"\n")
-            stats.kept += 1
-            observe(rec, ts)
+    for line in _all_lines(path, "logs", stats, progress):
+        agent_format = line.startswith(b'{"time":"') and line[36:37] == b'"'
+        if agent_format:
+            ts_text = line[9:36]
+            if ts_text < lo or ts_text > hi:
+                continue  # outside the window: no parse
+            plain = b"\\" not in line
+            if needles and plain and not all(n in line for n in needles):
+                continue  # outside the scope: the agent writes compact JSON, so the pair is verbatim
+            if (skip_parse is not None and plain and lo < ts_text < hi and line.endswith(b"}}\n")
+                    and not may_hold_secret(line)):
+                body = _agent_body(line)
+                if body is not None and body not in skip_parse:
+                    out.write(line)
+                    stats.kept += 1
+                    observe({"body": body.decode("utf-8", "replace"), "attributes": _identity(line)}, _agent_time(ts_text))
+                    continue
+        try:
+            rec = json.loads(line)
+            ts = _agent_time(ts_text) if agent_format else parse_time(str(rec["time"]), 0.0)
+        except Exception:  # noqa: BLE001 - a bad line is counted, never fatal
+            stats.skipped_bad_lines += 1
+            continue
+        if not isinstance(rec, dict) or not window.contains(ts) or not scope.matches(rec.get("attributes") or {}):
+            continue
+        if may_hold_secret(line):
+            rec = redaction.redact_value(rec)
+            out.write(_ENCODE(rec).encode() + b"\n")
+        else:
+            out.write(line if line.endswith(b"\n") else line + b"\n")
+        stats.kept += 1
+        observe(rec, ts)
     return stats
 
 

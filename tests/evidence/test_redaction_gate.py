@@ -95,3 +95,39 @@ def test_every_span_lands_fully_redacted(tmp_path: Path, argv: list[str]) -> Non
 ])
 def test_may_hold_secret(line: bytes, otlp: bool, want: bool) -> None:
     assert telemetry.may_hold_secret(line, otlp) is want
+
+
+def test_progress_is_reported_while_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export tells a terminal how far it got (bytes of the file, lines kept)."""
+    monkeypatch.setattr(telemetry, "_PROGRESS_EVERY_S", 0.0)
+    buf = io.StringIO()
+    log = EventLog(buf)
+    for i in range(3 * 4096 + 1):
+        log.write(int(T0 * 1e9) + i, "tcp connection closed", {"k8s.namespace.name": "payments" if i % 2 else "other"})
+    path = tmp_path / "events.jsonl"
+    path.write_text(buf.getvalue())
+    seen: list[str] = []
+    stats = telemetry.read_logs(path, Window(T0 - 1, T0 + 1, 1), Scope(namespace="payments"), Sink(), lambda _r, _t: None, seen.append)
+    assert stats.kept == 3 * 2048
+    assert len(seen) == 3 and all(m.startswith("logs: ") and " MB (" in m and "%), " in m for m in seen)
+    assert seen[-1].endswith(f"{3 * 2048 - 1} kept") or seen[-1].endswith(f"{3 * 2048} kept")
+
+
+def test_rotated_backups_are_read_oldest_first(tmp_path: Path) -> None:
+    """The agent rotates its files by size (agent/rotating_file.py): an incident window spans
+    `events.jsonl.N ... .1` and `events.jsonl`; the export reads them all, in the order written."""
+    from agent.rotating_file import RotatingFile
+
+    path = tmp_path / "events.jsonl"
+    rf = RotatingFile(str(path), 4096, 3, name="events")
+    log = EventLog(rf)
+    n = 97
+    for i in range(n):
+        log.write(int(T0 * 1e9) + i * 1000, "tcp connection closed", {"bcgov.i": i, "k8s.pod.name": "p" * 40})
+    log.close()
+    assert [p.name for p in telemetry.rotated(path)][-1] == "events.jsonl" and len(telemetry.rotated(path)) == 4
+    sink = Sink()
+    stats = telemetry.read_logs(path, Window(T0 - 1, T0 + 1, 1), Scope(), sink, lambda _r, _t: None)
+    got = [r["attributes"]["bcgov.i"] for r in sink.records()]
+    assert got == sorted(got) and got[-1] == n - 1 and len(got) == stats.kept  # oldest first, nothing out of order
+    assert stats.files == [str(p) for p in telemetry.rotated(path)]
