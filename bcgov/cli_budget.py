@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from governor import budgets, errors, evaluation, history, http, remediation, report, rules, sources
+from governor import budgets, cardinality, errors, evaluation, history, http, remediation, report, rules, sources
 from governor.analysis import OVER, WARN
 from governor.promapi import Limits
 
@@ -74,6 +74,10 @@ def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds per HTTP request."),
         click.option("--retries", type=click.IntRange(min=0, max=10), default=2, show_default=True, help="Retries on network errors and 429/5xx."),
         click.option("--max-series", type=click.IntRange(min=1), default=Limits.max_series_total, show_default=True, help="Refuse inventories above this many series."),
+        click.option("--backend", type=click.Choice(["auto", *cardinality.BACKENDS, "enumerate"]), default="auto", show_default=True,
+                     help="The --prometheus backend's cardinality statistics API (auto: detected); 'enumerate' uses none and counts every series."),
+        click.option("--enumerate-below", type=click.IntRange(min=0), default=Limits.enumerate_below, show_default=True, metavar="N",
+                     help="With fewer series than this (by the backend's statistics) every series is enumerated (all figures exact)."),
         click.option("--max-series-per-metric", type=click.IntRange(min=1), default=Limits.max_series_per_metric, show_default=True,
                      help="Metrics above this are counted but not analysed."),
     ]
@@ -104,8 +108,12 @@ def build_source(kw: dict[str, Any]) -> sources.Source:
         basic_auth=(basic_user, basic_pw) if basic_user and basic_pw is not None else None,
         ca_file=kw.pop("ca_file"), insecure_skip_verify=kw.pop("insecure_skip_verify"), headers=tuple(headers),
     )
-    limits = Limits(max_series_total=kw.pop("max_series"), max_series_per_metric=kw.pop("max_series_per_metric"))
-    return sources.from_options(prometheus, scrape_urls, options, limits, kw.pop("scrape_job"))
+    limits = Limits(max_series_total=kw.pop("max_series"), max_series_per_metric=kw.pop("max_series_per_metric"),
+                    enumerate_below=kw.pop("enumerate_below"))
+    backend = kw.pop("backend")
+    if backend != "auto" and not prometheus:
+        raise click.UsageError("--backend names the statistics API of a --prometheus URL; scrape targets have none")
+    return sources.from_options(prometheus, scrape_urls, options, limits, kw.pop("scrape_job"), backend)
 
 
 budgets_option = click.option("--budgets", "budgets_file", type=click.Path(dir_okay=False), metavar="FILE",

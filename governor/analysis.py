@@ -13,7 +13,7 @@ from typing import Iterable
 from governor.budgets import GOVERNOR, UNCLASSIFIED, Budgets, Tier
 from governor.churn import ChurnStat
 from governor.growth import Growth
-from governor.inventory import Inventory, MetricInventory
+from governor.inventory import Inventory, MetricInventory, Phases
 from governor.tiers import Classifier
 from governor.recommend import Recommendation, Unit, recommend, units_of
 from governor.usage import UsageIndex
@@ -44,6 +44,7 @@ class MetricReport:
     truncated: bool
     labels: list[LabelStat]
     churn: ChurnStat | None = None
+    estimated_from: str | None = None  # None: `series` is exact (enumerated); else the statistics it came from
 
 
 @dataclasses.dataclass
@@ -75,6 +76,7 @@ class TierReport:
     top_labels: list[LabelCount]       # top N (metric, label) by distinct values over all metrics
     label_explosions: list[LabelCount]  # every (metric, label) above its cap (explicit or default)
     growth: Growth | None = None
+    estimated_series: int = 0  # how many of `series` are estimates (metrics not enumerated); 0: exact
 
 
 @dataclasses.dataclass
@@ -89,6 +91,8 @@ class Report:
     usage_sources: list[str]
     warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a target that exposed nothing
     runbook_base_url: str = ""  # budgets' defaults.runbook_base_url: where the alerts' runbooks live
+    phases: Phases | None = None  # how the inventory was collected (statistics, enumeration)
+    estimated_metrics: list[str] = dataclasses.field(default_factory=list)  # counts taken from statistics
 
     def tier(self, name: str) -> TierReport:
         return next(t for t in self.tiers if t.name == name)
@@ -139,6 +143,8 @@ def analyze(
         usage_sources=usage.sources if usage else [],
         warnings=list(inventory.warnings),
         runbook_base_url=d.runbook_base_url,
+        phases=inventory.phases,
+        estimated_metrics=inventory.estimated_metrics,
     )
 
 
@@ -189,6 +195,7 @@ def _tier_report(name: str, metrics: dict[str, MetricInventory], tier: Tier | No
         top_labels=sorted(label_counts, key=lambda c: (-c.distinct_values, c.metric, c.label))[: d.top_n],
         label_explosions=explosions,
         growth=growth,
+        estimated_series=sum(m.count for m in metrics.values() if m.estimated_from is not None),
     )
 
 
@@ -232,8 +239,8 @@ def _metric_report(m: MetricInventory, tier: Tier | None, default_label_cap: int
             unused=usage.is_unused(m.name, label) if usage else None,
         ))
     stats.sort(key=lambda s: (-s.distinct_values, s.label))
-    return MetricReport(m.name, m.count, m.type, cap, cap is not None and m.count > cap, m.truncated,
-                        stats[:MAX_LABELS_SHOWN], churn)
+    return MetricReport(m.name, m.count, m.type, cap, cap is not None and m.count > cap, m.truncated and m.estimated_from is None,
+                        stats[:MAX_LABELS_SHOWN], churn, m.estimated_from)
 
 
 def shown_value(value: str) -> str:

@@ -82,7 +82,9 @@ def evaluate(
 
 def _evaluate(source: Source, budgets: Budgets, history: History | None, usage_opts: UsageOptions | None,
               only_tier: str | None, progress: Callable[[int, int], None] | None) -> Evaluation:
-    inv = source.collect(progress)
+    # A Prometheus-compatible API is inventoried in two phases (statistics, then enumeration of
+    # what is at risk); scrape targets are read whole.
+    inv = source.collect(progress, budgets) if isinstance(source, PrometheusSource) else source.collect(progress)
     idx = build_usage(source, usage_opts or UsageOptions())
     churn_stats: dict[str, churn.ChurnStat] | None = None
     trends: dict[str, growth.Growth] | None = None

@@ -35,6 +35,10 @@ class MetricInventory:
     # The histogram/summary family this metric's samples belong to (`foo` for `foo_bucket`), else
     # None: such families are analysed and remedied as one unit.
     family: str | None = None
+    # Where the count came from when it was not enumerated (a backend's cardinality statistics,
+    # e.g. "VictoriaMetrics /api/v1/status/tsdb (date 2026-11-29, ...)"): the count is an estimate
+    # and there is no series set (`truncated` is True too, so nothing analyses it). None: exact.
+    estimated_from: str | None = None
     # Computed once on first use (the series set never changes); not part of equality or repr.
     _value_counts: dict[str, collections.Counter[str]] | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -96,6 +100,24 @@ def _without_one(s: LabelSet, label: str) -> LabelSet:
 
 
 @dataclasses.dataclass
+class Phases:
+    """How an inventory was collected: phase 1 asks the backend's cardinality statistics
+    (`statistics`: the request, `meaning`: what its counts mean; None when there were none),
+    phase 2 enumerates series exactly. Durations in seconds; `note` says why a phase was skipped."""
+
+    backend: str | None
+    statistics: str | None
+    meaning: str | None
+    statistics_seconds: float
+    enumeration_seconds: float
+    enumerated_metrics: int
+    enumerated_series: int
+    estimated_metrics: int
+    estimated_series: int
+    note: str | None = None
+
+
+@dataclasses.dataclass
 class Inventory:
     """Everything one collection saw. `head` carries the TSDB head stats when the source has them;
     `warnings` are things a person should know that do not stop the report (an empty target)."""
@@ -105,6 +127,7 @@ class Inventory:
     collected_at: float
     head: dict[str, float] | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
+    phases: "Phases | None" = None  # how a Prometheus API inventory was collected
 
     @property
     def total_series(self) -> int:
@@ -112,7 +135,13 @@ class Inventory:
 
     @property
     def truncated_metrics(self) -> list[str]:
-        return sorted(n for n, m in self.metrics.items() if m.truncated)
+        """Metrics enumerated but too big to analyse (estimated ones are not listed here)."""
+        return sorted(n for n, m in self.metrics.items() if m.truncated and m.estimated_from is None)
+
+    @property
+    def estimated_metrics(self) -> list[str]:
+        """Metrics whose count is a backend's estimate (not enumerated)."""
+        return sorted(n for n, m in self.metrics.items() if m.estimated_from is not None)
 
     def merged(self, other: "Inventory") -> "Inventory":
         """Union of two inventories (several scrape targets): series sets of a metric are united."""

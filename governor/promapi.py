@@ -30,10 +30,13 @@ import json
 import re
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from governor import errors, exposition, http
-from governor.inventory import Inventory, MetricInventory, label_set
+from governor.inventory import Inventory, MetricInventory, Phases, label_set
+
+if TYPE_CHECKING:
+    from governor.budgets import Budgets
 
 Progress = Callable[[int, int], None]  # (requests answered so far, requests in all)
 
@@ -41,6 +44,7 @@ Progress = Callable[[int, int], None]  # (requests answered so far, requests in 
 # default lookback is 5 minutes; a name whose newest sample is older than this is not live under
 # any usual lookback. Names that have no live series are simply absent from the answers.
 NAMES_WINDOW_S = 3600.0
+AUTO, ENUMERATE = "auto", "enumerate"  # --backend: detect the statistics API; use none (enumerate all)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,17 +59,21 @@ class Limits:
     parallel: int = 3
     max_series_per_metric: int = 500_000
     max_series_total: int = 5_000_000
+    # Two-phase inventories only above this many series (by the backend's statistics): below it
+    # enumerating everything is cheap and every figure is exact.
+    enumerate_below: int = 200_000
 
 
 class PrometheusSource:
     """Collects an `Inventory` from a Prometheus HTTP API at `base_url`."""
 
     def __init__(self, base_url: str, options: http.HttpOptions | None = None, limits: Limits | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, backend: str = AUTO) -> None:
         if not re.match(r"https?://[^/?#\s]+", base_url):
             raise errors.UsageError(f"--prometheus {base_url!r} is not an http(s) URL; pass the API base URL, e.g. http://host:9090")
         self.base_url = base_url.rstrip("/")
         self.limits = limits or Limits()
+        self.backend = backend  # AUTO, ENUMERATE or one of governor.cardinality.BACKENDS
         self._clock = clock
         self._options = options or http.HttpOptions()
         # One HTTP session per thread: requests.Session is not documented as thread-safe.
@@ -85,6 +93,10 @@ class PrometheusSource:
 
     def describe(self) -> str:
         return f"prometheus {self.base_url}"
+
+    def now(self) -> float:
+        """The evaluation time of a collection started now (Unix seconds)."""
+        return self._clock()
 
     def close(self) -> None:
         with self._clients_lock:
@@ -164,14 +176,41 @@ class PrometheusSource:
         params = {"start": f"{at - NAMES_WINDOW_S:.3f}", "end": f"{at:.3f}"}
         return sorted(str(n) for n in self._api("label/__name__/values", params))
 
-    def collect(self, progress: Progress | None = None) -> Inventory:
-        """The full inventory: every live series of every metric at one evaluation time (within
-        `limits`)."""
+    def collect(self, progress: Progress | None = None, budgets: "Budgets | None" = None) -> Inventory:
+        """The inventory at one evaluation time (within `limits`). With `budgets` and a backend
+        that keeps cardinality statistics, in two phases (governor.twophase): statistics first,
+        then exact enumeration of the metrics at risk only; else every live series of every metric."""
+        if budgets is not None and self.backend != ENUMERATE:
+            from governor import twophase  # imports this module
+
+            return twophase.collect(self, budgets, progress)
         at = self._clock()
+        started = time.monotonic()
         names = self.metric_names(at)
-        types = self.metadata()
+        metrics = self.enumerate(names, at, self.metadata(), progress)
+        inv = self.inventory(metrics, at)
+        if budgets is None:  # a plain inventory (library use): nothing to say about phases
+            return inv
+        n = sum(m.count for m in metrics.values())
+        inv.phases = Phases(backend=None, statistics=None, meaning=None, statistics_seconds=0.0,
+                            enumeration_seconds=time.monotonic() - started, enumerated_metrics=len(metrics),
+                            enumerated_series=n, estimated_metrics=0, estimated_series=0,
+                            note="--backend enumerate: every series enumerated")
+        return inv
+
+    def inventory(self, metrics: dict[str, MetricInventory], at: float) -> Inventory:
+        """An `Inventory` of `metrics` collected at `at`, with families inferred and head stats."""
+        exposition.infer_families(metrics)  # backends without metadata (VictoriaMetrics) give no types
+        warnings = [] if metrics else [f"{self.describe()} holds no live series (none in the last 5 minutes): "
+                                       "is it scraping anything, and is this the right server or tenant?"]
+        return Inventory(metrics, self.describe(), at, self.head_stats(), warnings)
+
+    def enumerate(self, names: list[str], at: float, types: dict[str, str], progress: Progress | None = None,
+                  already: int = 0) -> dict[str, MetricInventory]:
+        """Every live series of the metrics `names` at `at`, exactly; metrics with no live series
+        are absent. `already` series counted elsewhere count against `limits.max_series_total`."""
         metrics: dict[str, MetricInventory] = {}
-        total = 0
+        total = already
         batches = list(self._batches(names))
         for done, fetched in enumerate(self._fetch_all(batches, at), 1):
             for name, series in fetched.items():
@@ -191,10 +230,31 @@ class PrometheusSource:
                     m.all_value_counts()
             if progress:
                 progress(done, len(batches))
-        exposition.infer_families(metrics)  # backends without metadata (VictoriaMetrics) give no types
-        warnings = [] if metrics else [f"{self.describe()} holds no live series (none in the last 5 minutes): "
-                                       "is it scraping anything, and is this the right server or tenant?"]
-        return Inventory(metrics, self.describe(), at, self.head_stats(), warnings)
+        return metrics
+
+    def label_values(self, label: str, match: str | None, at: float) -> list[str]:
+        """Values of `label` in the label index over `NAMES_WINDOW_S` before `at`, of the series
+        `match` selects (all when None): an index lookup, no samples read, a superset of the live."""
+        params: dict[str, Any] = {"start": f"{at - NAMES_WINDOW_S:.3f}", "end": f"{at:.3f}"}
+        if match is not None:
+            params["match[]"] = match
+        return [str(v) for v in self._api(f"label/{label}/values", params)]
+
+    def label_names(self, at: float) -> list[str]:
+        """Label names in the index over `NAMES_WINDOW_S` before `at`."""
+        return [str(v) for v in self._api("labels", {"start": f"{at - NAMES_WINDOW_S:.3f}", "end": f"{at:.3f}"})]
+
+    def get(self, path: str, params: dict[str, Any], enveloped: bool) -> Any:
+        """GET `/api/v1/<path>`: the `data` of a Prometheus-style answer when `enveloped`, else
+        the whole JSON body (Mimir's cardinality API has no envelope)."""
+        if enveloped:
+            return self._api(path, params)
+        url = f"{self.base_url}/api/v1/{path}"
+        resp = self._http.send("GET", url, params=params)
+        try:
+            return json.loads(resp.content)
+        except ValueError as exc:
+            raise errors.SourceError(f"{url} did not answer JSON (HTTP {resp.status_code}: {errors.bounded(resp.text, 120)})") from exc
 
     def _per_request(self, n_names: int) -> int:
         # Enough requests to keep `parallel` busy (and answers small), never more names than the cap.

@@ -28,7 +28,9 @@ def to_dict(report: Report) -> dict[str, Any]:
     d["schema"] = JSON_SCHEMA
     d["status"] = report.worst_status()
     for t in d["tiers"]:
+        t["series_exact"] = t["estimated_series"] == 0
         for m in t["top_metrics"]:
+            m["exact"] = m["estimated_from"] is None
             for ls in m["labels"]:
                 ls["top_values"] = [{"value": v, "series": n} for v, n in ls["top_values"]]
     return d
@@ -132,10 +134,33 @@ def runbook_lines(report: Report, md: bool = False) -> list[str]:
     return out
 
 
+def _count(n: int, estimated: bool) -> str:
+    """A series count as shown: `~n` when it is (or includes) an estimate."""
+    return f"~{n}" if estimated else str(n)
+
+
+def inventory_lines(report: Report) -> list[str]:
+    """How the counts were obtained: which statistics, what was enumerated, what is estimated."""
+    p = report.phases
+    if p is None:
+        return []
+    out = []
+    if p.statistics:
+        out.append(f"phase 1: {p.statistics} ({p.backend}) in {p.statistics_seconds:.2f} s")
+    out.append(f"phase 2: {p.enumerated_series} series of {p.enumerated_metrics} metrics enumerated, exact, in {p.enumeration_seconds:.2f} s")
+    if p.estimated_metrics:
+        out.append(f"~ marks estimates: {p.estimated_metrics} metrics (~{p.estimated_series} series) counted by {p.statistics}, "
+                   f"which counts {p.meaning}; every other count, and every saving shown, is exact")
+    if p.note:
+        out.append(p.note)
+    return out
+
+
 def _header(report: Report) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(report.generated_at))
     head = f", TSDB head {int(report.head['numSeries'])} series" if report.head and "numSeries" in report.head else ""
-    return f"{report.source} at {when}: {report.total_series} series{head}"
+    estimated = report.phases is not None and report.phases.estimated_metrics > 0
+    return f"{report.source} at {when}: {_count(report.total_series, estimated)} series{head}"
 
 
 def render_table(report: Report, width: int = 120, color: bool = False) -> str:
@@ -148,7 +173,7 @@ def render_table(report: Report, width: int = 120, color: bool = False) -> str:
                       ("status", "left"), ("memory", "right"), ("trend", "left")):
         tiers.add_column(col, justify=just)  # type: ignore[arg-type]
     for t in report.tiers:
-        tiers.add_row(t.name, str(t.series), "-" if t.budget is None else str(t.budget), _usage(t),
+        tiers.add_row(t.name, _count(t.series, t.estimated_series > 0), "-" if t.budget is None else str(t.budget), _usage(t),
                       f"[{_STATUS_STYLE[t.status]}]{t.status}[/]", human_bytes(t.memory_bytes), _trend(t))
     console.print(tiers)
     for t in report.tiers:
@@ -159,7 +184,8 @@ def render_table(report: Report, width: int = 120, color: bool = False) -> str:
             mt.add_column(col)
         for m in t.top_metrics:
             top = f"{m.labels[0].label} ({m.labels[0].distinct_values})" if m.labels else "-"
-            mt.add_row(escape(m.name) + (" [truncated]" if m.truncated else ""), str(m.series), escape(top), escape(_churn(m)))
+            mt.add_row(escape(m.name) + (" [truncated]" if m.truncated else ""), _count(m.series, m.estimated_from is not None),
+                       escape(top), escape(_churn(m)))
         console.print(mt)
         # soft_wrap: one line per finding however wide the terminal (it wraps them, we do not).
         for p in t.problems:
@@ -175,6 +201,8 @@ def render_table(report: Report, width: int = 120, color: bool = False) -> str:
                       soft_wrap=True)
     for line in runbook_lines(report):
         console.print(f"runbook: {escape(line)}", soft_wrap=True)
+    for line in inventory_lines(report):
+        console.print(f"inventory: {escape(line)}", soft_wrap=True)
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     return buf.getvalue()
@@ -200,7 +228,7 @@ def render_markdown(report: Report) -> str:
     lines += ["| tier | series | budget | usage | status | memory | trend |", "|---|---:|---:|---:|---|---:|---|"]
     for t in report.tiers:
         mark = {OVER: " :red_circle:", WARN: " :warning:"}.get(t.status, "")
-        lines.append(f"| {t.name} | {t.series} | {'-' if t.budget is None else t.budget} | {_usage(t)} | "
+        lines.append(f"| {t.name} | {_count(t.series, t.estimated_series > 0)} | {'-' if t.budget is None else t.budget} | {_usage(t)} | "
                      f"{t.status}{mark} | {human_bytes(t.memory_bytes)} | {_trend(t)} |")
     for t in report.tiers:
         if not t.recommendations and not t.problems and not t.label_explosions:
@@ -211,6 +239,9 @@ def render_markdown(report: Report) -> str:
         lines += [f"- {recommendation_text(r, md=True)}" for r in t.recommendations]
         if (total := savings_summary(t)) is not None:
             lines += ["", total]
+    inventory = inventory_lines(report)
+    if inventory:
+        lines += ["", "#### inventory", ""] + [f"- {ln}" for ln in inventory]
     runbooks = runbook_lines(report, md=True)
     if runbooks:
         lines += ["", "#### runbooks", ""] + [f"- {ln}" for ln in runbooks]

@@ -6,7 +6,7 @@ from typing import Callable, Protocol, Sequence
 
 from governor import errors, http
 from governor.inventory import Inventory
-from governor.promapi import Limits, PrometheusSource
+from governor.promapi import AUTO, Limits, PrometheusSource
 from governor.scrape import DEFAULT_AGENT_URL, DEFAULT_JOB, ScrapeSource
 
 
@@ -52,11 +52,12 @@ class MultiScrape:
 
 
 def from_options(prometheus: str | None, scrape: Sequence[str], options: http.HttpOptions,
-                 limits: Limits | None = None, job: str = DEFAULT_JOB) -> Source:
+                 limits: Limits | None = None, job: str = DEFAULT_JOB, backend: str = AUTO) -> Source:
     """The source the flags ask for; with neither flag, the local agent's /metrics. Scrape targets
-    are labelled as scrape job `job`."""
+    are labelled as scrape job `job`; `backend` names the statistics API of `prometheus` (AUTO:
+    detected; ENUMERATE: none, every series enumerated)."""
     if prometheus:
-        return PrometheusSource(prometheus, options, limits)
+        return PrometheusSource(prometheus, options, limits, backend=backend)
     urls = list(scrape) or [DEFAULT_AGENT_URL]
     scrapers = [ScrapeSource(u, options, limits=limits, job=job) for u in urls]
     return scrapers[0] if len(scrapers) == 1 else MultiScrape(scrapers, limits)

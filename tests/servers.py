@@ -1,4 +1,5 @@
-"""Real servers for tests: Debian's Prometheus and Alertmanager, and a tiny exposition server.
+"""Real servers for tests: Debian's Prometheus, Alertmanager, VictoriaMetrics and vmagent, and a tiny
+exposition server.
 
 A reusable library (not a conftest): any test module may import it.
 
@@ -325,6 +326,92 @@ def start_alertmanager(
     p = _spawn(argv, tmp_path, "alertmanager", "/-/ready")
     try:
         yield AlertmanagerServer(p)
+    finally:
+        p.stop()
+        shutil.rmtree(p.workdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------- VictoriaMetrics
+
+VICTORIAMETRICS_BIN = "victoria-metrics"
+VMAGENT_BIN = "vmagent"
+
+
+@dataclass
+class VictoriaMetricsServer:
+    """A running single-node VictoriaMetrics (Debian's `victoria-metrics`): the query API a
+    cluster's vmselect serves, `/api/v1/import/prometheus` and `/api/v1/write` for data."""
+
+    _p: _Process
+
+    @property
+    def url(self) -> str:
+        return self._p.url
+
+    @property
+    def workdir(self) -> Path:
+        return self._p.workdir
+
+    def log_tail(self) -> str:
+        return self._p.log_tail()
+
+    def api(self, path: str, **params: Any) -> Any:
+        r = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=30)
+        r.raise_for_status()
+        body = r.json()
+        if body.get("status") != "success":
+            raise ServerError(f"{path}: {body}")
+        return body["data"]
+
+    def scalar(self, expr: str) -> float | None:
+        """The single value of an instant query, or None when the vector is empty."""
+        result = self.api("query", query=expr)["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    def import_prometheus(self, text: str) -> None:
+        """Write Prometheus text-format lines (with millisecond timestamps) to the server."""
+        r = requests.post(f"{self.url}/api/v1/import/prometheus", data=text.encode(), timeout=120)
+        if r.status_code != 204:
+            raise ServerError(f"import refused: {r.status_code} {r.text[:300]}\n{self.log_tail()}")
+
+    def wait_for_count(self, selector: str, count: int, timeout: float = SCRAPE_TIMEOUT_S) -> None:
+        """Poll until `count(selector)` is `count` (written data becomes visible after the
+        latency offset and the next flush)."""
+        poll(lambda: self.scalar(f"count({selector})") == count, timeout, f"{count} series {selector}", self.log_tail)
+
+
+@contextlib.contextmanager
+def start_victoriametrics(tmp_path: Path, extra_args: Sequence[str] = ()) -> Iterator[VictoriaMetricsServer]:
+    """Run Debian's single-node VictoriaMetrics on a free loopback port until the block exits. The
+    query cache is off and the latency offset 1 s, so written data is queryable at once."""
+
+    def argv(port: int, workdir: Path) -> list[str]:
+        return [VICTORIAMETRICS_BIN, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={workdir / 'data'}",
+                "-search.latencyOffset=1s", "-search.disableCache", "-loggerLevel=WARN", *extra_args]
+
+    p = _spawn(argv, tmp_path, "victoria-metrics", "/health")
+    try:
+        yield VictoriaMetricsServer(p)
+    finally:
+        p.stop()
+        shutil.rmtree(p.workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def start_vmagent(scrape_config_yaml: str, remote_write_url: str, tmp_path: Path) -> Iterator[_Process]:
+    """Run Debian's `vmagent` scraping per `scrape_config_yaml` (Prometheus' format, with
+    `metric_relabel_configs`) and remote-writing to `remote_write_url` until the block exits."""
+
+    def argv(port: int, workdir: Path) -> list[str]:
+        cfg = workdir / "scrape.yml"
+        cfg.write_text(scrape_config_yaml)
+        return [VMAGENT_BIN, f"-httpListenAddr=127.0.0.1:{port}", f"-promscrape.config={cfg}",
+                f"-remoteWrite.url={remote_write_url}", f"-remoteWrite.tmpDataPath={workdir / 'queue'}",
+                "-remoteWrite.flushInterval=200ms", "-loggerLevel=WARN"]
+
+    p = _spawn(argv, tmp_path, "vmagent", "/health")
+    try:
+        yield p
     finally:
         p.stop()
         shutil.rmtree(p.workdir, ignore_errors=True)
