@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from agent.config import AgentConfig, ConfigError
 from agent.metrics_server import MetricsServer
