@@ -75,11 +75,36 @@ class GovernorCollector:
         if st.last_success is not None:
             yield GaugeMetricFamily("bcgov_governor_last_success_timestamp_seconds", "Time of the last successful evaluation.", value=st.last_success)
         yield GaugeMetricFamily("bcgov_governor_evaluation_duration_seconds", "Duration of the last evaluation.", value=st.last_duration)
+        yield from self._phases(st)
         ev = CounterMetricFamily("bcgov_governor_evaluations", "Evaluations by result.", labels=["result"])
         for result, n in sorted(st.evaluations.items()):
             ev.add_metric([result], n)
         yield ev
         yield CounterMetricFamily("bcgov_governor_alert_push_errors", "Failed pushes to Alertmanager.", value=st.alert_push_errors)
+
+    def _phases(self, st: State) -> Iterable[Metric]:
+        """How the last good inventory was collected (governor.twophase): each phase's duration,
+        and how many series and metrics were enumerated exactly or taken from statistics."""
+        p = st.report.phases if st.report is not None else None
+        if p is None:
+            return
+        dur = GaugeMetricFamily("bcgov_governor_inventory_phase_duration_seconds",
+                                "Duration of each inventory phase at the last successful evaluation: statistics "
+                                "(the backend's cardinality API) and enumeration (exact series).", labels=["phase"])
+        dur.add_metric(["statistics"], p.statistics_seconds)
+        dur.add_metric(["enumeration"], p.enumeration_seconds)
+        yield dur
+        series = GaugeMetricFamily("bcgov_governor_inventory_series",
+                                   "Series at the last successful evaluation by how they were counted: enumerated "
+                                   "(exact) or estimated (the backend's statistics).", labels=["counted"])
+        series.add_metric(["enumerated"], p.enumerated_series)
+        series.add_metric(["estimated"], p.estimated_series)
+        yield series
+        metrics = GaugeMetricFamily("bcgov_governor_inventory_metrics",
+                                    "Metric names at the last successful evaluation by how they were counted.", labels=["counted"])
+        metrics.add_metric(["enumerated"], p.enumerated_metrics)
+        metrics.add_metric(["estimated"], p.estimated_metrics)
+        yield metrics
 
     def is_stale(self, st: State) -> bool:
         """Stale once the last good counts are older than `stale_after_seconds`; one failed

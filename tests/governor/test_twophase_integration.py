@@ -232,3 +232,30 @@ def test_backend_without_statistics_falls_back_with_a_message(cli, runner, vm, s
     assert named.exit_code == 4 and named.stdout == ""
     assert named.output.startswith("bcgov: error: --backend victoriametrics: ") and named.output.endswith(
         "pass the right --backend, or --backend enumerate\n") and named.output.count("\n") == 1
+
+
+def test_governor_run_uses_both_phases_and_exports_them(vm) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from governor import budgets, service
+    from governor.promapi import Limits, PrometheusSource
+
+    registry = CollectorRegistry()
+    src = PrometheusSource(vm.url, limits=Limits(enumerate_below=0))
+    gov = service.Governor(src, budgets.parse(pop.BUDGETS), interval_seconds=5)
+    gov.register(registry)
+    try:
+        assert gov.evaluate_once() is True
+    finally:
+        src.close()
+    s = {(x.name, tuple(sorted(x.labels.items()))): x.value
+         for fam in text_string_to_metric_families(generate_latest(registry).decode()) for x in fam.samples}
+    assert s[("bcgov_governor_inventory_series", (("counted", "enumerated"),))] == 305
+    assert s[("bcgov_governor_inventory_series", (("counted", "estimated"),))] == 126
+    assert s[("bcgov_governor_inventory_metrics", (("counted", "enumerated"),))] == len(pop.ENUMERATED)
+    assert s[("bcgov_governor_inventory_metrics", (("counted", "estimated"),))] == len(pop.ESTIMATED)
+    phases = {k[1][0][1]: v for k, v in s.items() if k[0] == "bcgov_governor_inventory_phase_duration_seconds"}
+    assert set(phases) == {"statistics", "enumeration"} and all(v > 0 for v in phases.values())
+    assert phases["statistics"] + phases["enumeration"] <= s[("bcgov_governor_evaluation_duration_seconds", ())]
+    assert {t: s[("bcgov_governor_tier_series", (("tier", t),))] for t in pop.TIERS} == pop.TIERS
