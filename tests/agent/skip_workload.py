@@ -1,6 +1,6 @@
 """The workload of the skipped-runs test, run inside a test cgroup: prints what it did as JSON.
 
-Usage: python skip_workload.py NORMAL TIMEOUTS
+Usage: python skip_workload.py NORMAL TIMEOUTS | hold SECONDS
 
 While it runs, one spinner process per CPU makes syscalls in a loop, so a neighbour tracer that
 is busy on every syscall of this cgroup keeps each CPU inside a BPF program nearly all the time.
@@ -65,7 +65,27 @@ def timeouts(n: int) -> dict:
     return {"timed_out": failed, "full_port": port}
 
 
+def hold_both(seconds: float) -> None:
+    """One loopback connection whose two ends both stay open for `seconds` (workload.py's hold
+    closes its server end at once, which the kernel then finishes as a time-wait socket)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    c = socket.create_connection(srv.getsockname())
+    conn, _ = srv.accept()
+    c.sendall(b"h")
+    conn.recv(1)  # the accepting end's first read names its owner
+    print(json.dumps({"port": srv.getsockname()[1]}), flush=True)
+    time.sleep(seconds)
+    c.close()
+    conn.close()
+    srv.close()
+
+
 def main() -> None:
+    if sys.argv[1] == "hold":
+        hold_both(float(sys.argv[2]))
+        return
     normal, n_timeouts = int(sys.argv[1]), int(sys.argv[2])
     stop = multiprocessing.Event()
     spinners = [multiprocessing.Process(target=_spin, args=(stop,)) for _ in range(os.cpu_count() or 1)]

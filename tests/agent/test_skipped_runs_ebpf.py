@@ -115,7 +115,7 @@ def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
     raw = bpf.funcs[b"bcgov_raw__inet_sock_set_state"].fd
     before = _repairs(agent)
     # A connection both of whose closes are skipped: held open, then its closes run only the raw program.
-    holder = subprocess.Popen([sys.executable, str(Path(__file__).with_name("workload.py")), "hold", "60"],
+    holder = subprocess.Popen([sys.executable, str(SKIP_WORKLOAD), "hold", "120"],
                               preexec_fn=cgroup._enter, stdout=subprocess.PIPE, text=True)
     try:
         socks = wait_for(lambda: (lambda s: s if len(s) == 2 else None)(_conns_of(agent, cgroup.id)), timeout=60,
