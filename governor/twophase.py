@@ -63,6 +63,9 @@ def collect(src: PrometheusSource, budgets: Budgets, progress: Progress | None =
     must = {n for n in names if n not in stats.metrics or classifier.by_metric_name(n) is None}
     must |= set(names) & set(src.label_values("__name__", f'{{{budgets.defaults.tier_label}=~".+"}}', at))
     must |= _explosion_candidates(src, stats, budgets, [n for n in names if n not in must], at)
+    group = atrisk.family_groups(names, types)
+    whole = {group(n) for n in must}  # a family is remedied as one unit, so enumerated as one
+    must |= {n for n in names if group(n) in whole}
     stats_seconds = time.monotonic() - started
 
     t = time.monotonic()
@@ -71,7 +74,7 @@ def collect(src: PrometheusSource, budgets: Budgets, progress: Progress | None =
     for n in names:
         if n not in must:
             metrics[n] = _estimated(n, stats, types)
-    risky = atrisk.select(classifier.split(Inventory(metrics, src.describe(), at)), budgets, atrisk.family_groups(names, types))
+    risky = atrisk.select(classifier.split(Inventory(metrics, src.describe(), at)), budgets, group)
     more = src.enumerate(sorted(risky), at, types, progress, already=sum(m.count for m in exact.values()))
     for n in risky:  # a metric with no live series any more is absent from the answer: gone, not estimated
         metrics.pop(n, None)
