@@ -13,6 +13,7 @@ name; containerPort -> published on 127.0.0.1; args -> appended to the image's e
 
 from __future__ import annotations
 
+import os
 import pathlib
 import socket
 from dataclasses import dataclass, field
@@ -96,7 +97,11 @@ def derive(daemonset: dict[str, Any], configmaps: dict[str, dict[str, Any]], wor
             if path in skip_host_paths:
                 continue
             host_paths.append(path)
-            flags += ["--mount", f"type=bind,source={path},destination={mount['mountPath']}{ro}"]
+            if vol["hostPath"].get("type") == "DirectoryOrCreate":
+                os.makedirs(path, exist_ok=True)  # what the kubelet does for this type
+            # HostToContainer is a recursive slave mount: mounts the host adds later appear inside.
+            prop = ",bind-propagation=rslave" if mount.get("mountPropagation") == "HostToContainer" else ""
+            flags += ["--mount", f"type=bind,source={path},destination={mount['mountPath']}{prop}{ro}"]
         elif "emptyDir" in vol:
             size = vol["emptyDir"].get("sizeLimit")
             opts = f",tmpfs-size={quantity_bytes(size)}" if size else ""

@@ -33,6 +33,8 @@ def test_the_shipped_daemonset_maps_to_least_privilege_flags(tmp_path: Path) -> 
     assert binds and all(m.endswith(",ro") for m in binds)  # every host path and the config: read-only
     assert {m.split("source=")[1].split(",")[0] for m in binds if "configmap-" not in m} == set(run.host_paths)
     assert "type=tmpfs,destination=/opt/bcgov/var,tmpfs-size=1073741824" in mounts
+    # pods' network namespaces bind-mounted after the agent started must appear inside it
+    assert "type=bind,source=/run/netns,destination=/run/netns,bind-propagation=rslave,ro" in mounts
     assert (tmp_path / "configmap-config" / "agent.yaml").read_text().startswith("# Agent configuration")
     assert _pairs(f, "--publish") == [f"127.0.0.1:40000:{run.metrics_port}"]
     assert run.args == ["--config", "/etc/bcgov/agent.yaml"]

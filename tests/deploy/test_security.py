@@ -15,7 +15,7 @@ AGENT_CAPABILITIES = {"BPF", "PERFMON", "SYS_RESOURCE", "SYS_ADMIN", "DAC_READ_S
 AGENT_RBAC = {("", "pods"), ("apps", "replicasets"), ("batch", "jobs"), ("", "persistentvolumes")}
 # PVs are only read one by one (block I/O PVC labels, agent/pv_claims.py): get, no list or watch.
 GET_ONLY = {("", "persistentvolumes")}
-HOST_MOUNTS = {"/sys/kernel/tracing", "/sys/fs/cgroup", "/lib/modules", "/usr/src"}
+HOST_MOUNTS = {"/sys/kernel/tracing", "/sys/fs/cgroup", "/lib/modules", "/usr/src", "/run/netns"}
 
 
 def _pod_specs() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -49,6 +49,8 @@ def test_every_host_path_mount_is_read_only(name: str, spec: dict[str, Any]) -> 
         for m in c.get("volumeMounts", []):
             if m["name"] in host_volumes:
                 assert m.get("readOnly") is True, f"{name}/{c['name']} mounts host {m['mountPath']} writable"
+                # Bidirectional would let the container's mounts reach the host (and needs privileged).
+                assert m.get("mountPropagation", "None") in ("None", "HostToContainer"), f"{name}/{c['name']}: {m}"
 
 
 def test_agent_daemonset_has_exactly_the_documented_access() -> None:
