@@ -88,7 +88,7 @@ class SkippedRunsCollector(Collector):
 
 #: probe -> (its per-CPU repair counter array, the name of each slot), as in the probes' C
 REPAIRS = {
-    "tcp_lifecycle": ("tcp_skip_repairs", ("close_swept", "open_tracked", "established_marked", "retransmit_counted",
+    "tcp_lifecycle": ("tcp_skip_repairs", ("close_finished", "open_tracked", "established_marked", "retransmit_counted",
                                            "reset_received_marked", "reset_sent_marked")),
     "runqueue": ("wakeup_repairs", ("wakeup_marked", "wakeup_task_unknown")),
 }
@@ -98,10 +98,11 @@ class SkippedClosesCollector(Collector):
     """What tcp_lifecycle's raw tracepoint repaired after a skipped tracepoint run, read at scrape:
 
     - `bcgov_tcp_skipped_closes_total{direction, <workload labels>}`: connections whose close run
-      was skipped, swept from `conns` by the raw program and counted by owner (drained like the
-      other keyed maps), so bcgov_tcp_connections_total + this = connections made;
+      the kernel skipped, which the raw program then finished (counted in bcgov_tcp_connections_total,
+      duration in the histogram, record from the endpoints of their last state change), by owner;
     - `bcgov_agent_skip_repairs_total{probe, repair}`: what the probes' raw programs fixed
-      (tcp_lifecycle: closes swept, opens tracked, ESTABLISHED marked; runqueue: wakeups marked,
+      (tcp_lifecycle: skipped closes finished, opens tracked, ESTABLISHED marked, retransmits and resets
+      counted on the span; runqueue: wakeups marked,
       and wakeups of a task never seen before, which cannot be).
     """
 
@@ -112,7 +113,7 @@ class SkippedClosesCollector(Collector):
         self._closes = _Cumulative(
             "bcgov_tcp_skipped_closes",
             "TCP connections whose close the kernel skipped running the probe for (another BPF program was running "
-            "on the CPU): no span, no duration; swept and counted by the probe's raw tracepoint.",
+            "on the CPU), finished by the probe's raw tracepoint instead (also in bcgov_tcp_connections_total).",
             ["direction", *enricher.label_names], guard or SeriesGuard(),
         )
         #: shared with KernelCollector.taps: raw drained entries, for tests that count one cgroup exactly

@@ -72,12 +72,12 @@ def governor_table(d: dict[str, Any]) -> list[str]:
 
 
 def skips_table(d: dict[str, Any]) -> list[str]:
-    out = ["| probes loaded as | state-change runs skipped | all runs skipped | closes missing (not counted, not swept) | "
-           "closes skipped and swept | conns entries left behind | wakeup runs skipped | wakeups skipped minus marked |",
+    out = ["| probes loaded as | state-change runs skipped | all runs skipped | closes missing (not counted) | "
+           "skipped closes the repair finished | conns entries left behind | wakeup runs skipped | wakeups skipped minus marked |",
            "|---|---|---|---|---|---|---|---|"]
     for side, s in d["summary"].items():
         out.append(f"| {side} | {_mm(s['state_change_runs_skipped'], '{:.0f}')} | {_mm(s['all_runs_skipped'], '{:.0f}')} | "
-                   f"{_mm(s['closes_missing'], '{:.0f}')} | {_mm(s['closes_swept'], '{:.0f}')} | {_mm(s['stale_conns_left'], '{:.0f}')} | "
+                   f"{_mm(s['closes_missing'], '{:.0f}')} | {_mm(s['skipped_closes_finished'], '{:.0f}')} | {_mm(s['stale_conns_left'], '{:.0f}')} | "
                    f"{_mm(s.get('wakeup_runs_skipped'), '{:.0f}')} | {_mm(s.get('wakeups_lost'), '{:.0f}')} |")
     runs = d["runs"]
     out.append("")
@@ -110,7 +110,7 @@ def targets_table(storm: dict[str, Any] | None, rec: dict[str, Any] | None, gov:
     yes = lambda ok: "n/a" if ok is None else ("yes" if ok else "**no**")  # noqa: E731
     if skips:
         rep, tp = skips["summary"]["with repair"], skips["summary"]["tracepoint only"]
-        out.append(f"| nothing lost silently next to a neighbour BPF tracer (closes counted + skipped = made) | with the repair: "
+        out.append(f"| nothing lost silently next to a neighbour BPF tracer (closes counted = made) | with the repair: "
                    f"{_mm(rep['closes_missing'], '{:.0f}')} missing, {_mm(rep['stale_conns_left'], '{:.0f}')} conns left, "
                    f"{_mm(rep['state_change_runs_skipped'], '{:.0f}')} state changes skipped; tracepoint only: "
                    f"{_mm(tp['closes_missing'], '{:.0f}')} missing, {_mm(tp['stale_conns_left'], '{:.0f}')} left | "

@@ -8,8 +8,8 @@ context switch, wakeup and TCP state change of a test cgroup, one syscall spinne
 cgroup, and a workload there making NORMAL loopback connections plus TIMEOUTS connects whose
 SYNs are dropped (their retransmits and timeouts run in timer softirqs, which land inside the
 neighbour's programs). Per run: the kernel's skipped runs per program (recursion_misses), closes
-counted in the kernel against connections made per direction, closes skipped and swept by the
-repair, and `conns` entries of the workload left behind after every socket closed; runqueue's skipped wakeups and how many of
+counted in the kernel against connections made per direction, skipped closes the repair finished,
+and `conns` entries of the workload left behind after every socket closed; runqueue's skipped wakeups and how many of
 them its raw program marked (a wakeup neither run nor marked is a wait missing from the histogram).
 """
 
@@ -63,14 +63,14 @@ def _one(repair: bool, normal: int, timeouts: int) -> dict[str, Any]:
             made = {ACTIVE: did["connections"] + did["timed_out"] + 1, PASSIVE: did["connections"] + 1}
             counted = {d: sum(int(v.value) for k, v in bpf["tcp_connections"].items() if k.cgroup_id == cg.id and k.direction == d)
                        for d in made}
-            swept = {d: sum(int(v.value) for k, v in bpf["tcp_skipped_closes"].items() if k.cgroup_id == cg.id and k.direction == d)
+            finished = {d: sum(int(v.value) for k, v in bpf["tcp_skipped_closes"].items() if k.cgroup_id == cg.id and k.direction == d)
                      for d in made}
             stale = sum(1 for _, v in bpf["conns"].items() if v.owner.cgroup_id == cg.id)
             return {
                 "repair": repair, "seconds": elapsed,
                 "skipped_runs": {f"{p}/{prog}": n - before.get((p, prog), 0) for (p, prog), n in after.items()},
-                "made": made, "counted": counted, "skipped_closes_swept": swept, "stale_conns_left": stale,
-                "closes_missing": sum(made[d] - counted[d] - swept[d] for d in made),
+                "made": made, "counted": counted, "skipped_closes_finished": finished, "stale_conns_left": stale,
+                "closes_missing": sum(made[d] - counted[d] for d in made),
                 "wakeups_marked": marked, "wakeups_task_unknown": unknown,
             }
     finally:
@@ -93,7 +93,7 @@ def run(rounds: int, normal: int, timeouts: int) -> dict[str, Any]:
             "all_runs_skipped": summarize([sum(r["skipped_runs"].values()) for r in mine]),
             "closes_missing": summarize([r["closes_missing"] for r in mine]),
             "stale_conns_left": summarize([r["stale_conns_left"] for r in mine]),
-            "closes_swept": summarize([sum(r["skipped_closes_swept"].values()) for r in mine]),
+            "skipped_closes_finished": summarize([sum(r["skipped_closes_finished"].values()) for r in mine]),
             "wakeup_runs_skipped": summarize([r["skipped_runs"].get("runqueue/sched:sched_wakeup", 0)
                                               + r["skipped_runs"].get("runqueue/sched:sched_wakeup_new", 0) for r in mine]),
             "wakeups_lost": summarize([r["skipped_runs"].get("runqueue/sched:sched_wakeup", 0)

@@ -74,7 +74,29 @@ struct conn {
     u8 flags;
     u8 owner_source;
     u8 _pad;
+    /* The endpoints as the state-change tracepoint last gave them (SYN_SENT, SYN_RECV, ESTABLISHED):
+     * a close whose tracepoint run the kernel skipped is recorded from these by the raw program. */
+    u8 saddr[16];
+    u8 daddr[16];
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u16 _pad2;
 };
+
+/* Only inside TRACEPOINT_PROBE(sock, inet_sock_set_state), where BCC defines `args`. */
+#define REMEMBER_ENDPOINTS(c) do {                                   \
+        (c)->family = args->family;                                  \
+        (c)->sport = args->sport;                                    \
+        (c)->dport = args->dport;                                    \
+        if (args->family == BCGOV_AF_INET) {                         \
+            __builtin_memcpy((c)->saddr, args->saddr, 4);            \
+            __builtin_memcpy((c)->daddr, args->daddr, 4);            \
+        } else {                                                     \
+            __builtin_memcpy((c)->saddr, args->saddr_v6, 16);        \
+            __builtin_memcpy((c)->daddr, args->daddr_v6, 16);        \
+        }                                                            \
+    } while (0)
 
 /* The record user space decodes; mirrored by probes/tcp_lifecycle.py:TcpCloseRecord and checked
  * field by field against BCC's view of this struct (the `layout` map) when the probe loads. */
@@ -321,7 +343,7 @@ static __always_inline void adopt_preexisting(u64 sk, struct tuple_key *t)
  * the same event (below) is guarded per program instead, so it still runs, and repairs from the
  * tracepoint's raw arguments (sk, oldstate, newstate: the socket pointer as a key, never
  * dereferenced) what a skipped run would leave wrong: an open not tracked, an ESTABLISHED not
- * marked, and a close that would leave its `conns` entry behind forever. The tracepoint program
+ * marked, and a close that would go uncounted and leave its `conns` entry behind forever. The tracepoint program
  * notes every (sk, newstate) it runs for; the raw one, attached after it and so run after it, acts
  * only when the note is not its own event. */
 struct seen_state {
@@ -330,15 +352,17 @@ struct seen_state {
     u32 _pad;
 };
 BPF_PERCPU_ARRAY(tp_seen, struct seen_state, 1);
-/* A close whose tracepoint run was skipped: swept from `conns` and counted here by the owner's
- * cgroup and direction (no record, no duration), so counted + skipped = made holds per workload. */
+/* A close whose tracepoint run was skipped, by the owner's cgroup and direction: the raw program
+ * finished it as the tracepoint program would have (counted in tcp_connections, its duration in the
+ * histogram, its record from the endpoints remembered at its last state change), so this says how
+ * many of the counted ones the kernel skipped. */
 struct skipped_close_key {
     u64 cgroup_id;
     u8 direction;
     u8 _pad[7];
 };
 BPF_HASH(tcp_skipped_closes, struct skipped_close_key, u64, 4096);
-/* [0] closes swept, [1] opens tracked, [2] ESTABLISHED marked, [3] retransmits, [4] resets
+/* [0] closes finished, [1] opens tracked, [2] ESTABLISHED marked, [3] retransmits, [4] resets
  * received, [5] resets sent counted on the span: each by a raw program after a skipped run */
 BPF_PERCPU_ARRAY(tcp_skip_repairs, u64, 6);
 /* what the optional tracepoint programs note in tp_seen, after the TCP states (0-12) */
@@ -404,12 +428,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         lock_xadd(&l->sockets, 1);
         return 0;
     }
-    if (newstate == TCP_SYN_SENT) {
-        track(sk, DIR_ACTIVE, 0);
-        return 0;
-    }
-    if (newstate == TCP_SYN_RECV) {
-        track(sk, DIR_PASSIVE, args->sport);
+    if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
+        track(sk, newstate == TCP_SYN_SENT ? DIR_ACTIVE : DIR_PASSIVE, newstate == TCP_SYN_SENT ? 0 : args->sport);
+        struct conn *c = conns.lookup(&sk);
+        if (c)
+            REMEMBER_ENDPOINTS(c);  /* an active end's port is not bound yet: 0 until ESTABLISHED */
         return 0;
     }
     if (newstate == TCP_ESTABLISHED) {
@@ -417,6 +440,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         if (c) {
             c->flags |= F_ESTABLISHED;
             c->established_ns = bpf_ktime_get_ns();
+            REMEMBER_ENDPOINTS(c);
         }
         return 0;
     }
@@ -638,8 +662,25 @@ int bcgov_raw__inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
             lock_xadd(n, 1);
         else if (tcp_skipped_closes.insert(&key, &one) != 0)
             stat_inc(BCGOV_STAT_MAP_FULL);
-        conns.delete(&sk);
         count_repair(0);
+        /* Finish it as the tracepoint program would have: counted, its duration in the histogram,
+         * and its record, with the endpoints remembered at its last state change (finish() deletes
+         * the entry, so they are copied first). */
+        u16 family = c->family, sport = c->sport, dport = c->dport;
+        u8 saddr[16], daddr[16];
+        __builtin_memcpy(saddr, c->saddr, 16);
+        __builtin_memcpy(daddr, c->daddr, 16);
+        struct tcp_close_record *r = finish(sk, oldstate, sport);
+        if (!r)
+            return 0;
+        r->family = family;
+        r->sport = sport;
+        r->dport = dport;
+        r->oldstate = oldstate;
+        __builtin_memcpy(r->saddr, saddr, 16);
+        __builtin_memcpy(r->daddr, daddr, 16);
+        events.ringbuf_submit(r, 1);
+        stat_inc(BCGOV_STAT_EMITTED);
     }
     return 0;
 }
