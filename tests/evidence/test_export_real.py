@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import realstack  # noqa: E402
-from governor.evidence import csvout  # noqa: E402
+from governor.evidence import csvout, markdown  # noqa: E402
 from tests import servers  # noqa: E402
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.integration]
@@ -127,7 +127,8 @@ def test_timeline_has_both_oom_kills_and_the_alert_between_them(bundle: dict[str
     times = [l.split("|")[1].strip() for l in rows]
     assert times == sorted(times)
     ooms = [i for i, l in enumerate(rows) if "| oom kill |" in l and realstack.POD in l]
-    alert = [i for i, l in enumerate(rows) if f"{ALERT} firing [alertmanager] (runbook: {RUNBOOK})" in l]
+    # cells are markdown-escaped (governor/evidence/markdown.py): `[` shows as `\[` in the source
+    alert = [i for i, l in enumerate(rows) if markdown.cell(f"{ALERT} firing [alertmanager] (runbook: {RUNBOOK})") in l]
     assert len(ooms) == realstack.ROUNDS and len(alert) == 1, "\n".join(rows)
     assert ooms[0] < alert[0] < ooms[1]
     assert any("| reset |" in l for l in rows) and any("| exec |" in l and "ledger-migrate" in l for l in rows)
