@@ -168,7 +168,9 @@ BPF_HASH(listeners, u16, struct listener, 4096);
 BPF_HASH(tcp_connections, struct conn_count_key, u64, 16384);
 /* Closes of connections opened before the agent (no duration: their start was not seen). */
 BPF_HASH(tcp_connections_before_agent, struct conn_count_key, u64, 4096);
-BPF_HASH(preexisting, struct tuple_key, struct preexisting_conn, 16384);
+/* LRU: an entry whose close never comes here (the connection was also seen opening after the
+ * attach, or its close ran while this program was skipped) must not hold a slot for ever. */
+BPF_TABLE("lru_hash", struct tuple_key, struct preexisting_conn, preexisting, 16384);
 /* Same key layout; outcome is normal, reset, refused or timeout. Drained at scrape. */
 BPF_HASH(tcp_connection_durations, struct conn_count_key, struct bcgov_hist, 16384);
 BPF_PERCPU_ARRAY(tcp_opens, u64, 3);

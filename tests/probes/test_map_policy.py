@@ -18,7 +18,6 @@ DRAINED = "drained"
 POLICY: dict[tuple[str, str], str] = {
     ("tcp_lifecycle", "conns"): "conns.delete(",  # at close; a skipped close by the raw repair
     ("tcp_lifecycle", "listeners"): "listeners.delete(",  # with the port's last listening socket
-    ("tcp_lifecycle", "preexisting"): "preexisting.delete(",  # adopted at close; written once at start-up
     ("tcp_lifecycle", "tcp_connections"): DRAINED,
     ("tcp_lifecycle", "tcp_connections_before_agent"): DRAINED,
     ("tcp_lifecycle", "tcp_connection_durations"): DRAINED,
