@@ -105,3 +105,18 @@ def test_the_logs_key_chooses_where_lines_go(logs: str, endpoint: str | None, wa
 def test_bad_logs_settings_are_one_clear_line(logs: str, endpoint: str | None, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         AgentConfig(logs=logs, otlp_endpoint=endpoint).validate()
+
+
+def test_the_wire_encoder_writes_what_opentelemetry_proto_builds() -> None:
+    """encode_request (what is sent) parses to the very message opentelemetry-proto's classes build."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from agent.otlp_logs import encode_request, export_request
+
+    sent: list = []
+    log = EventLog(None, sink=sent.append)
+    _write(log)
+    log.write(T0_NS, "odd", {"bcgov.neg": -5, "bcgov.big": 2**40, "bcgov.empty": "", "bcgov.list": []}, severity="DEBUG",
+              trace_id="not-hex", span_id="00f067aa0ba902b7")
+    resource = {"service.name": "bcgov-agent", "service.version": "0.1.0", "host.name": "n"}
+    assert ExportLogsServiceRequest.FromString(encode_request(sent, resource, "0.1.0")) == export_request(sent, resource, "0.1.0")
