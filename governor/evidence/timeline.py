@@ -80,7 +80,7 @@ class Timeline:
         self.logged_resets: set[str] = set()  # trace ids whose reset came from a log line
         # Resets seen on spans, listed once the log lines are all read (logs and spans may be read
         # at the same time, in two processes); bounded, the rest are listed without the check.
-        self._span_resets: list[tuple[str, float, str, str]] = []
+        self._span_resets: list[tuple[str, float, str, str, str]] = []
 
     def _add(self, key: tuple[Any, ...], ts: float, kind: str, text: str, ref: str, group_text: str = "",
              command: str | None = None) -> None:
@@ -126,28 +126,31 @@ class Timeline:
             self._add(("exit", who, how, code), ts, "exit", f"exit {_who(attrs)}: {how} {code}".rstrip(), "logs.jsonl",
                       f"exit {who}: {how} {code}".rstrip())
         elif body == "tcp connection reset":
-            peer = f"{attrs.get('network.peer.address', '?')}:{attrs.get('network.peer.port', '?')}"
+            addr = attrs.get("network.peer.address", "?")
+            peer = f"{addr}:{attrs.get('network.peer.port', '?')}"
             trace = rec.get("trace_id", "-")
             if rec.get("trace_id"):
                 self.logged_resets.add(rec["trace_id"])
-            who = _who(attrs)
-            self._add(("reset-log", who, peer), ts, "reset", f"connection reset, {who} <-> {peer} (trace {trace})",
-                      "logs.jsonl", f"connection reset, {who} <-> {peer} (first trace {trace})")
+            # grouped by workload and peer host: pids and a server's ephemeral peer ports differ per connection
+            who = _who(attrs, pid=False)
+            self._add(("reset-log", who, addr), ts, "reset", f"connection reset, {_who(attrs)} <-> {peer} (trace {trace})",
+                      "logs.jsonl", f"connection reset, {who} <-> {addr} (first trace {trace})")
 
     def span(self, s: FlatSpan) -> None:
         """Resets seen on spans; listed (by `groups()`) unless a log line of the same trace made an
         entry already."""
         for ts, name, attrs in s.events:
             if name == "tcp.reset":
-                item = (s.trace_id, ts, _who(s.attributes), str(attrs.get("bcgov.tcp.reset.direction", "?")))
+                item = (s.trace_id, ts, _who(s.attributes), str(attrs.get("bcgov.tcp.reset.direction", "?")),
+                        _who(s.attributes, pid=False))
                 if len(self._span_resets) < MAX_PENDING_RESETS:
                     self._span_resets.append(item)
                 else:
                     self._span_reset(*item)
 
-    def _span_reset(self, trace: str, ts: float, who: str, d: str) -> None:
-        self._add(("reset-span", who, d), ts, "reset", f"connection reset ({d}), {who} (trace {trace})",
-                  "spans.jsonl", f"connection reset ({d}), {who} (first trace {trace})")
+    def _span_reset(self, trace: str, ts: float, who: str, d: str, group_who: str) -> None:
+        self._add(("reset-span", group_who, d), ts, "reset", f"connection reset ({d}), {who} (trace {trace})",
+                  "spans.jsonl", f"connection reset ({d}), {group_who} (first trace {trace})")
 
     def merge(self, other: "Timeline") -> None:
         """Add `other`'s groups (read in another process) to these."""
@@ -187,9 +190,9 @@ class Timeline:
 
     def groups(self) -> list[Group]:
         pending, self._span_resets = self._span_resets, []
-        for trace, ts, who, d in pending:
-            if trace not in self.logged_resets:
-                self._span_reset(trace, ts, who, d)
+        for item in pending:
+            if item[0] not in self.logged_resets:
+                self._span_reset(*item)
         return sorted(self._groups.values(), key=lambda g: (g.first, PRIORITY.get(g.kind, 9), g.text))
 
 

@@ -120,3 +120,14 @@ def test_groups_are_bounded() -> None:
     other = [g for g in groups if "further workloads" in g.text]
     assert len(other) == 1 and other[0].count == 101
     assert len(other[0].commands) == timeline.MAX_COMMANDS and other[0].other_commands == 101 - timeline.MAX_COMMANDS
+
+
+def test_resets_group_by_workload_and_peer_host_not_by_pid_or_ephemeral_port() -> None:
+    tl = timeline.Timeline()
+    for i in range(11):
+        tl.log({"body": "tcp connection reset", "trace_id": f"{i + 1:032x}",
+                "attributes": {**POD, "process.pid": 100 + i, "process.executable.name": "postgres",
+                               "network.peer.address": "10.0.0.9", "network.peer.port": 40000 + i}}, T0 + i)
+    (g,) = tl.groups()
+    assert g.count == 11 and (g.first, g.last) == (T0, T0 + 10)
+    assert g.what() == f"connection reset, payments ledger-0 ledger oltp postgres <-> 10.0.0.9 (first trace {1:032x})"
