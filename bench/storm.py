@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import agent_proc
+from bench import agent_proc, peer
 from bench.agent_proc import AgentProcess, total
 from bench.common import BenchError, ensure_tools, say, summary
 from bench.nginx import running_nginx
@@ -32,10 +32,15 @@ BUDGET_CORES = 0.25
 IDLE_S = 3.0
 
 
+PEER = "peer"
+
+
 def sides(probes: list[str] | None = None) -> dict[str, str | None]:
-    """Each side of a round: no agent, the agent as shipped, the agent held to a CPU budget."""
+    """Each side of a round: no agent, the peer (BCC's tcplife-bpfcc, bench/peer.py), the agent as
+    shipped, the agent held to a CPU budget. None: no agent config (without, peer)."""
     cfg = AGENT_CONFIG + (f"  probes: [{', '.join(probes)}]\n" if probes else "")
-    return {"without": None, "with": cfg, "budget": cfg + f"  cpu_budget: {BUDGET_CORES}\n  cpu_budget_window: 1.0\n"}
+    return {"without": None, PEER: None, "with": cfg,
+            "budget": cfg + f"  cpu_budget: {BUDGET_CORES}\n  cpu_budget_window: 1.0\n"}
 
 
 
@@ -129,6 +134,27 @@ def _with_agent(port: int, rates: list, seconds: float, side: str, config: str) 
     return out
 
 
+def _with_peer(port: int, rates: list, seconds: float) -> list[dict[str, Any]]:
+    """tcplife-bpfcc on the same load: a fresh process per rate, so each window's lines are its own."""
+    out = []
+    for rate in rates:
+        tool = peer.start_peer()
+        try:
+            before = tool.caught_up()  # its start-up compile is over
+            res = load(port, rate, seconds)
+            after = tool.caught_up()
+        finally:
+            text, err = tool.stop()
+        lines = peer.count_lines(text, port)
+        res["agent"] = peer.peer_cost(before, after, res["made"], seconds, lines, peer.reported_lost(err))
+        res["agent"]["startup_s"] = tool.started_s
+        say(f"  {PEER:<13} {rate!s:>10}: {res['conn_per_s']:8.0f} conn/s p99 {res['p99_s'] * 1e3:6.2f} ms, "
+            f"tcplife {res['agent']['cores']:.2f} cores, {lines} lines for {res['made']} connections, "
+            f"lost {res['agent']['records_lost']} (BCC reported {res['agent']['lost_reported']})")
+        out.append({"rate": rate, **res})
+    return out
+
+
 def _without_agent(port: int, rates: list, seconds: float) -> list[dict[str, Any]]:
     out = []
     for rate in rates:
@@ -150,7 +176,12 @@ def run(pairs: int, seconds: float, rates: list, probes: list[str] | None = None
             say(f"storm round {k + 1}/{pairs} ({', '.join(order)}; {seconds:g}s per run)")
             for side in order:
                 cfg = configs[side]
-                runs = _with_agent(port, rates, seconds, side, cfg) if cfg else _without_agent(port, rates, seconds)
+                if side == PEER:
+                    runs = _with_peer(port, rates, seconds)
+                elif cfg:
+                    runs = _with_agent(port, rates, seconds, side, cfg)
+                else:
+                    runs = _without_agent(port, rates, seconds)
                 raw += [{"round": k, "side": side, **r} for r in runs]
     return {"params": {"rounds": pairs, "seconds_per_run": seconds, "rates": rates, "ab_concurrency": AB_CONCURRENCY,
                        "paced_workers": PACED_WORKERS, "sides": configs},
@@ -176,9 +207,9 @@ def summarise(raw: list[dict[str, Any]], rounds: int, rates: list) -> dict[str, 
                     "agent_cpu_s_per_10k_conn": a["cpu_s_per_10k_conn"], "agent_cores": a["cores"],
                     "records_emitted": a["records_emitted"], "records_lost": a["records_lost"],
                     "spans_sampled_out": a["spans_sampled_out"],
-                    "agent_idle_cores": a["idle_cores"],
+                    "agent_idle_cores": a.get("idle_cores"), "spans_withheld": a.get("spans_withheld"),
                     "agent_rss_mb_steady": a["rss_kb"] / 1024, "agent_rss_mb_peak": a["hwm_kb"] / 1024,
-                    "connections_made": w["made"], "kernel_counted_passive": a["kernel_counted_passive"],
+                    "connections_made": w["made"], "kernel_counted_passive": a.get("kernel_counted_passive"),
                 }
                 for key, v in row.items():
                     cols.setdefault(key, []).append(v)
