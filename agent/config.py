@@ -36,6 +36,11 @@ class AgentConfig:
     identity: bool = True
     span_sample_ratio: float = 1.0
     slow_connection_seconds: float = 1.0
+    # Records of normal, fast connections the kernel sends per second at most (a token bucket in
+    # tcp_lifecycle.bpf.c; failed, reset, retransmitted and slow ones always go): bounds the
+    # agent's CPU at any connection rate. 0: every connection a span. agent/kernel_sampling.py.
+    span_budget_per_second: float = 1000.0
+    span_budget_burst: int | None = None  # tokens saved up; default one second's worth
     # Node-wide kernel switch (every BPF program on the node pays a clock read per run): opt in.
     bpf_stats: bool = False
     # Cores (0.05 = 5 % of one); over it, span work is shed. Off by default: see agent/overhead.py.
@@ -88,6 +93,11 @@ class AgentConfig:
             raise ConfigError(f"{where}: ring_buffer_pages must be a power of two (e.g. 256), not {pages}")
         if not 0.0 <= self.span_sample_ratio <= 1.0:
             raise ConfigError(f"{where}: span_sample_ratio must be within 0..1, not {self.span_sample_ratio}")
+        if self.span_budget_per_second < 0:
+            raise ConfigError(f"{where}: span_budget_per_second must be >= 0 (0: every connection a span), "
+                              f"not {self.span_budget_per_second}")
+        if self.span_budget_burst is not None and self.span_budget_burst < 1:
+            raise ConfigError(f"{where}: span_budget_burst must be >= 1 (spans saved up), or absent for one second's worth")
         if self.cpu_budget is not None and self.cpu_budget <= 0:
             raise ConfigError(f"{where}: cpu_budget must be > 0 cores (e.g. 0.05 for 5% of one core), or absent for none")
         if self.cpu_budget_window <= 0:

@@ -1,21 +1,34 @@
-"""Span shedding in the kernel: the keep ratio and slow threshold written into tcp_lifecycle's
-`span_sampling` map, so normal, fast connections whose span would be sampled out are not sent
-as records at all (tcp_lifecycle.bpf.c). Their count comes back from `tcp_sampled_out`."""
+"""Span shedding and the span budget in the kernel.
+
+- The keep ratio and slow threshold go into tcp_lifecycle's `span_sampling` map, so normal, fast
+  connections whose span would be sampled out are not sent as records at all (tcp_lifecycle.bpf.c).
+  Their count comes back from `tcp_sampled_out`.
+- The span budget (`span_budget` map): a token bucket of `per_second` records of normal, fast
+  connections per node, `burst` saved up, checked after sampling and before the ring-buffer reserve.
+  Failed, refused, reset, retransmitted and slow connections never take a token. Records not sent
+  for want of one are counted in `tcp_span_budget[1]` (node) and `tcp_spans_withheld` (per cgroup).
+"""
 
 from __future__ import annotations
 
 import math
 import threading
+import time
+from typing import Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from agent.loader import LoadedProbe
 
 
 class KernelSpanSampling:
-    """Writes SpanSampler's decisions into the probe's map; reads the kernel's sampled-out count."""
+    """Writes SpanSampler's decisions and the span budget into the probe's maps; reads the kernel's counts."""
 
     def __init__(self, probe: LoadedProbe) -> None:
         self._probe = probe
         self._lock = threading.Lock()  # the budget thread and start() may both write
+        self.budget_per_second = 0.0
 
     def apply(self, ratio: float, slow_ns: int) -> None:
         """Keep `ratio` of normal, fast (< slow_ns) connections' records; 1.0 sends every record."""
@@ -28,6 +41,52 @@ class KernelSpanSampling:
             entry.slow_ns = slow_ns
             table[table.Key(0)] = entry
 
+    def apply_budget(self, per_second: float, burst: int | None = None, now_ns: int | None = None) -> None:
+        """At most `per_second` records of normal, fast connections per second, `burst` (default:
+        one second's worth, at least 1) saved up; the bucket starts full. 0: no budget (every
+        connection a span). `now_ns` is the kernel's clock (CLOCK_MONOTONIC, bpf_ktime_get_ns)."""
+        if per_second < 0:
+            raise ValueError(f"span budget must be >= 0 spans per second (0: no budget), not {per_second}")
+        table = self._probe.bpf["span_budget"]
+        with self._lock:
+            entry = table[table.Key(0)]
+            if per_second == 0:
+                entry.token_ns, entry.burst, entry.tokens = 0, 0, 0
+            else:
+                entry.token_ns = max(1, round(1e9 / per_second))
+                entry.burst = max(1, burst if burst is not None else math.ceil(per_second))
+                entry.tokens = entry.burst
+            entry.last_ns = time.monotonic_ns() if now_ns is None else now_ns
+            table[table.Key(0)] = entry
+            self.budget_per_second = per_second
+
     def sampled_out(self) -> int:
         """Records the kernel did not send because their span was sampled out."""
         return int(sum(self._probe.bpf["tcp_sampled_out"][0]))
+
+    def budget_counts(self) -> tuple[int, int]:
+        """(records sent with a budget token, records not sent: the budget was spent), node totals."""
+        table = self._probe.bpf["tcp_span_budget"]
+        return int(sum(table[0])), int(sum(table[1]))
+
+    def withheld_by_cgroup(self) -> dict[int, int]:
+        """cgroup id -> records not sent for want of a token (LRU: the oldest cgroups may be gone)."""
+        return {int(k.value): int(v.value) for k, v in self._probe.bpf["tcp_spans_withheld"].items()}
+
+
+class SpanBudgetCollector(Collector):
+    """bcgov_agent_spans_withheld_total and bcgov_agent_span_budget_per_second, read at scrape."""
+
+    def __init__(self, sampling: KernelSpanSampling) -> None:
+        self._sampling = sampling
+
+    def collect(self) -> Iterable[Metric]:
+        _, withheld = self._sampling.budget_counts()
+        yield CounterMetricFamily(
+            "bcgov_agent_spans_withheld",
+            "Normal, fast connections whose record the kernel did not send because the span budget was spent "
+            "(span_budget_per_second; metrics still count and time them).", value=float(withheld))
+        yield GaugeMetricFamily(
+            "bcgov_agent_span_budget_per_second",
+            "Span budget: records of normal, fast connections the kernel sends per second at most (0: no budget).",
+            value=float(self._sampling.budget_per_second))

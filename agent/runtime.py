@@ -20,7 +20,7 @@ from agent.event_log import EventLog
 from agent.otlp_logs import LogExportCounters, OtlpLogExporter
 from agent.instruments import Instruments
 from agent.kernel_metrics import STAT_LOST, KernelCollector
-from agent.kernel_sampling import KernelSpanSampling
+from agent.kernel_sampling import KernelSpanSampling, SpanBudgetCollector
 from agent.latency_metrics import LatencyCollector
 from agent.metrics_server import MetricsServer
 from agent.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
@@ -103,6 +103,7 @@ class Agent:
         self.pipeline: EventPipeline | None = None
         self.sampler = SpanSampler(config.span_sample_ratio, config.slow_connection_seconds)
         self.cpu_budget: CpuBudget | None = None
+        self.kernel_sampling: KernelSpanSampling | None = None
         self._budget_thread: BudgetThread | None = None
         self._bpf_stats: BpfStats | None = None
         self._final_counts: tuple[int, int] | None = None  # (lost, skipped) read just before the probes close
@@ -149,6 +150,9 @@ class Agent:
             sampling = KernelSpanSampling(tcp)
             self.sampler.subscribe(sampling.apply)
             self.instruments.spans_sampled_out.kernel = sampling.sampled_out
+            sampling.apply_budget(self.config.span_budget_per_second, self.config.span_budget_burst)
+            p.registry.register(SpanBudgetCollector(sampling))
+            self.kernel_sampling = sampling
             # After the attach, so a connection is either in this list or seen opening.
             preexisting.learn(tcp)
         kernel = KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count, self.guard)

@@ -5,8 +5,8 @@
  * owner comes from the listening socket's owner and is then replaced by the first process that
  * sends or receives on the socket). At CLOSE the per-cgroup counter is bumped, the duration
  * (start to close, the span's) goes into a log2 histogram per (cgroup, direction, outcome), and
- * one record goes to user space (unless span sampling skips it): counts and durations are exact
- * even when records are lost or sampled out. Optional tracepoints add bytes
+ * one record goes to user space (unless span sampling skips it or the span budget is spent): counts
+ * and durations are exact even when records are lost, sampled out or withheld. Optional tracepoints add bytes
  * (sock_send_length/sock_recv_length, 6.3+), retransmit timestamps and reset marks for the span.
  *
  * Cost: a hash update per open, a lookup per send/recv when byte counting is on, a counter and a
@@ -188,6 +188,58 @@ struct span_sampling {
 };
 BPF_ARRAY(span_sampling, struct span_sampling, 1);
 BPF_PERCPU_ARRAY(tcp_sampled_out, u64, 1);
+
+/* The span budget: at most one record of a normal, fast connection per token_ns per node, with up
+ * to `burst` saved up (a token bucket), checked after span sampling and before the ring-buffer
+ * reserve, so the agent's per-record work is bounded at any connection rate. Failed, refused,
+ * reset, retransmitted and slow connections never take a token: their records are always sent.
+ * Counts and durations above are complete either way. User space (agent/kernel_sampling.py)
+ * writes token_ns and burst and fills the bucket; last_ns and tokens are the kernel's after that.
+ * Concurrent CPUs: a refill is claimed with a compare-and-swap on last_ns, a token taken with an
+ * atomic add (given back when there was none), so the bucket never grants more than it holds; a
+ * CPU that finds the count briefly below zero through another's failed take is refused. */
+struct span_budget {
+    u64 token_ns;  /* refill: one token per token_ns (1e9 / spans per second); 0: no budget */
+    u64 burst;     /* at most this many tokens saved up */
+    u64 last_ns;   /* bpf_ktime_get_ns() of the last refill */
+    s64 tokens;
+};
+BPF_ARRAY(span_budget, struct span_budget, 1);
+/* [0] records sent with a budget token, [1] records not sent: the budget was spent */
+BPF_PERCPU_ARRAY(tcp_span_budget, u64, 2);
+/* Records not sent for want of a token, by the owner's cgroup: whose were withheld (LRU: a gone
+ * workload's entry makes room for new ones; the node total above is exact). */
+BPF_TABLE("lru_hash", u64, u64, tcp_spans_withheld, 4096);
+
+/* 1: a token was taken; 2: no budget is set; 0: the budget is spent, send nothing */
+static __always_inline int span_budget_allows(u64 now)
+{
+    int zero = 0;
+    struct span_budget *b = span_budget.lookup(&zero);
+    if (!b || !b->token_ns)
+        return 2;
+    u64 last = b->last_ns;
+    u64 step = b->token_ns;
+    if (now > last && now - last >= step) {
+        u64 n = (now - last) / step;
+        if (__sync_val_compare_and_swap(&b->last_ns, last, last + n * step) == last) {
+            s64 room = (s64)b->burst - b->tokens;
+            if (room > 0)
+                __sync_fetch_and_add(&b->tokens, (s64)n < room ? (s64)n : room);
+        }
+    }
+    if (__sync_fetch_and_add(&b->tokens, -1) > 0)
+        return 1;
+    __sync_fetch_and_add(&b->tokens, 1);
+    return 0;
+}
+
+static __always_inline void count_budget(int idx)
+{
+    u64 *v = tcp_span_budget.lookup(&idx);
+    if (v)
+        *v += 1;
+}
 BPF_PERCPU_ARRAY(stats, u64, BCGOV_STAT_MAX);
 
 /* BCC rewrites map methods only in the probe's own file, so each probe carries this helper. */
@@ -283,13 +335,28 @@ static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate, u16
     if (key.outcome == OUTCOME_NORMAL && c->retransmits == 0) {
         int zero_idx = 0;
         struct span_sampling *s = span_sampling.lookup(&zero_idx);
-        if (s && s->active && end_ns - c->start_ns < s->slow_ns
-            && ((sk * 0x9E3779B97F4A7C15ULL + c->start_ns) & 0xFFFFFFFFULL) >= s->keep_below) {
-            u64 *n = tcp_sampled_out.lookup(&zero_idx);
-            if (n)
-                *n += 1;
-            conns.delete(&sk);
-            return 0;
+        if (s && end_ns - c->start_ns < s->slow_ns) {  /* normal and fast: may be sampled, budgeted */
+            if (s->active && ((sk * 0x9E3779B97F4A7C15ULL + c->start_ns) & 0xFFFFFFFFULL) >= s->keep_below) {
+                u64 *n = tcp_sampled_out.lookup(&zero_idx);
+                if (n)
+                    *n += 1;
+                conns.delete(&sk);
+                return 0;
+            }
+            int granted = span_budget_allows(end_ns);
+            if (!granted) {
+                count_budget(1);
+                u64 cg = c->owner.cgroup_id, one = 1;
+                u64 *w = tcp_spans_withheld.lookup(&cg);
+                if (w)
+                    lock_xadd(w, 1);
+                else
+                    tcp_spans_withheld.update(&cg, &one);
+                conns.delete(&sk);
+                return 0;
+            }
+            if (granted == 1)
+                count_budget(0);
         }
     }
 

@@ -125,6 +125,8 @@ def started_agent(tmp: Path, parts: Any = None, **config: Any) -> Iterator[Runni
     from agent.spans import JsonlFileExporter
     from agent.tracefs import Tracefs
 
+    # Tests count every connection's span unless they test the span budget itself (test_span_budget_ebpf.py).
+    config.setdefault("span_budget_per_second", 0.0)
     cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp / "spans.jsonl"), **config)
     cfg.validate()
     log_path = tmp / "events.jsonl"

@@ -34,6 +34,9 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         ("metrics_addr: nowhere\n", r"not HOST:PORT"),
         ("a: [1, 2\n", r"line \d+: not valid YAML"),
         ("otlp_protocol: udp\n", r"'grpc' or 'http'"),
+        ("span_budget_per_second: -5\n", r"span_budget_per_second must be >= 0 \(0: every connection a span\)"),
+        ("span_budget_per_second: lots\n", r"field 'span_budget_per_second': must be a number"),
+        ("span_budget_burst: 0\n", r"span_budget_burst must be >= 1"),
     ],
 )
 def test_bad_config_names_file_line_and_fix(tmp_path: Path, text: str, message: str) -> None:
@@ -51,3 +54,10 @@ def test_missing_file_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_metrics_can_be_switched_off() -> None:
     assert AgentConfig(metrics_addr="off").metrics_host_port() is None
+
+
+def test_span_budget_ships_on_and_every_connection_a_span_is_one_line_away(tmp_path: Path) -> None:
+    assert load(None, {}).span_budget_per_second == 1000.0
+    f = tmp_path / "agent.yaml"
+    f.write_text("span_budget_per_second: 0\n")
+    assert load(str(f), {}).span_budget_per_second == 0.0
