@@ -239,7 +239,7 @@ def _metric_report(m: MetricInventory, tier: Tier | None, default_label_cap: int
             unused=usage.is_unused(m.name, label) if usage else None,
         ))
     stats.sort(key=lambda s: (-s.distinct_values, s.label))
-    return MetricReport(m.name, m.count, m.type, cap, cap is not None and m.count > cap, m.truncated and m.estimated_from is None,
+    return MetricReport(m.name, m.count, m.type, cap, cap is not None and m.count > cap, m.truncated and m.estimated_from is None and m.counted_by is None,
                         stats[:MAX_LABELS_SHOWN], churn, m.estimated_from)
 
 

@@ -47,8 +47,8 @@ def family_groups(names: Iterable[str], types: dict[str, str]) -> Callable[[str]
 
 
 def select(split: dict[str, dict[str, MetricInventory]], budgets: Budgets, group: Callable[[str], str]) -> set[str]:
-    """The estimated metrics (`estimated_from` set) of `split` (tier -> metric -> inventory) that
-    must be enumerated: see the module docstring."""
+    """The metrics of `split` (tier -> metric -> inventory) without a series set (estimated, or
+    counted only) that must be enumerated: see the module docstring."""
     out: set[str] = set()
     top_n = budgets.defaults.top_n
     for tier_name, metrics in split.items():
@@ -73,4 +73,5 @@ def select(split: dict[str, dict[str, MetricInventory]], budgets: Budgets, group
             held += sum(m.count for m in members)
             if held >= series - line:
                 break
-    return {n for tier in split.values() for n, m in tier.items() if n in out and m.estimated_from is not None}
+    return {n for tier in split.values() for n, m in tier.items()
+            if n in out and (m.estimated_from is not None or m.counted_by is not None)}

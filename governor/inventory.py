@@ -39,6 +39,9 @@ class MetricInventory:
     # e.g. "VictoriaMetrics /api/v1/status/tsdb (date 2026-11-29, ...)"): the count is an estimate
     # and there is no series set (`truncated` is True too, so nothing analyses it). None: exact.
     estimated_from: str | None = None
+    # Set when the count is exact but the series were not fetched (a PromQL `count by (__name__)`
+    # at the evaluation time: the same live series enumeration would see); `truncated` is True too.
+    counted_by: str | None = None
     # Computed once on first use (the series set never changes); not part of equality or repr.
     _value_counts: dict[str, collections.Counter[str]] | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -115,6 +118,8 @@ class Phases:
     estimated_metrics: int
     estimated_series: int
     note: str | None = None
+    counted_metrics: int = 0  # exact counts without their series (PromQL count by (__name__))
+    counted_series: int = 0
 
 
 @dataclasses.dataclass
@@ -136,7 +141,7 @@ class Inventory:
     @property
     def truncated_metrics(self) -> list[str]:
         """Metrics enumerated but too big to analyse (estimated ones are not listed here)."""
-        return sorted(n for n, m in self.metrics.items() if m.truncated and m.estimated_from is None)
+        return sorted(n for n, m in self.metrics.items() if m.truncated and m.estimated_from is None and m.counted_by is None)
 
     @property
     def estimated_metrics(self) -> list[str]:

@@ -232,6 +232,17 @@ class PrometheusSource:
                 progress(done, len(batches))
         return metrics
 
+    def count_by_name(self, names: list[str], at: float) -> dict[str, int]:
+        """Live series of each of `names` at `at`, exactly, without fetching them: one PromQL
+        `count by (__name__)` per batch of names. Metrics with no live series are absent."""
+        out: dict[str, int] = {}
+        per = 200
+        for i in range(0, len(names), per):
+            regex = "|".join(re.escape(n) for n in names[i: i + per])
+            for r in self.query(f'count by (__name__) ({{__name__=~"{_promql_string(regex)}"}})', at):
+                out[r["metric"].get("__name__", "")] = int(float(r["value"][1]))
+        return out
+
     def label_values(self, label: str, match: str | None, at: float) -> list[str]:
         """Values of `label` in the label index over `NAMES_WINDOW_S` before `at`, of the series
         `match` selects (all when None): an index lookup, no samples read, a superset of the live."""

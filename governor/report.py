@@ -147,7 +147,9 @@ def inventory_lines(report: Report) -> list[str]:
     out = []
     if p.statistics:
         out.append(f"phase 1: {p.statistics} ({p.backend}) in {p.statistics_seconds:.2f} s")
-    out.append(f"phase 2: {p.enumerated_series} series of {p.enumerated_metrics} metrics enumerated, exact, in {p.enumeration_seconds:.2f} s")
+    counted = f"; {p.counted_series} series of {p.counted_metrics} more metrics counted exactly (PromQL count by (__name__))" if p.counted_metrics else ""
+    out.append(f"phase 2: {p.enumerated_series} series of {p.enumerated_metrics} metrics enumerated, exact{counted}, "
+               f"in {p.enumeration_seconds:.2f} s")
     if p.estimated_metrics:
         out.append(f"~ marks estimates: {p.estimated_metrics} metrics (~{p.estimated_series} series) counted by {p.statistics}, "
                    f"which counts {p.meaning}; every other count, and every saving shown, is exact")

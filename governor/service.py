@@ -96,14 +96,16 @@ class GovernorCollector:
         yield dur
         series = GaugeMetricFamily("bcgov_governor_inventory_series",
                                    "Series at the last successful evaluation by how they were counted: enumerated "
-                                   "(exact) or estimated (the backend's statistics).", labels=["counted"])
+                                   "(exact), estimated (the backend's statistics) or count_query (exact, not fetched).", labels=["counted"])
         series.add_metric(["enumerated"], p.enumerated_series)
         series.add_metric(["estimated"], p.estimated_series)
+        series.add_metric(["count_query"], p.counted_series)
         yield series
         metrics = GaugeMetricFamily("bcgov_governor_inventory_metrics",
                                     "Metric names at the last successful evaluation by how they were counted.", labels=["counted"])
         metrics.add_metric(["enumerated"], p.enumerated_metrics)
         metrics.add_metric(["estimated"], p.estimated_metrics)
+        metrics.add_metric(["count_query"], p.counted_metrics)
         yield metrics
 
     def is_stale(self, st: State) -> bool:

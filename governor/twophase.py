@@ -2,18 +2,19 @@
 a figure must be exact.
 
 Phase 1 (governor.cardinality) gives series per metric as the backend counts them, in a few
-requests at any size. Phase 2 enumerates live series exactly (governor.promapi), for:
+requests at any size. Metrics the statistics do not list (Prometheus lists its top 10 only) are
+counted exactly with a PromQL `count by (__name__)` (no series fetched). Phase 2 enumerates live
+series exactly (governor.promapi), for:
 
-1. metrics the statistics do not list (Prometheus lists its top 10 only);
-2. metrics whose tier their name does not decide (they carry the tier label, or match no tier's
+1. metrics whose tier their name does not decide (they carry the tier label, or match no tier's
    metric prefix and are classified by job or namespace): a name-only estimate could put their
    series in the wrong tier;
-3. metrics with a label over its cap (explosion candidates): label values are counted in the label
+2. metrics with a label over its cap (explosion candidates): label values are counted in the label
    index, metric by metric, for labels whose values over all metrics exceed the smallest cap;
-4. the metrics at risk (governor.atrisk): a metric at `warn_ratio` of its own cap, and the biggest
+3. the metrics at risk (governor.atrisk): a metric at `warn_ratio` of its own cap, and the biggest
    units of each tier at warn or over, until they hold the tier's series above the warn line.
 
-Steps 1-3 run first, so step 4 ranks every metric of a tier with the best counts there are. What is
+Steps 1-2 and the counts run first, so step 3 ranks every metric of a tier with the best counts there are. What is
 not enumerated keeps the backend's count, marked estimated with its source; everything the report
 recommends (what dropping a label saves) comes from enumerated series only, so it stays exact.
 A backend with no statistics API, or with fewer series than `Limits.enumerate_below`, is enumerated
@@ -33,6 +34,7 @@ from governor.promapi import AUTO, PrometheusSource
 from governor.tiers import Classifier
 
 Progress = Callable[[int, int], None]
+COUNTED_BY = "PromQL count by (__name__) at the evaluation time"
 
 
 def collect(src: PrometheusSource, budgets: Budgets, progress: Progress | None = None) -> Inventory:
@@ -60,7 +62,7 @@ def collect(src: PrometheusSource, budgets: Budgets, progress: Progress | None =
         return _whole(src, names, types, at, started, stats, note)
 
     classifier = Classifier(budgets)
-    must = {n for n in names if n not in stats.metrics or classifier.by_metric_name(n) is None}
+    must = {n for n in names if classifier.by_metric_name(n) is None}
     must |= set(names) & set(src.label_values("__name__", f'{{{budgets.defaults.tier_label}=~".+"}}', at))
     must |= _explosion_candidates(src, stats, budgets, [n for n in names if n not in must], at)
     group = atrisk.family_groups(names, types)
@@ -71,8 +73,14 @@ def collect(src: PrometheusSource, budgets: Budgets, progress: Progress | None =
     t = time.monotonic()
     exact = src.enumerate(sorted(must), at, types, progress)
     metrics = dict(exact)
+    # Not listed by the statistics (Prometheus' top 10), and no label analysis needed yet: counted
+    # exactly in PromQL, which costs the backend less than fetching them and this process nothing.
+    unlisted = sorted(n for n in names if n not in must and n not in stats.metrics)
+    for n, count in src.count_by_name(unlisted, at).items():
+        type_, family = exposition.family_of(n, types)
+        metrics[n] = MetricInventory(n, frozenset(), count, type_, truncated=True, family=family, counted_by=COUNTED_BY)
     for n in names:
-        if n not in must:
+        if n not in must and n in stats.metrics:
             metrics[n] = _estimated(n, stats, types)
     risky = atrisk.select(classifier.split(Inventory(metrics, src.describe(), at)), budgets, group)
     more = src.enumerate(sorted(risky), at, types, progress, already=sum(m.count for m in exact.values()))
@@ -83,11 +91,14 @@ def collect(src: PrometheusSource, budgets: Budgets, progress: Progress | None =
 
     inv = src.inventory(metrics, at)
     estimated = [m for m in metrics.values() if m.estimated_from is not None]
+    counted = [m for m in metrics.values() if m.counted_by is not None]
+    enumerated = [m for m in metrics.values() if m.estimated_from is None and m.counted_by is None]
     inv.phases = Phases(
         backend=backend, statistics=stats.source, meaning=stats.meaning,
         statistics_seconds=stats_seconds, enumeration_seconds=enum_seconds,
-        enumerated_metrics=len(metrics) - len(estimated), enumerated_series=sum(m.count for m in metrics.values() if m.estimated_from is None),
+        enumerated_metrics=len(enumerated), enumerated_series=sum(m.count for m in enumerated),
         estimated_metrics=len(estimated), estimated_series=sum(m.count for m in estimated),
+        counted_metrics=len(counted), counted_series=sum(m.count for m in counted),
     )
     return inv
 

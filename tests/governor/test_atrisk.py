@@ -40,6 +40,8 @@ def exact(name: str, n: int) -> MetricInventory:
     # An enumerated unit ranks but is not returned (already exact).
     ([exact("kafka_a", 60), est("kafka_b", 30)], set()),
     ([exact("kafka_a", 60), est("kafka_b", 50), est("kafka_c", 40)], {"kafka_b"}),
+    # Counted exactly but not fetched (PromQL count): enumerated when at risk, like an estimate.
+    ([MetricInventory("kafka_a", frozenset(), 90, truncated=True, counted_by="count"), est("kafka_b", 5)], {"kafka_a"}),
     # A metric at warn_ratio of its own cap, in a tier far from its budget.
     ([est("kafka_capped", 8), est("kafka_a", 5)], {"kafka_capped"}),
     ([est("kafka_capped", 7), est("kafka_a", 5)], set()),

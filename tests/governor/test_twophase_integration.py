@@ -122,8 +122,14 @@ def test_prometheus_top10_statistics(cli, runner, scale_budgets: Path, tmp_path:
     estimated = set(rep["estimated_metrics"])
     assert estimated == set(listed) - pop.ENUMERATED
     assert {f"{pop.HIST}_bucket", f"{pop.HIST}_count", f"{pop.HIST}_sum"} <= estimated <= pop.ESTIMATED
+    # The unlisted ones that need no label analysis are counted exactly in PromQL, not fetched.
+    counted = pop.ESTIMATED - estimated
+    assert (p["counted_metrics"], p["counted_series"]) == (len(counted), sum(pop.COUNTS[n] for n in counted))
     synthetic = 5  # up and scrape_*: no tier prefix, so enumerated, unclassified
+    assert (p["enumerated_metrics"], p["enumerated_series"]) == (len(pop.ENUMERATED) + synthetic, 305 + synthetic)
     assert tiers(rep) == {**pop.TIERS, "unclassified": 2 + synthetic}
+    by_tier = {t["name"]: t for t in rep["tiers"]}
+    assert by_tier["stream"]["estimated_series"] == 30 + sum(pop.COUNTS[n] for n in estimated if n.startswith("kafka_"))
     recs = {(r["metric"], r["label"]): r["saved"] for t in rep["tiers"] for r in t["recommendations"]}
     assert recs[("redpanda_partition_bytes", "partition")] == 156 and recs[("pg_conn_by_client", "client")] == 79
 
@@ -255,6 +261,7 @@ def test_governor_run_uses_both_phases_and_exports_them(vm) -> None:
     assert s[("bcgov_governor_inventory_series", (("counted", "estimated"),))] == 126
     assert s[("bcgov_governor_inventory_metrics", (("counted", "enumerated"),))] == len(pop.ENUMERATED)
     assert s[("bcgov_governor_inventory_metrics", (("counted", "estimated"),))] == len(pop.ESTIMATED)
+    assert s[("bcgov_governor_inventory_series", (("counted", "count_query"),))] == 0  # VictoriaMetrics lists every metric
     phases = {k[1][0][1]: v for k, v in s.items() if k[0] == "bcgov_governor_inventory_phase_duration_seconds"}
     assert set(phases) == {"statistics", "enumeration"} and all(v > 0 for v in phases.values())
     assert phases["statistics"] + phases["enumeration"] <= s[("bcgov_governor_evaluation_duration_seconds", ())]
