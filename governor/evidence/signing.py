@@ -47,7 +47,8 @@ def sign(data: bytes, key: Path) -> bytes:
     if not key.is_file():
         raise BundleError(f"--sign-key {key}: no such file; pass an SSH private key (ssh-keygen -t ed25519 -f KEY)")
     try:
-        # No tty: an encrypted key cannot prompt, it fails with ssh-keygen's message instead.
+        # An encrypted key: ssh-keygen asks for its passphrase on the terminal (/dev/tty, not our
+        # pipes); with no terminal it fails with its own message, reported below.
         proc = subprocess.run([_ssh_keygen(), "-q", "-Y", "sign", "-f", str(key), "-n", NAMESPACE], input=data,
                               capture_output=True, timeout=_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
