@@ -22,7 +22,8 @@ def _storm(a: argparse.Namespace) -> dict[str, Any]:
     from bench import storm
 
     rates: list = [storm.SATURATION, *a.rates]
-    return storm.run(a.pairs, a.seconds, rates, a.agent_probes.split(",") if a.agent_probes else None)
+    return storm.run(a.pairs, a.seconds, rates, a.agent_probes.split(",") if a.agent_probes else None,
+                     a.storm_sides.split(",") if a.storm_sides else None)
 
 
 def _per_record(a: argparse.Namespace) -> dict[str, Any]:
@@ -63,6 +64,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, help="storm: seconds per run (default 5, quick 3)")
     p.add_argument("--rates", type=int, nargs="*", default=[2000, 5000, 10000], help="storm: paced conn/s levels")
     p.add_argument("--agent-probes", help="storm: comma-separated probes for the agent (default: all)")
+    p.add_argument("--storm-sides", help="storm: comma-separated sides besides 'without' (default: peer,with,all_spans,budget)")
     p.add_argument("--records", type=int, help="per-record: connections to record (default 20000, quick 10000)")
     p.add_argument("--baseline", help="per-record: also replay the same records with this commit's code (side by side)")
     p.add_argument("--skip-rounds", type=int, default=None,

@@ -28,8 +28,8 @@ def _mm(s: dict[str, Any] | None, fmt: str = "{:.2f}", scale: float = 1.0) -> st
 
 def storm_table(d: dict[str, Any]) -> list[str]:
     rates = [str(r) for r in d["params"]["rates"]]
-    out = ["| side / rate | conn/s without | conn/s ratio with/without | p99 ratio | agent CPU s / 10k conn | agent cores | records lost / emitted | spans sampled out | RSS steady MB |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| side / rate | conn/s without | conn/s ratio with/without | p99 ratio | agent CPU s / 10k conn | agent cores | records lost / emitted | spans sampled out | spans withheld (budget) | RSS steady MB |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for key, s in d["summary"].items():
         side, rate = key.split("/", 1)
         if rate not in rates:
@@ -37,7 +37,12 @@ def storm_table(d: dict[str, Any]) -> list[str]:
         out.append(
             f"| {side} / {rate} | {_mm(s['conn_per_s_without'], '{:.0f}')} | {_mm(s['conn_per_s_ratio'])} | {_mm(s['p99_ratio'])} | "
             f"{_mm(s['agent_cpu_s_per_10k_conn'])} | {_mm(s['agent_cores'])} | {_mm(s['records_lost'], '{:.0f}')} / "
-            f"{_mm(s['records_emitted'], '{:.0f}')} | {_mm(s['spans_sampled_out'], '{:.0f}')} | {_mm(s['agent_rss_mb_steady'], '{:.0f}')} |")
+            f"{_mm(s['records_emitted'], '{:.0f}')} | {_mm(s['spans_sampled_out'], '{:.0f}')} | {_mm(s.get('spans_withheld'), '{:.0f}')} | "
+            f"{_mm(s['agent_rss_mb_steady'], '{:.0f}')} |")
+    if any(k.startswith("peer/") for k in d["summary"]):
+        out += ["", "`peer` is BCC's own `tcplife-bpfcc` (bench/peer.py): its CPU, RSS, and as records the connection ends it "
+                "printed (lost = ends not printed); `with` is the agent as shipped (span budget on), `all_spans` the agent "
+                "with `span_budget_per_second: 0` (every connection a span)."]
     return out
 
 
@@ -136,6 +141,20 @@ def targets_table(storm: dict[str, Any] | None, rec: dict[str, Any] | None, gov:
         out.append(f"| saturation conn/s with >= 0.90 x without | {_mm(sat.get('conn_per_s_ratio'))}; the agent lost "
                    f"{_mm(sat.get('records_lost'), '{:.0f}')} of {_mm(sat.get('records_emitted'), '{:.0f}')} records | "
                    f"{yes(None if r is None else r >= 0.9)}{', by not keeping up' if dropped and r and r >= 0.9 else ''} |")
+        peer_sat = sm.get("peer/saturation")
+        if peer_sat:
+            pr, wr = _med(peer_sat.get("conn_per_s_ratio")), r
+            out.append(f"| conn/s with agent / without at saturation, shipped defaults, >= 0.95 and >= the peer (tcplife-bpfcc) | "
+                       f"agent {_mm(sat.get('conn_per_s_ratio'))}, peer {_mm(peer_sat.get('conn_per_s_ratio'))} | "
+                       f"{yes(None if wr is None or pr is None else wr >= 0.95 and wr >= pr)} |")
+            alls = sm.get("all_spans/saturation", {})
+            ac, pc = _med(alls.get("agent_cpu_s_per_10k_conn")), _med(peer_sat.get("agent_cpu_s_per_10k_conn"))
+            out.append(f"| CPU s per 10k connections, every connection a span, <= the peer's (same run) | "
+                       f"agent {_mm(alls.get('agent_cpu_s_per_10k_conn'))}, peer {_mm(peer_sat.get('agent_cpu_s_per_10k_conn'))}; "
+                       f"shipped defaults {_mm(sat.get('agent_cpu_s_per_10k_conn'))} | {yes(None if ac is None or pc is None else ac <= pc)} |")
+            rss150 = sat.get("agent_rss_mb_steady")
+            out.append(f"| agent RSS steady, all probes, <= 150 MB | {_mm(rss150, '{:.0f}')} MB (peer {_mm(peer_sat.get('agent_rss_mb_steady'), '{:.0f}')} MB) | "
+                       f"{yes(None if not rss150 else rss150['max'] <= 150)} |")
         rss = sat.get("agent_rss_mb_steady")
         bcc = f"; BCC compile + load of every probe adds {rec['recording']['bcc_rss_mb']:.0f} MB" if rec else ""
         out.append(f"| agent RSS <= 250 MB steady | {_mm(rss, '{:.0f}')} MB steady, peak {_mm(sat.get('agent_rss_mb_peak'), '{:.0f}')} MB{bcc} | "

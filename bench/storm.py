@@ -37,9 +37,10 @@ PEER = "peer"
 
 def sides(probes: list[str] | None = None) -> dict[str, str | None]:
     """Each side of a round: no agent, the peer (BCC's tcplife-bpfcc, bench/peer.py), the agent as
-    shipped, the agent held to a CPU budget. None: no agent config (without, peer)."""
+    shipped (span budget on), the agent with every connection a span (span_budget_per_second: 0), the
+    agent held to a CPU budget. None: no agent config (without, peer)."""
     cfg = AGENT_CONFIG + (f"  probes: [{', '.join(probes)}]\n" if probes else "")
-    return {"without": None, PEER: None, "with": cfg,
+    return {"without": None, PEER: None, "with": cfg, "all_spans": cfg + "  span_budget_per_second: 0\n",
             "budget": cfg + f"  cpu_budget: {BUDGET_CORES}\n  cpu_budget_window: 1.0\n"}
 
 
@@ -102,6 +103,7 @@ def agent_cost(before: dict, after: dict, made: int, seconds: float) -> dict[str
         "kernel_counted_passive": int(_delta(after, before, "bcgov_tcp_connections_total", direction="passive")),
         "spans_dropped": int(_delta(after, before, "bcgov_agent_spans_dropped_total")),
         "spans_sampled_out": int(_delta(after, before, "bcgov_agent_spans_sampled_out_total")),
+        "spans_withheld": int(_delta(after, before, "bcgov_agent_spans_withheld_total")),
         "span_keep_ratio_after": total(after["metrics"], "bcgov_agent_span_keep_ratio") if any(
             n == "bcgov_agent_span_keep_ratio" for n, _ in after["metrics"]) else None,
         "drained": after.get("drained"), "rss_kb": after.get("VmRSS"), "hwm_kb": after.get("VmHWM"), "bpf": bpf,
@@ -164,9 +166,16 @@ def _without_agent(port: int, rates: list, seconds: float) -> list[dict[str, Any
     return out
 
 
-def run(pairs: int, seconds: float, rates: list, probes: list[str] | None = None) -> dict[str, Any]:
-    """Rotate `pairs` rounds of every side over `rates`; raw runs and per-rate summaries."""
+def run(pairs: int, seconds: float, rates: list, probes: list[str] | None = None,
+        only: list[str] | None = None) -> dict[str, Any]:
+    """Rotate `pairs` rounds of every side (or those in `only`; "without" always runs) over `rates`;
+    raw runs and per-rate summaries."""
     configs = sides(probes)
+    if only:
+        unknown = [s for s in only if s not in configs]
+        if unknown:
+            raise BenchError(f"unknown storm side(s) {', '.join(unknown)}; known: {', '.join(configs)}")
+        configs = {k: v for k, v in configs.items() if k == "without" or k in only}
     ensure_tools("nginx", "ab")
     raw: list[dict[str, Any]] = []
     with running_nginx() as port:
