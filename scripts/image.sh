@@ -79,6 +79,7 @@ if [ -z "$base" ]; then
   fi
 fi
 
+mkdir -p "$root/var"  # build logs go there; var/ is not in git, so a fresh clone has none
 secret=()
 [ -s "$ca" ] && secret=(--secret "id=hostca,src=$ca")
 for target in $targets; do
