@@ -11,7 +11,7 @@ from typing import Callable, TextIO
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import loader, preexisting
+from agent import loader, memory, preexisting
 from agent.block_devices import BlockDeviceResolver
 from agent.clock import MonotonicToWall
 from agent.config import AgentConfig
@@ -176,6 +176,10 @@ class Agent:
             housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, latency, skipped_closes]).run)
         self.exposition = GuardedView(p.registry, self.guard, housekeeping)
         self._start_overhead_accounting()
+        if self.probes:  # every compile is done: give back what the compiler held (agent/memory.py)
+            freed = memory.release_compiler_memory()
+            log.info("probes loaded; RSS %d MB after giving back %d MB the compiler held",
+                     freed.rss_after_kb // 1024, (freed.trimmed_kb + freed.paged_out_kb) // 1024)
         for probe in self.probes.values():
             if probe.plan.spec.ring_buffer:
                 reader = RingBufferReader(probe, self.pipeline.handle, self.instruments, after_batch=self.pipeline.end_of_batch)
