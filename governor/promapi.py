@@ -44,6 +44,8 @@ Progress = Callable[[int, int], None]  # (requests answered so far, requests in 
 # default lookback is 5 minutes; a name whose newest sample is older than this is not live under
 # any usual lookback. Names that have no live series are simply absent from the answers.
 NAMES_WINDOW_S = 3600.0
+# A metric this big (by the backend's statistics) is fetched in shards (see enumerate()).
+SHARD_MIN_SERIES = 20_000
 AUTO, ENUMERATE = "auto", "enumerate"  # --backend: detect the statistics API; use none (enumerate all)
 
 
@@ -206,13 +208,20 @@ class PrometheusSource:
         return Inventory(metrics, self.describe(), at, self.head_stats(), warnings)
 
     def enumerate(self, names: list[str], at: float, types: dict[str, str], progress: Progress | None = None,
-                  already: int = 0) -> dict[str, MetricInventory]:
+                  already: int = 0, sizes: dict[str, int] | None = None) -> dict[str, MetricInventory]:
         """Every live series of the metrics `names` at `at`, exactly; metrics with no live series
-        are absent. `already` series counted elsewhere count against `limits.max_series_total`."""
+        are absent. `already` series counted elsewhere count against `limits.max_series_total`.
+        A metric that `sizes` (a count from statistics) puts at `SHARD_MIN_SERIES` or more is
+        fetched in `limits.parallel` shards by the values of its most varied label, so the backend
+        encodes them on several cores while this process parses."""
         metrics: dict[str, MetricInventory] = {}
+        big = {n for n in names if sizes and sizes.get(n, 0) >= SHARD_MIN_SERIES}
+        selectors = [_names_selector(b) for b in self._batches([n for n in names if n not in big])]
+        for name in sorted(big):
+            selectors += self._shards(name, at)
+        partial: dict[str, set] = {}  # sharded metrics, until every shard has answered
         total = already
-        batches = list(self._batches(names))
-        for done, fetched in enumerate(self._fetch_all(batches, at), 1):
+        for done, fetched in enumerate(self._fetch_all(selectors, at), 1):
             for name, series in fetched.items():
                 total += len(series)
                 if total > self.limits.max_series_total:
@@ -220,17 +229,43 @@ class PrometheusSource:
                         f"Prometheus holds more than {self.limits.max_series_total} live series; "
                         "pass a larger --max-series or narrow with --tier"
                     )
-                type_, family = exposition.family_of(name, types)
-                if len(series) > self.limits.max_series_per_metric:  # too big to analyse: keep the count, say so
-                    metrics[name] = MetricInventory(name, frozenset(), len(series), type_, truncated=True, family=family)
+                if name in big:
+                    partial.setdefault(name, set()).update(series)
                 else:
-                    m = metrics[name] = MetricInventory.of(name, series, type_, family)
-                    # Every analysis needs these counts; computed here they overlap the requests
-                    # still in flight instead of running after the last answer.
-                    m.all_value_counts()
+                    metrics[name] = self._metric(name, series, types)
             if progress:
-                progress(done, len(batches))
+                progress(done, len(selectors))
+        for name, series in partial.items():
+            metrics[name] = self._metric(name, series, types)
         return metrics
+
+    def _metric(self, name: str, series: set, types: dict[str, str]) -> MetricInventory:
+        type_, family = exposition.family_of(name, types)
+        if len(series) > self.limits.max_series_per_metric:  # too big to analyse: keep the count, say so
+            return MetricInventory(name, frozenset(), len(series), type_, truncated=True, family=family)
+        m = MetricInventory.of(name, series, type_, family)
+        # Every analysis needs these counts; computed here they overlap the requests still in
+        # flight instead of running after the last answer.
+        m.all_value_counts()
+        return m
+
+    def _shards(self, name: str, at: float) -> list[str]:
+        """Selectors that together select every series of `name` once: its most varied label's
+        values in `limits.parallel` groups, and the series without that label (index lookups only)."""
+        match = f'{{__name__="{name}"}}'
+        labels = [lb for lb in self._api("labels", {"match[]": match, "start": f"{at - NAMES_WINDOW_S:.3f}", "end": f"{at:.3f}"})
+                  if lb != "__name__"]
+        best, values = "", []
+        for lb in labels:
+            v = self.label_values(lb, match, at)
+            if len(v) > len(values):
+                best, values = lb, v
+        k = min(self.limits.parallel, len(values))
+        if k < 2:
+            return [match]
+        groups = [values[i::k] for i in range(k)]
+        out = [f'{{__name__="{name}",{best}=~"{_promql_string("|".join(re.escape(v) for v in g))}"}}' for g in groups]
+        return out + [f'{{__name__="{name}",{best}=""}}']
 
     def count_by_name(self, names: list[str], at: float) -> dict[str, int]:
         """Live series of each of `names` at `at`, exactly, without fetching them: one PromQL
@@ -276,8 +311,8 @@ class PrometheusSource:
         for i in range(0, len(names), per):
             yield names[i: i + per]
 
-    def _fetch_all(self, batches: list[list[str]], at: float) -> Iterator[dict[str, set]]:
-        """Answers of `batches` in order, at most `parallel` requests (and parsed answers) pending,
+    def _fetch_all(self, batches: list[str], at: float) -> Iterator[dict[str, set]]:
+        """Answers of the selectors `batches` in order, at most `parallel` requests (and parsed answers) pending,
         so memory stays at the inventory plus a few answers."""
         with concurrent.futures.ThreadPoolExecutor(self.limits.parallel, thread_name_prefix="bcgov-promapi") as pool:
             pending: collections.deque[concurrent.futures.Future[dict[str, set]]] = collections.deque()
@@ -293,10 +328,9 @@ class PrometheusSource:
                 for f in pending:
                     f.cancel()
 
-    def _fetch(self, names: list[str], at: float) -> dict[str, set]:
-        regex = "|".join(re.escape(n) for n in names)
+    def _fetch(self, selector: str, at: float) -> dict[str, set]:
         out: dict[str, set] = {}
-        for r in self.query(f'{{__name__=~"{_promql_string(regex)}"}}', at):
+        for r in self.query(selector, at):
             labels = r["metric"]  # ours to change: parsed for this call only
             name = labels.pop("__name__", "")
             series = out.get(name)
@@ -306,6 +340,10 @@ class PrometheusSource:
             # no empty values, but another backend might send one.
             series.add(tuple(sorted(labels.items())) if "" not in labels.values() else label_set(labels))
         return out
+
+
+def _names_selector(names: list[str]) -> str:
+    return f'{{__name__=~"{_promql_string("|".join(re.escape(n) for n in names))}"}}'
 
 
 def _promql_string(s: str) -> str:

@@ -83,7 +83,8 @@ def collect(src: PrometheusSource, budgets: Budgets, progress: Progress | None =
         if n not in must and n in stats.metrics:
             metrics[n] = _estimated(n, stats, types)
     risky = atrisk.select(classifier.split(Inventory(metrics, src.describe(), at)), budgets, group)
-    more = src.enumerate(sorted(risky), at, types, progress, already=sum(m.count for m in exact.values()))
+    more = src.enumerate(sorted(risky), at, types, progress, already=sum(m.count for m in exact.values()),
+                         sizes={n: metrics[n].count for n in risky})
     for n in risky:  # a metric with no live series any more is absent from the answer: gone, not estimated
         metrics.pop(n, None)
     metrics.update(more)

@@ -266,3 +266,26 @@ def test_governor_run_uses_both_phases_and_exports_them(vm) -> None:
     assert set(phases) == {"statistics", "enumeration"} and all(v > 0 for v in phases.values())
     assert phases["statistics"] + phases["enumeration"] <= s[("bcgov_governor_evaluation_duration_seconds", ())]
     assert {t: s[("bcgov_governor_tier_series", (("tier", t),))] for t in pop.TIERS} == pop.TIERS
+
+
+def test_big_metric_fetched_in_shards_is_whole(tmp_path: Path) -> None:
+    """A metric the statistics call big is fetched in shards by its most varied label; the shards
+    together are every series exactly once, those without that label included."""
+    from governor.promapi import Limits, PrometheusSource
+
+    now = int(time.time() * 1000)
+    lines = [f'shard_test{{pod="p{i}",zone="z{i % 3}"}} 1 {now}\n' for i in range(40)]
+    lines += [f'shard_test{{zone="z{z}"}} 1 {now}\n' for z in range(3)] + [f"shard_test 1 {now}\n"]
+    with servers.start_victoriametrics(tmp_path) as v:
+        v.import_prometheus("".join(lines))
+        v.wait_for_count("shard_test", 44)
+        src = PrometheusSource(v.url, limits=Limits(parallel=3))
+        try:
+            at = time.time()
+            selectors = src._shards("shard_test", at)
+            sharded = src.enumerate(["shard_test"], at, {}, sizes={"shard_test": 10**6})["shard_test"]
+            whole = src.enumerate(["shard_test"], at, {})["shard_test"]
+        finally:
+            src.close()
+    assert len(selectors) == 4 and all('pod=' in s for s in selectors)  # 3 groups of pod values + pod=""
+    assert sharded.count == whole.count == 44 and sharded.series == whole.series
