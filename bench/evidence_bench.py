@@ -32,7 +32,7 @@ from bench.common import say, summary
 TARGET_S, TARGET_RSS_MB = 60.0, 500.0
 SPAN_SHARE = 829 / (829 + 444)  # the field report's spans : event lines
 NAMESPACES = ("payments", "orders", "search", "batch")
-REPEATS = 2
+REPEATS = 3
 
 MEASURE = """\
 import resource, subprocess, sys, time
