@@ -17,6 +17,7 @@ from agent.event_log import json_object
 # (metric label values, span/log attributes, those attributes as JSON members: '"k":v,...' or "")
 Workload = tuple[tuple[str, ...], dict[str, Any], str]
 Peer = tuple[dict[str, Any], str]  # (attributes, as JSON members)
+_NO_PEER: Peer = ({}, "")
 
 
 def _members(attrs: dict[str, Any]) -> str:
@@ -62,7 +63,8 @@ class EnrichmentCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         attrs = self._enricher.peer_attributes(addr, port)
-        value = (attrs, _members(attrs))
+        # Most misses are a server end's peer, a client's ephemeral port with no identity: share one value.
+        value = (attrs, _members(attrs)) if attrs else _NO_PEER
         if len(self._peers) >= self._max:
             self._peers.clear()
         self._peers[key] = (now + self._ttl, value)
