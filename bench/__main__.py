@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from bench.common import BenchError, say, write_result
 
-NAMES = ("storm", "per-record", "governor", "skips", "evidence")
+NAMES = ("storm", "per-record", "governor", "governor-scale", "skips", "evidence")
 
 
 def _storm(a: argparse.Namespace) -> dict[str, Any]:
@@ -38,6 +38,14 @@ def _governor(a: argparse.Namespace) -> dict[str, Any]:
     return governor_bench.run(a.series)
 
 
+def _governor_scale(a: argparse.Namespace) -> dict[str, Any]:
+    from bench import governor_scale_bench
+
+    vm = [n for n in a.scale_vm if n > 0] if a.scale_vm is not None else [1_000_000]
+    return governor_scale_bench.run(a.scale_prometheus or [1_000_000], vm,
+                                    a.scale_repeats, a.scale_shape, not a.scale_no_analyze_ref)
+
+
 def _skips(a: argparse.Namespace) -> dict[str, Any]:
     from bench import skipped_runs
 
@@ -51,7 +59,7 @@ def _evidence(a: argparse.Namespace) -> dict[str, Any]:
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "storm": _storm, "per-record": _per_record, "governor": _governor, "skips": _skips, "evidence": _evidence,
+    "storm": _storm, "per-record": _per_record, "governor": _governor, "governor-scale": _governor_scale, "skips": _skips, "evidence": _evidence,
 }
 
 
@@ -72,6 +80,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip-connections", type=int, default=2003, help="skips: normal connections per run (default 2003)")
     p.add_argument("--series", type=int, action="append",
                    help="governor: TSDB sizes (repeatable; default 100000; 1000000 takes minutes and GBs)")
+    p.add_argument("--scale-prometheus", type=int, action="append", help="governor-scale: Prometheus sizes (default 1000000)")
+    p.add_argument("--scale-vm", type=int, action="append", help="governor-scale: VictoriaMetrics sizes (default 1000000; 0 for none)")
+    p.add_argument("--scale-repeats", type=int, default=3, help="governor-scale: alternating report/analyze rounds (default 3)")
+    p.add_argument("--scale-shape", choices=["platform", "uniform"], default="platform",
+                   help="governor-scale: the population (see bench/governor_scale_bench.py)")
+    p.add_argument("--scale-no-analyze-ref", action="store_true", help="governor-scale: no promtool reference on VictoriaMetrics sizes")
     p.add_argument("--evidence-mb", type=int, default=1024, help="evidence: MB of agent files in the window (default 1024)")
     a = p.parse_args(argv)
     a.pairs = a.pairs or (2 if a.quick else 5)
