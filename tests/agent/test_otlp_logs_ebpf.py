@@ -37,7 +37,8 @@ def test_log_records_arrive_with_the_trace_ids_of_their_spans(receiver: OtlpRece
     from agent.tracefs import Tracefs
 
     cfg = AgentConfig(metrics_addr="off", otlp_endpoint=receiver.endpoint, otlp_protocol=receiver.protocol,
-                      probes=["tcp_lifecycle"], otlp_timeout_seconds=2.0, node_name="node-logs-test", logs="both")
+                      probes=["tcp_lifecycle"], otlp_timeout_seconds=2.0, node_name="node-logs-test", logs="both",
+                      span_budget_per_second=0)  # every connection a span: other traffic on the machine must not shed ours
     cfg.validate()
     log_path = tmp_path / "events.jsonl"
     stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
