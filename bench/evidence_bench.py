@@ -15,7 +15,6 @@ Runs: `all` (no scope: every line kept and written, the worst case) to a directo
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import shutil
