@@ -195,8 +195,14 @@ def read_spans(path: Path, window: Window, scope: Scope, out: Writer, observe: C
     """Spans in the agent's file (OTLP JSON requests, one a line) overlapping the window whose
     resource or span attributes are in scope, written to `out` (one request a line)."""
     stats = Stats()
+    # A scoped export skips, unparsed, a line in which some scope attribute never appears as the
+    # agent writes it (compact OTLP JSON: no span in that line can be in scope).
+    needles = [(f'"key":{json.dumps(ATTRIBUTE_OF[k])},"value":{{"stringValue":{json.dumps(v)}}}').encode()
+               for k, v in scope.labels().items()]
     with _no_cycle_gc():
         for line in _all_lines(path, "spans", stats, progress):
+            if needles and b"\\" not in line and not all(n in line for n in needles):
+                continue
             try:
                 req = _loads(line)
             except ValueError:

@@ -131,3 +131,26 @@ def test_rotated_backups_are_read_oldest_first(tmp_path: Path) -> None:
     got = [r["attributes"]["bcgov.i"] for r in sink.records()]
     assert got == sorted(got) and got[-1] == n - 1 and len(got) == stats.kept  # oldest first, nothing out of order
     assert stats.files == [str(p) for p in telemetry.rotated(path)]
+
+
+def test_a_scoped_span_read_skips_lines_without_the_scope_and_keeps_the_same_spans(tmp_path: Path) -> None:
+    """Lines are skipped unparsed only when no span in them can be in scope: the kept spans equal
+    those of parsing every line."""
+    from governor.evidence.telemetry import _filter_request
+
+    path = tmp_path / "spans.jsonl"
+    exp = JsonlFileExporter(str(path), {"service.name": "bcgov-agent"}, "0.1.0")
+    ns = int(T0 * 1e9)
+    for batch in range(6):
+        spaces = ["payments", "other"] if batch % 3 == 0 else ["other"]
+        exp.export([SpanData(trace_id=batch * 10 + i + 1, span_id=i + 1, name="tcp connect", kind=KIND_CLIENT, start_ns=ns,
+                             end_ns=ns + 1, attributes={"k8s.namespace.name": sp, "k8s.pod.name": f"p{i}"})
+                    for i, sp in enumerate(spaces)])
+    exp.shutdown()
+    scope = Scope(namespace="payments")
+    got: list = []
+    stats = telemetry.read_spans(path, Window(T0 - 1, T0 + 1, 1), scope, Sink(), got.append)
+    want: list = []
+    for line in path.read_bytes().splitlines():
+        _filter_request(json.loads(line), line, Window(T0 - 1, T0 + 1, 1), scope, Sink(), want.append, telemetry.Stats())
+    assert [s.trace_id for s in got] == [s.trace_id for s in want] and len(got) == 2 == stats.kept
