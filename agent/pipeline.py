@@ -24,6 +24,7 @@ from agent.spans import (
     IdSource,
     SpanData,
     SpanEvent,
+    json_attribute_list,
 )
 from probes.events import OomKill, ProcessExec, ProcessExit, TcpConnection
 from probes.process import ARG_LEN
@@ -205,6 +206,7 @@ class EventPipeline:
         self._ids = ids
         self._observers = observers or []
         self._sampler = sampler or SpanSampler()
+        self._json_tails: dict[tuple[str, str], str] = {}  # (workload, peer) JSON members -> OTLP JSON attributes
 
     def flush(self) -> None:
         """Write out the log lines held so far."""
@@ -233,12 +235,27 @@ class EventPipeline:
         return self._span(ev, self._identity.workload(ev.cgroup_id, server_port(ev))[1],
                           self._identity.peer(ev.remote_addr, ev.remote_port)[0])
 
-    def _span(self, ev: TcpConnection, workload_attrs: dict[str, Any], peer_attrs: dict[str, Any]) -> SpanData:
+    def _span(self, ev: TcpConnection, workload_attrs: dict[str, Any], peer_attrs: dict[str, Any],
+              identity_key: tuple[str, str] | None = None) -> SpanData:
         wall = self._clock.to_wall_ns
         attrs = connection_attributes(ev)
+        n = len(attrs)
         attrs.update(workload_attrs)
         if peer_attrs:
             attrs.update(peer_attrs)
+        # The identity's OTLP JSON, encoded once per workload and peer: keyed by their log-line JSON
+        # (the enrichment cache's strings, whose hashes Python keeps), and used only when the
+        # identity overwrote none of the connection's own keys, so it is exactly the last keys.
+        tail_keys = len(attrs) - n
+        tail = ""
+        if identity_key is not None and tail_keys and tail_keys == len(workload_attrs) + len(peer_attrs):
+            tail = self._json_tails.get(identity_key)
+            if tail is None:
+                if len(self._json_tails) >= 4096:
+                    self._json_tails.clear()
+                tail = self._json_tails[identity_key] = json_attribute_list({**workload_attrs, **peer_attrs})
+        else:
+            tail_keys = 0
         events = [
             SpanEvent("tcp.retransmit", wall(ts), {"bcgov.tcp.retransmit.index": i + 1})
             for i, ts in enumerate(ev.retransmit_ns)
@@ -250,6 +267,7 @@ class EventPipeline:
         span = SpanData(
             self._ids.trace_id(), self._ids.span_id(), "tcp connect" if active else "tcp accept",
             KIND_CLIENT if active else KIND_SERVER, wall(ev.start_ns), wall(ev.end_ns), attrs, events,
+            json_tail=tail, json_tail_keys=tail_keys,
         )
         if ev.outcome in ERROR_TYPES:
             span.status_code = STATUS_ERROR
@@ -266,7 +284,7 @@ class EventPipeline:
             return
         workload_labels, workload_attrs, workload_json = self._identity.workload(ev.cgroup_id, server_port(ev))
         peer_attrs, peer_json = self._identity.peer(ev.remote_addr, ev.remote_port)
-        span = self._span(ev, workload_attrs, peer_attrs)
+        span = self._span(ev, workload_attrs, peer_attrs, (workload_json, peer_json))
         self._submit_span(span)
         trace_id, span_id = f"{span.trace_id:032x}", f"{span.span_id:016x}"
         if not ev.before_agent:  # no duration of its own: it is in no histogram bucket

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol, Sequence
 
 from agent.json_text import cached_fragment, finite_float, json_str
@@ -47,6 +48,11 @@ class SpanData:
     events: list[SpanEvent] = field(default_factory=list)
     status_code: int = STATUS_UNSET
     status_message: str = ""
+    # The last `json_tail_keys` attributes (the workload's and peer's, the same for every record
+    # of a workload) already encoded as OTLP JSON attribute objects, comma-joined: the JSON
+    # encoder writes them once per workload instead of once per span (EventPipeline._span).
+    json_tail: str = ""
+    json_tail_keys: int = 0
 
     @property
     def trace_id_hex(self) -> str:
@@ -169,6 +175,20 @@ def _json_attributes(attrs: dict[str, Any]) -> str:
     return "[" + ",".join([_json_attribute(k, v) for k, v in attrs.items()]) + "]"
 
 
+def json_attribute_list(attrs: dict[str, Any]) -> str:
+    """`attrs` as comma-joined OTLP JSON attribute objects (no brackets): a span's `json_tail`."""
+    return ",".join([_json_attribute(k, v) for k, v in attrs.items()])
+
+
+def _json_span_attributes(s: SpanData) -> str:
+    k = s.json_tail_keys
+    attrs = s.attributes
+    if not k:
+        return _json_attributes(attrs)
+    head = ",".join([_json_attribute(a, v) for a, v in islice(attrs.items(), len(attrs) - k)])
+    return f"[{head},{s.json_tail}]" if head else f"[{s.json_tail}]"
+
+
 def _json_span(s: SpanData) -> str:
     events = ",".join([
         f'{{"timeUnixNano":"{e.time_ns}","name":{json_str(e.name)},"attributes":{_json_attributes(e.attributes)}}}'
@@ -177,7 +197,7 @@ def _json_span(s: SpanData) -> str:
     status = f',"message":{json_str(s.status_message)}' if s.status_message else ""
     return (
         f'{{"traceId":"{s.trace_id:032x}","spanId":"{s.span_id:016x}","name":{json_str(s.name)},"kind":{int(s.kind)},'
-        f'"startTimeUnixNano":"{s.start_ns}","endTimeUnixNano":"{s.end_ns}","attributes":{_json_attributes(s.attributes)},'
+        f'"startTimeUnixNano":"{s.start_ns}","endTimeUnixNano":"{s.end_ns}","attributes":{_json_span_attributes(s)},'
         f'"events":[{events}],"status":{{"code":{int(s.status_code)}{status}}}}}'
     )
 

@@ -159,3 +159,25 @@ def test_batched_log_writes_at_end_of_batch_only_once_the_oldest_line_is_old_eno
     now[0] += 0.05
     log.flush(0.05)
     assert [json.loads(x)["body"] for x in buf.getvalue().splitlines()] == ["first", "second"]
+
+
+class _Overlapping(_Identity):
+    """An identity that overwrites one of the connection's own keys: no cached tail may be used."""
+
+    def attributes_for(self, cgroup_id: int, pid: int) -> dict[str, Any]:
+        return {**super().attributes_for(cgroup_id, pid), "process.executable.name": "from-identity"}
+
+
+@pytest.mark.parametrize("enricher", [_Identity(), _Overlapping(), Enricher()])
+def test_spans_with_the_identitys_cached_json_encode_as_the_dicts_do(enricher: Enricher) -> None:
+    p, spans, _, _ = _pipeline(enricher)
+    for ev in CONNECTIONS + [_conn(remote_port=5432), _conn(remote_port=5432, direction="passive")]:
+        p.handle(ev)
+    if isinstance(enricher, _Overlapping):  # overlaps only where the connection has a process name
+        assert [s.json_tail_keys == 0 for s in spans] == ["process.pid" in s.attributes for s in spans]
+    elif type(enricher) is _Identity:
+        assert all(s.json_tail_keys >= 3 for s in spans)  # cgroup id, namespace, pod (+ peer tier)
+        assert {s.json_tail_keys for s in spans} == {3, 4}
+    resource = {"service.name": "bcgov-agent"}
+    for _ in range(2):  # the second time from cached fragments
+        assert json.loads(otlp_json_line(spans, resource, "1.2")) == otlp_json_request(spans, resource, "1.2")
