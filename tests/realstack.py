@@ -231,7 +231,9 @@ def start(tmp: Path) -> Iterator[RealStack]:
         stack.callback(enricher.stop)
         assert enricher.wait_synced(TIMEOUT_S), "the pod watch never synced with the stand-in API server"
 
-        cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp / "spans.jsonl"), node_name=NODE)
+        # every connection a span: another load on the machine must not spend the node's span budget
+        cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp / "spans.jsonl"), node_name=NODE,
+                          span_budget_per_second=0.0)
         cfg.validate()
         log_path = tmp / "events.jsonl"
         log_stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
