@@ -41,6 +41,9 @@ class AgentConfig:
     # agent's CPU at any connection rate. 0: every connection a span. agent/kernel_sampling.py.
     span_budget_per_second: float = 1000.0
     span_budget_burst: int | None = None  # tokens saved up; default one second's worth
+    # Optionally also per workload (the owner's cgroup), so one busy workload cannot spend the
+    # node's budget alone; 0: none.
+    span_budget_per_workload_per_second: float = 0.0
     # Node-wide kernel switch (every BPF program on the node pays a clock read per run): opt in.
     bpf_stats: bool = False
     # Cores (0.05 = 5 % of one); over it, span work is shed. Off by default: see agent/overhead.py.
@@ -96,6 +99,9 @@ class AgentConfig:
         if self.span_budget_per_second < 0:
             raise ConfigError(f"{where}: span_budget_per_second must be >= 0 (0: every connection a span), "
                               f"not {self.span_budget_per_second}")
+        if self.span_budget_per_workload_per_second < 0:
+            raise ConfigError(f"{where}: span_budget_per_workload_per_second must be >= 0 (0: no per-workload budget), "
+                              f"not {self.span_budget_per_workload_per_second}")
         if self.span_budget_burst is not None and self.span_budget_burst < 1:
             raise ConfigError(f"{where}: span_budget_burst must be >= 1 (spans saved up), or absent for one second's worth")
         if self.cpu_budget is not None and self.cpu_budget <= 0:

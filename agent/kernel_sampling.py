@@ -4,7 +4,8 @@
   connections whose span would be sampled out are not sent as records at all (tcp_lifecycle.bpf.c).
   Their count comes back from `tcp_sampled_out`.
 - The span budget (`span_budget` map): a token bucket of `per_second` records of normal, fast
-  connections per node, `burst` saved up, checked after sampling and before the ring-buffer reserve.
+  connections per node, `burst` saved up, checked after sampling and before the ring-buffer reserve;
+  optionally one more per workload (owner cgroup, `span_budget_by_cgroup`), checked first.
   Failed, refused, reset, retransmitted and slow connections never take a token. Records not sent
   for want of one are counted in `tcp_span_budget[1]` (node) and `tcp_spans_withheld` (per cgroup).
 """
@@ -29,6 +30,7 @@ class KernelSpanSampling:
         self._probe = probe
         self._lock = threading.Lock()  # the budget thread and start() may both write
         self.budget_per_second = 0.0
+        self.workload_budget_per_second = 0.0
 
     def apply(self, ratio: float, slow_ns: int) -> None:
         """Keep `ratio` of normal, fast (< slow_ns) connections' records; 1.0 sends every record."""
@@ -60,14 +62,32 @@ class KernelSpanSampling:
             table[table.Key(0)] = entry
             self.budget_per_second = per_second
 
+    def apply_workload_budget(self, per_second: float, burst: int | None = None) -> None:
+        """At most `per_second` records of normal, fast connections per second per workload (the
+        owner's cgroup), besides the node's budget; each workload's bucket starts full. 0: none."""
+        if per_second < 0:
+            raise ValueError(f"per-workload span budget must be >= 0 spans per second (0: none), not {per_second}")
+        table = self._probe.bpf["span_budget"]
+        with self._lock:
+            entry = table[table.Key(1)]
+            entry.token_ns = 0 if per_second == 0 else max(1, round(1e9 / per_second))
+            entry.burst = 0 if per_second == 0 else max(1, burst if burst is not None else math.ceil(per_second))
+            table[table.Key(1)] = entry
+            self._probe.bpf["span_budget_by_cgroup"].clear()  # buckets made under the old figures
+            self.workload_budget_per_second = per_second
+
     def sampled_out(self) -> int:
         """Records the kernel did not send because their span was sampled out."""
         return int(sum(self._probe.bpf["tcp_sampled_out"][0]))
 
     def budget_counts(self) -> tuple[int, int]:
-        """(records sent with a budget token, records not sent: the budget was spent), node totals."""
+        """(records sent with a budget token, records not sent: a budget was spent), node totals."""
         table = self._probe.bpf["tcp_span_budget"]
         return int(sum(table[0])), int(sum(table[1]))
+
+    def withheld_by_workload_budget(self) -> int:
+        """Of the records not sent, those a workload's own budget stopped."""
+        return int(sum(self._probe.bpf["tcp_span_budget"][2]))
 
     def withheld_by_cgroup(self) -> dict[int, int]:
         """cgroup id -> records not sent for want of a token (LRU: the oldest cgroups may be gone)."""
@@ -82,10 +102,15 @@ class SpanBudgetCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         _, withheld = self._sampling.budget_counts()
-        yield CounterMetricFamily(
+        by_workload = self._sampling.withheld_by_workload_budget()
+        family = CounterMetricFamily(
             "bcgov_agent_spans_withheld",
-            "Normal, fast connections whose record the kernel did not send because the span budget was spent "
-            "(span_budget_per_second; metrics still count and time them).", value=float(withheld))
+            "Normal, fast connections whose record the kernel did not send because a span budget was spent "
+            "(budget=node: span_budget_per_second, workload: span_budget_per_workload_per_second); metrics still "
+            "count and time them.", labels=["budget"])
+        family.add_metric(["node"], float(withheld - by_workload))
+        family.add_metric(["workload"], float(by_workload))
+        yield family
         yield GaugeMetricFamily(
             "bcgov_agent_span_budget_per_second",
             "Span budget: records of normal, fast connections the kernel sends per second at most (0: no budget).",

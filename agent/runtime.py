@@ -151,6 +151,7 @@ class Agent:
             self.sampler.subscribe(sampling.apply)
             self.instruments.spans_sampled_out.kernel = sampling.sampled_out
             sampling.apply_budget(self.config.span_budget_per_second, self.config.span_budget_burst)
+            sampling.apply_workload_budget(self.config.span_budget_per_workload_per_second)
             p.registry.register(SpanBudgetCollector(sampling))
             self.kernel_sampling = sampling
             # After the attach, so a connection is either in this list or seen opening.

@@ -189,9 +189,9 @@ struct span_sampling {
 BPF_ARRAY(span_sampling, struct span_sampling, 1);
 BPF_PERCPU_ARRAY(tcp_sampled_out, u64, 1);
 
-/* The span budget: at most one record of a normal, fast connection per token_ns per node, with up
- * to `burst` saved up (a token bucket), checked after span sampling and before the ring-buffer
- * reserve, so the agent's per-record work is bounded at any connection rate. Failed, refused,
+/* The span budget: at most one record of a normal, fast connection per token_ns per node (and,
+ * when set, per workload: the owner's cgroup), with up to `burst` saved up (token buckets), checked
+ * after span sampling and before the ring-buffer reserve, so the agent's per-record work is bounded at any connection rate. Failed, refused,
  * reset, retransmitted and slow connections never take a token: their records are always sent.
  * Counts and durations above are complete either way. User space (agent/kernel_sampling.py)
  * writes token_ns and burst and fills the bucket; last_ns and tokens are the kernel's after that.
@@ -204,26 +204,25 @@ struct span_budget {
     u64 last_ns;   /* bpf_ktime_get_ns() of the last refill */
     s64 tokens;
 };
-BPF_ARRAY(span_budget, struct span_budget, 1);
-/* [0] records sent with a budget token, [1] records not sent: the budget was spent */
-BPF_PERCPU_ARRAY(tcp_span_budget, u64, 2);
+/* [0] the node's bucket; [1] the per-workload budget's parameters (token_ns, burst; 0: none), whose
+ * buckets are in span_budget_by_cgroup, one per owner cgroup, created full on its first record. */
+BPF_ARRAY(span_budget, struct span_budget, 2);
+BPF_TABLE("lru_hash", u64, struct span_budget, span_budget_by_cgroup, 4096);
+/* [0] records sent with a budget token, [1] records not sent: a budget was spent (node or workload),
+ * [2] of [1], those the workload's own budget stopped */
+BPF_PERCPU_ARRAY(tcp_span_budget, u64, 3);
 /* Records not sent for want of a token, by the owner's cgroup: whose were withheld (LRU: a gone
  * workload's entry makes room for new ones; the node total above is exact). */
 BPF_TABLE("lru_hash", u64, u64, tcp_spans_withheld, 4096);
 
-/* 1: a token was taken; 2: no budget is set; 0: the budget is spent, send nothing */
-static __always_inline int span_budget_allows(u64 now)
+/* Take a token from bucket `b` (refilled at one per token_ns, at most burst): 1 taken, 0 none. */
+static __always_inline int take_token(struct span_budget *b, u64 token_ns, u64 burst, u64 now)
 {
-    int zero = 0;
-    struct span_budget *b = span_budget.lookup(&zero);
-    if (!b || !b->token_ns)
-        return 2;
     u64 last = b->last_ns;
-    u64 step = b->token_ns;
-    if (now > last && now - last >= step) {
-        u64 n = (now - last) / step;
-        if (__sync_val_compare_and_swap(&b->last_ns, last, last + n * step) == last) {
-            s64 room = (s64)b->burst - b->tokens;
+    if (now > last && now - last >= token_ns) {
+        u64 n = (now - last) / token_ns;
+        if (__sync_val_compare_and_swap(&b->last_ns, last, last + n * token_ns) == last) {
+            s64 room = (s64)burst - b->tokens;
             if (room > 0)
                 __sync_fetch_and_add(&b->tokens, (s64)n < room ? (s64)n : room);
         }
@@ -232,6 +231,34 @@ static __always_inline int span_budget_allows(u64 now)
         return 1;
     __sync_fetch_and_add(&b->tokens, 1);
     return 0;
+}
+
+/* 1: a token was taken; 2: no budget is set; 0: the node's budget is spent; -1: the workload's */
+static __always_inline int span_budget_allows(u64 cgroup_id, u64 now)
+{
+    int idx = 1;
+    int taken = 0;
+    struct span_budget *w = span_budget.lookup(&idx);
+    if (w && w->token_ns) {
+        struct span_budget *b = span_budget_by_cgroup.lookup(&cgroup_id);
+        if (!b) {
+            struct span_budget full = {};
+            full.last_ns = now;
+            full.tokens = (s64)w->burst;
+            span_budget_by_cgroup.insert(&cgroup_id, &full);  /* another CPU may have made it first */
+            b = span_budget_by_cgroup.lookup(&cgroup_id);
+        }
+        if (b) {  /* else no bucket could be made: only the node's budget holds this record */
+            if (!take_token(b, w->token_ns, w->burst, now))
+                return -1;
+            taken = 1;  /* spent even if the node's bucket then refuses: workloads never get more */
+        }
+    }
+    idx = 0;
+    struct span_budget *node = span_budget.lookup(&idx);
+    if (!node || !node->token_ns)
+        return taken ? 1 : 2;
+    return take_token(node, node->token_ns, node->burst, now);
 }
 
 static __always_inline void count_budget(int idx)
@@ -343,9 +370,11 @@ static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate, u16
                 conns.delete(&sk);
                 return 0;
             }
-            int granted = span_budget_allows(end_ns);
-            if (!granted) {
+            int granted = span_budget_allows(c->owner.cgroup_id, end_ns);
+            if (granted <= 0) {
                 count_budget(1);
+                if (granted < 0)
+                    count_budget(2);
                 u64 cg = c->owner.cgroup_id, one = 1;
                 u64 *w = tcp_spans_withheld.lookup(&cg);
                 if (w)

@@ -37,6 +37,7 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         ("span_budget_per_second: -5\n", r"span_budget_per_second must be >= 0 \(0: every connection a span\)"),
         ("span_budget_per_second: lots\n", r"field 'span_budget_per_second': must be a number"),
         ("span_budget_burst: 0\n", r"span_budget_burst must be >= 1"),
+        ("span_budget_per_workload_per_second: -1\n", r"span_budget_per_workload_per_second must be >= 0"),
     ],
 )
 def test_bad_config_names_file_line_and_fix(tmp_path: Path, text: str, message: str) -> None:

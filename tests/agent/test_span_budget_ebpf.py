@@ -163,3 +163,31 @@ def test_a_repaired_close_is_held_to_the_same_budget(budget_agent: RunningAgent)
     assert granted == granted0  # the empty bucket granted nothing
     assert withheld >= withheld0 + 1
     assert len(_spans(agent, timed_out_port)) == 1 and _spans(agent, normal_port) == []
+
+
+WORKLOAD_BURST = 7
+
+
+def test_a_workloads_own_budget_holds_it_to_its_tokens_whatever_the_node_does(budget_agent: RunningAgent, cgroup) -> None:
+    agent = budget_agent
+    sampling = agent.agent.kernel_sampling
+    assert sampling is not None
+    sampling.apply_budget(0)  # no node budget: only the workload's holds
+    sampling.apply_workload_budget(HOUR, WORKLOAD_BURST)  # each workload's bucket starts full, no refill
+    by_workload0 = sampling.withheld_by_workload_budget()
+    done = cgroup.run("tcp", str(N))
+    assert done.returncode == 0, done.stderr
+    port = json.loads(done.stdout)["port"]
+    refused = json.loads(cgroup.run("refused").stdout)
+    wait_for(lambda: _spans(agent, refused["port"]), what="the refused connection's span (always sent)")
+    # This cgroup's own bucket: exactly its tokens sent, the rest counted; nobody else's traffic
+    # can take them (each workload has its own bucket).
+    assert len(_spans(agent, port)) == WORKLOAD_BURST
+    assert sampling.withheld_by_cgroup().get(cgroup.id, 0) == 2 * N - WORKLOAD_BURST
+    assert sampling.withheld_by_workload_budget() - by_workload0 >= 2 * N - WORKLOAD_BURST
+    samples = _samples(agent)
+    assert _value(samples, "bcgov_agent_spans_withheld_total", budget="workload") >= 2 * N - WORKLOAD_BURST
+    for direction in ("active", "passive"):
+        assert _value(samples, "bcgov_tcp_connections_total", cgroup=str(cgroup.id), direction=direction, outcome="normal") == N
+    sampling.apply_workload_budget(0)
+    assert agent.agent.probes["tcp_lifecycle"].bpf["span_budget"][1].token_ns == 0
