@@ -28,6 +28,12 @@ class Client:
     - `batch_flag`: a short option letter that makes the last argument a password (`htpasswd -b`).
     - `auth_words`: positional words after which every remaining argument is a secret
       (`redis-cli AUTH user pass`).
+    - `joined`: whether a short option may carry its value joined (`-pS3cret`); openssl's options
+      are words (`-k` and `-kfile` differ), so for it a prefix is not a value.
+    - `positional`: (subcommand words, positions) pairs: after those positional words, the
+      positional arguments at these 0-based positions are secrets (`mc alias set NAME URL ACCESS
+      SECRET`: 3); options (`-x`) are not counted. `KEY=value` arguments never count as one (they
+      are `vault login -method=userpass password=x`, handled by the generic rule).
     """
 
     rule: str
@@ -37,14 +43,18 @@ class Client:
     literal: frozenset[str] = frozenset()
     batch_flag: str = ""
     auth_words: frozenset[str] = frozenset()
+    joined: bool = True
+    positional: tuple[tuple[tuple[str, ...], frozenset[int]], ...] = ()
 
 
 def _c(rule: str, **kw: object) -> Client:
-    return Client(rule, **{k: (frozenset(v) if isinstance(v, (set, tuple, list)) else v) for k, v in kw.items()})  # type: ignore[arg-type]
+    return Client(rule, **{k: (frozenset(v) if isinstance(v, (set, list)) else v) for k, v in kw.items()})  # type: ignore[arg-type]
 
 
 _REDIS = _c("redis-cli", value={"-a", "--pass"}, auth_words={"auth"})
 _MYSQL = _c("mysql", value={"--password"}, joined_only={"-p"})
+_MONGO = _c("mongosh", value={"-p", "--password"})
+_RDP = _c("xfreerdp", joined_only={"/p:", "/gp:", "/pth:"})
 _DOCKER = _c("docker-login", value={"-p", "--password"}, userpass={"--creds", "--src-creds", "--dest-creds"})
 
 #: program basename -> its rule
@@ -55,7 +65,7 @@ CLIENTS: dict[str, Client] = {
     "psql": _c("psql", value={"--password"}),  # takes no value; `password=` and URLs carry it (generic)
     "pg_dump": _c("psql", value={"--password"}),
     "curl": _c("curl", value={"--oauth2-bearer", "--pass", "--proxy-pass", "--tlspassword", "--proxy-tlspassword"},
-               userpass={"-u", "--user", "-U", "--proxy-user"}),
+               userpass={"-u", "--user", "-U", "--proxy-user", "-E", "--cert", "--proxy-cert"}),  # cert[:password]
     "wget": _c("wget", value={"--password", "--http-password", "--ftp-password", "--proxy-password"}),
     "sshpass": _c("sshpass", value={"-p"}),
     "ssh-keygen": _c("ssh-keygen", value={"-N", "-P"}),
@@ -66,6 +76,12 @@ CLIENTS: dict[str, Client] = {
     "gcloud": _c("gcloud", value={"--password"}),
     "az": _c("az", value={"-p", "--password", "--client-secret"}),
     "docker": _DOCKER, "podman": _DOCKER, "nerdctl": _DOCKER, "buildah": _DOCKER, "skopeo": _DOCKER,
+    "openssl": _c("openssl", value={"-k", "-K"}, joined=False),  # -kfile FILE / -passin pass:X: not here / generic
+    "mongosh": _MONGO, "mongo": _MONGO, "mongodump": _MONGO, "mongorestore": _MONGO, "mongoexport": _MONGO,
+    "mongoimport": _MONGO, "mongostat": _MONGO, "mongotop": _MONGO, "mongofiles": _MONGO,
+    "vault": _c("vault", positional=((("login",), frozenset({0})),)),
+    "mc": _c("mc", positional=((("alias", "set"), frozenset({3})), (("config", "host", "add"), frozenset({3})))),
+    "xfreerdp": _RDP, "xfreerdp3": _RDP, "wlfreerdp": _RDP, "sdl-freerdp": _RDP,
     "git": _c("git"),  # credentials ride in URLs and -c http.extraHeader=Authorization: ... (generic)
 }
 

@@ -34,7 +34,8 @@ Progress = Callable[[str], None]
 _PROGRESS_EVERY_S = 2.0
 # Every redaction rule (agent/redact.py) needs one of these in the string it masks; the secret
 # words' alternatives all contain one of the first seven (api_key, access_key, ... contain "key").
-_SECRET_HINTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential", b"auth", b"://", b"bearer", b"basic")
+_SECRET_HINTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential", b"auth", b"://", b"bearer", b"basic",
+                 b"cookie", b"sig", b"@")  # Cookie headers, signed URLs' sig=, user:pw@host without a scheme
 # argv rules (per-client options such as `redis-cli -a X`, `sh -c '...'`) need no such word, so any
 # line holding an argv-like key takes the redacting path.
 _ARGV_NEEDLES = tuple(json.dumps(k).encode() for k in redaction.ARGV_KEYS)
