@@ -76,3 +76,50 @@ def test_agent_runs_and_counts_exactly_on_the_bundled_headers(tmp_path: Path) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# The trial report's segfault (exit 139): a node tree BCC cannot compile from. Made in a private
+# mount namespace: a tmpfs over /lib/modules/$(uname -r) with build/ linked to Debian's -amd64 half
+# only (kconfig.h lives in the -common half), or a tmpfs over the -common half itself.
+HALF_LINKED = 'R=$(uname -r); A="$1"; shift; mount -t tmpfs bcgov-half-headers "/lib/modules/$R" ' \
+              '&& ln -s "$A" "/lib/modules/$R/build" && exec "$@"'
+COMMON_HIDDEN = 'C="$1"; shift; mount -t tmpfs bcgov-hidden-common "$C" && exec "$@"'
+
+
+def _debian_half(suffix: str) -> str:
+    found = sorted(Path("/usr/src").glob(f"linux-headers-*-{suffix}"))
+    assert found, f"no /usr/src/linux-headers-*-{suffix}: run scripts/bootstrap.sh"
+    return str(found[-1])
+
+
+def _probes_json(script: str, arg: str, *extra: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", arg,
+            sys.executable, "-m", "bcgov.cli", "agent", "probes", "--json", *extra]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"rc={done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done, json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("no_load", [True, False], ids=["no-load", "load"])
+def test_build_linked_without_source_falls_back_to_the_bundle(no_load: bool) -> None:
+    _, rows = _probes_json(HALF_LINKED, _debian_half("amd64"), *(["--no-load"] if no_load else []))
+    assert {r["probe"]: r["ready"] for r in rows} == {n: True for n in registry.names()}
+    headers = rows[0]["headers"]
+    assert (headers["source"], headers["path"]) == ("bundled", kernel_headers.BUNDLED_DEFAULT)
+    assert headers["why"].startswith(f"node headers at /lib/modules/{platform.release()}/build are incomplete: "
+                                     "no include/linux/kconfig.h under build/"), headers["why"]
+
+
+def test_agent_runs_when_the_common_half_is_hidden(tmp_path: Path) -> None:
+    port = free_port()
+    spans = tmp_path / "spans.jsonl"
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"metrics_addr: 127.0.0.1:{port}\nspans_file: {spans}\nlog_file: {tmp_path / 'events.jsonl'}\n"
+                   "identity: false\nduration: 1\n")
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", COMMON_HIDDEN, "sh", _debian_half("common"),
+            sys.executable, "-m", "bcgov.cli", "agent", "run", "--config", str(cfg)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"rc={done.returncode}\n{done.stderr}"
+    assert "are incomplete: no include/linux/kconfig.h under source/" in done.stderr, done.stderr
+    assert f"bundled headers at {kernel_headers.BUNDLED_DEFAULT}" in done.stderr
+    assert "agent stopped after" in done.stderr
