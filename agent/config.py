@@ -7,8 +7,11 @@ config file must not silently run the agent with defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -17,6 +20,13 @@ from probes import registry
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names where and how to fix it."""
+
+
+# One line of the spans file is one batch of up to 512 spans (agent/span_queue.py): a file smaller
+# than a batch line would drop every batch. 4 MiB holds 512 spans of 8 KB each.
+SPANS_FILE_MIN_BYTES = 4 * 1024 * 1024
+# A BPF ring buffer's size is a u32 in bytes (BCC warns and wraps it to 0 above that).
+RING_BUFFER_MAX_BYTES = 2**31
 
 
 @dataclass
@@ -83,17 +93,35 @@ class AgentConfig:
             raise ConfigError(f"metrics_addr {self.metrics_addr!r} is not HOST:PORT (e.g. 127.0.0.1:9464)")
         return host.strip("[]") or "0.0.0.0", int(port)
 
-    def validate(self, where: str = "config") -> None:
-        """Check values that the types alone do not."""
+    def validate(self, where: str = "config", lines: dict[str, int] | None = None) -> None:
+        """Check values that the types alone do not; `lines` maps a key to its line in `where`
+        (for the errors of nested settings such as tiers). Raises ConfigError naming the fix."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where}: {f.name} must be a finite number, not {value}")
         self.metrics_host_port()
         unknown = [p for p in self.probes if p not in registry.names()]
         if unknown:
             raise ConfigError(f"{where}: unknown probe(s) {', '.join(unknown)}; known: {', '.join(registry.names())}")
         if self.otlp_protocol not in ("grpc", "http"):
             raise ConfigError(f"{where}: otlp_protocol must be 'grpc' or 'http', not {self.otlp_protocol!r}")
+        if self.otlp_endpoint is not None:
+            _check_endpoint(self.otlp_endpoint, where)
         pages = self.ring_buffer_pages
-        if pages < 1 or pages & (pages - 1):
-            raise ConfigError(f"{where}: ring_buffer_pages must be a power of two (e.g. 256), not {pages}")
+        page = os.sysconf("SC_PAGE_SIZE")
+        if pages < 1 or pages & (pages - 1) or pages * page > RING_BUFFER_MAX_BYTES:
+            raise ConfigError(f"{where}: ring_buffer_pages must be a power of two (e.g. 256) whose size in bytes "
+                              f"(pages x {page}) fits the kernel's u32 map size: at most {RING_BUFFER_MAX_BYTES // page}, "
+                              f"not {pages}")
+        if self.span_queue_size < 1:
+            raise ConfigError(f"{where}: span_queue_size must be >= 1 (e.g. 16384); a smaller queue drops every span, "
+                              f"not {self.span_queue_size}")
+        if self.summary_interval <= 0:
+            raise ConfigError(f"{where}: summary_interval must be > 0 seconds (e.g. 3), not {self.summary_interval}")
+        if self.slow_connection_seconds < 0:
+            raise ConfigError(f"{where}: slow_connection_seconds must be >= 0 seconds (e.g. 1), "
+                              f"not {self.slow_connection_seconds}")
         if not 0.0 <= self.span_sample_ratio <= 1.0:
             raise ConfigError(f"{where}: span_sample_ratio must be within 0..1, not {self.span_sample_ratio}")
         if self.span_budget_per_second < 0:
@@ -123,14 +151,20 @@ class AgentConfig:
 
         for key in ("spans_file", "log_file"):
             max_bytes, backups = getattr(self, f"{key}_max_bytes"), getattr(self, f"{key}_backups")
-            if max_bytes < MIN_MAX_BYTES:
-                raise ConfigError(f"{where}: {key}_max_bytes must be >= {MIN_MAX_BYTES} (e.g. 67108864 for 64 MiB), "
+            least = SPANS_FILE_MIN_BYTES if key == "spans_file" else MIN_MAX_BYTES
+            if max_bytes < least:
+                why = " (one line is a batch of up to 512 spans and must fit in one file)" if key == "spans_file" else ""
+                raise ConfigError(f"{where}: {key}_max_bytes must be >= {least}{why} (e.g. 67108864 for 64 MiB), "
                                   f"not {max_bytes}")
             if backups < 0:
                 raise ConfigError(f"{where}: {key}_backups must be >= 0 (files kept besides the current one), not {backups}")
         if self.ready_requires != "all":
             if not isinstance(self.ready_requires, list) or not self.ready_requires:
                 raise ConfigError(f"{where}: ready_requires must be 'all' or a non-empty list of probe names")
+            strange = [p for p in self.ready_requires if p not in registry.names()]
+            if strange:
+                raise ConfigError(f"{where}: ready_requires names unknown probe(s) {', '.join(strange)}; "
+                                  f"known: {', '.join(registry.names())}")
             outside = [p for p in self.ready_requires if p not in self.probes]
             if outside:
                 raise ConfigError(f"{where}: ready_requires names probe(s) not loaded: {', '.join(outside)}; "
@@ -139,7 +173,15 @@ class AgentConfig:
 
         problems = budget_errors(self.series_budget_default, self.series_budgets)
         if problems:
-            raise ConfigError(f"{where}: {problems[0]}")
+            raise ConfigError(f"{_at(where, lines, 'series_budgets')}: {problems[0]}")
+        from agent.identity.errors import IdentityError
+        from agent.identity.tiers import TierResolver
+
+        try:
+            TierResolver(self.tiers)
+        except IdentityError as exc:
+            raise ConfigError(f"{_at(where, lines, 'tiers')}: {exc}; known keys: namespaces, labels, ports, "
+                              "default_ports") from exc
 
     def resolved_node_name(self) -> str:
         """This node's name: node_name, else $NODE_NAME, else the hostname."""
@@ -149,38 +191,116 @@ class AgentConfig:
         return self.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
 
 
-def _line_of(node: yaml.MappingNode, key: str) -> int:
+def _at(where: str, lines: dict[str, int] | None, key: str) -> str:
+    line = (lines or {}).get(key)
+    return f"{where} line {line}" if line else where
+
+
+def _check_endpoint(endpoint: str, where: str) -> None:
+    """otlp_endpoint must be an http(s) URL with a host; the message never repeats credentials."""
+    try:
+        parts = urlsplit(endpoint)
+        host, _ = parts.hostname, parts.port  # .port raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: otlp_endpoint is not a usable URL ({exc}); "
+                          "use http(s)://HOST:PORT, e.g. http://collector:4317") from exc
+    if parts.scheme not in ("http", "https") or not host:
+        shown = endpoint if "@" not in endpoint else "(a URL with credentials, not repeated here)"
+        raise ConfigError(f"{where}: otlp_endpoint must be an http(s) URL with a host, e.g. http://collector:4317, "
+                          f"not {shown!r}")
+
+
+def _line_of(node: yaml.MappingNode, key: Any, data: dict | None = None) -> int:
+    """The line of `key` in `node`; a key YAML read as another type (yes, 1) is found by its
+    position in `data`, the mapping built from `node` (same order: duplicates are refused)."""
     for k, _ in node.value:
         if k.value == key:
             return k.start_mark.line + 1
+    if data is not None and len(data) == len(node.value) and key in data:
+        return node.value[list(data).index(key)][0].start_mark.line + 1
     return node.start_mark.line + 1
+
+
+def _duplicate_key(node: yaml.Node | None) -> yaml.Node | None:
+    """The first key that appears twice in one mapping, anywhere in the document (PyYAML keeps
+    the last silently; a config that says two things must not run on one of them)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[tuple[str, str]] = set()
+        for k, v in node.value:
+            ident = (k.tag, k.value) if isinstance(k, yaml.ScalarNode) else None
+            if ident is not None:
+                if ident in seen:
+                    return k
+                seen.add(ident)
+            found = _duplicate_key(v)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate_key(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _read_yaml(path: str) -> tuple[Any, yaml.Node | None]:
+    """(data, node) of a YAML file; ConfigError for an unreadable, non-UTF-8 or invalid file, or a
+    duplicate key."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                          "save the config as UTF-8") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    dup = _duplicate_key(node)
+    if dup is not None:
+        raise ConfigError(f"{path} line {dup.start_mark.line + 1}: key {dup.value!r} appears twice in one mapping; "
+                          "keep one (YAML would silently use the last)")
+    return data, node
 
 
 def load(path: str | None, overrides: dict[str, Any]) -> AgentConfig:
     """Defaults <- YAML file (agent: section or top level) <- overrides (None values ignored)."""
     cfg = AgentConfig()
     names = {f.name: f for f in dataclasses.fields(AgentConfig)}
+    lines: dict[str, int] = {}
     if path:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-            node = yaml.compose(text)
-            data = yaml.safe_load(text)
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-        if isinstance(data, dict) and isinstance(data.get("agent"), dict):
+        data, node = _read_yaml(path)
+        if isinstance(data, dict) and "agent" in data:
+            beside = [k for k in data if k != "agent"]
+            if beside:
+                raise ConfigError(
+                    f"{path} line {_line_of(node, beside[0])}: top-level key {beside[0]!r} beside the 'agent:' "
+                    "section is not read; move it under agent: (unknown keys are errors)")
             node = next(v for k, v in node.value if k.value == "agent")
             data = data["agent"]
+            if data is None:
+                node = None
+            elif not isinstance(data, dict):
+                raise ConfigError(f"{path} line {node.start_mark.line + 1}: the agent: section must be a mapping of "
+                                  f"settings (key: value), not a {type(data).__name__}")
         if data is None:
             data = {}
         if not isinstance(data, dict) or not isinstance(node, (yaml.MappingNode, type(None))):
             raise ConfigError(f"{path}: expected a mapping of agent settings")
         for key, value in data.items():
-            line = _line_of(node, key) if node is not None else 1
+            line = _line_of(node, key, data) if node is not None else 1
+            if not isinstance(key, str):
+                raise ConfigError(f"{path} line {line}: key {key!r} is not a setting name; "
+                                  "settings are names such as metrics_addr (quote a key YAML reads as a number or boolean)")
+            lines[key.replace("-", "_")] = line
             if key.replace("-", "_") not in names:
                 raise ConfigError(f"{path} line {line}: unknown field {key!r}; known: {', '.join(sorted(names))}")
             f = names[key.replace("-", "_")]
@@ -194,7 +314,10 @@ def load(path: str | None, overrides: dict[str, Any]) -> AgentConfig:
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
-    cfg.validate(where)
+    if not cfg.probes:  # checked here, not in validate(): tests build agents with no probes at all
+        raise ConfigError(f"{_at(where, lines, 'probes')}: probes is empty: name at least one probe "
+                          f"(known: {', '.join(registry.names())}), or leave probes out to load them all")
+    cfg.validate(where, lines)
     return cfg
 
 
@@ -226,6 +349,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     if t.startswith("float"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"must be a number, not {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, not {value}")
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"must be a string, not {value!r}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent.config import AgentConfig, ConfigError
+from agent.config import SPANS_FILE_MIN_BYTES, AgentConfig, ConfigError
 from agent.rotating_file import RotatingFile, RotationCollector
 from agent.spans import JsonlFileExporter, SpanData
 
@@ -91,7 +91,8 @@ def test_agent_rotates_its_event_log_and_exports_the_counts(tmp_path: Path) -> N
 
     registry = CollectorRegistry()
     cfg = AgentConfig(metrics_addr="off", spans_file=str(tmp_path / "spans.jsonl"), log_file=str(tmp_path / "events.jsonl"),
-                      log_file_max_bytes=MAX, log_file_backups=1, spans_file_max_bytes=MAX, spans_file_backups=1, probes=[])
+                      log_file_max_bytes=MAX, log_file_backups=1, spans_file_max_bytes=SPANS_FILE_MIN_BYTES,
+                      spans_file_backups=1, probes=[])
     cfg.validate()
     agent = Agent(cfg, tracefs=None, parts=AgentParts(registry=registry, specs=()))  # type: ignore[arg-type]
     agent.start()
@@ -125,7 +126,8 @@ def test_a_batch_too_large_for_a_file_is_a_failed_export_not_a_silent_loss(tmp_p
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ({"spans_file_max_bytes": 100}, "spans_file_max_bytes must be >= 4096"),
+    ({"spans_file_max_bytes": 100}, r"spans_file_max_bytes must be >= 4194304 \(one line is a batch"),
+    ({"log_file_max_bytes": 100}, "log_file_max_bytes must be >= 4096"),
     ({"log_file_backups": -1}, "log_file_backups must be >= 0"),
 ])
 def test_limits_are_validated(override: dict, message: str) -> None:
