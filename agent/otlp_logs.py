@@ -29,6 +29,7 @@ from typing import Any, Sequence
 from prometheus_client import CollectorRegistry, Counter
 
 from agent.spans import SCOPE_NAME
+from agent.url_credentials import split_userinfo
 
 log = logging.getLogger("bcgov.agent.otlp_logs")
 
@@ -179,15 +180,19 @@ class OtlpLogExporter:
 
         self._resource = dict(Resource.create(resource).attributes)  # as the span exporter sends it
         self._version = scope_version
+        # userinfo in the endpoint (http://user:pw@host) travels as an Authorization header: the
+        # SDK takes no userinfo and would print it in its retry lines (agent/url_credentials.py)
+        auth = split_userinfo(endpoint)
+        endpoint, headers = auth.url, (auth.headers or None)
         if protocol == "grpc":
             insecure = not endpoint.startswith("https://")
             target = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
-            self._exporter: Any = _grpc_class()(endpoint=target, insecure=insecure, timeout=timeout_s)
+            self._exporter: Any = _grpc_class()(endpoint=target, insecure=insecure, timeout=timeout_s, headers=headers)
         elif protocol == "http":
             base = endpoint if "://" in endpoint else "http://" + endpoint
             base = base.rstrip("/")
             url = base if base.endswith("/v1/logs") else base.removesuffix("/v1/traces") + "/v1/logs"
-            self._exporter = _http_class()(endpoint=url, timeout=timeout_s)
+            self._exporter = _http_class()(endpoint=url, timeout=timeout_s, headers=headers)
         else:
             raise ValueError(f"unknown OTLP protocol {protocol!r}: use 'grpc' or 'http'")
 

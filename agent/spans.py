@@ -17,6 +17,7 @@ from typing import Any, Protocol, Sequence
 
 from agent.json_text import cached_fragment, finite_float, json_str
 from agent.rotating_file import RotatingFile
+from agent.url_credentials import split_userinfo
 
 log = logging.getLogger("bcgov.agent.spans")
 
@@ -262,15 +263,19 @@ class OtlpExporter:
         # The SDK's resource (its telemetry.sdk.* and service.instance.id added), as it would send it.
         self._resource_attrs = dict(Resource.create(resource).attributes)
         self._version = scope_version
+        # userinfo in the endpoint (http://user:pw@host) travels as an Authorization header: the
+        # SDK takes no userinfo and would print it in its retry lines (agent/url_credentials.py)
+        auth = split_userinfo(endpoint)
+        endpoint, headers = auth.url, (auth.headers or None)
         if protocol == "grpc":
             # TLS only when asked for: a bare host:port is a collector on the node or in-cluster.
             insecure = not endpoint.startswith("https://")
             target = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
-            self._exporter: Any = _grpc_exporter_class()(endpoint=target, insecure=insecure, timeout=timeout_s)
+            self._exporter: Any = _grpc_exporter_class()(endpoint=target, insecure=insecure, timeout=timeout_s, headers=headers)
         elif protocol == "http":
             base = endpoint if "://" in endpoint else "http://" + endpoint
             url = base if base.rstrip("/").endswith("/v1/traces") else base.rstrip("/") + "/v1/traces"
-            self._exporter = _http_exporter_class()(endpoint=url, timeout=timeout_s)
+            self._exporter = _http_exporter_class()(endpoint=url, timeout=timeout_s, headers=headers)
         else:
             raise ValueError(f"unknown OTLP protocol {protocol!r}: use 'grpc' or 'http'")
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from agent import config as agent_config
-from agent import kernel_headers, loader, preflight
+from agent import kernel_headers, loader, preflight, url_credentials
 from agent.tracefs import Tracefs
 from probes import registry
 
@@ -85,6 +85,12 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     except agent_config.ConfigError as exc:
         click.echo(f"bcgov: {exc}", err=True)
         sys.exit(2)
+    if cfg.otlp_endpoint:
+        try:  # credentials in the endpoint: never shown, never sent unencrypted off the node
+            url_credentials.split_userinfo(cfg.otlp_endpoint)
+        except url_credentials.CleartextCredentials as exc:
+            click.echo(f"bcgov: {exc}", err=True)
+            sys.exit(2)
     if interactive and not cfg.log_file:
         cfg.log_file = "var/events.jsonl"  # keep the live summary readable
     tracefs, headers = _preflight()
@@ -124,7 +130,7 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         sys.exit(2)
     logging.getLogger("bcgov.agent").info(
         "agent running: probes %s; spans -> %s; events -> %s; %s headers (%s)", ", ".join(up),
-        cfg.otlp_endpoint or cfg.spans_file, cfg.log_file or "stderr", headers.source, headers.path)
+        url_credentials.display_url(cfg.otlp_endpoint) if cfg.otlp_endpoint else cfg.spans_file, cfg.log_file or "stderr", headers.source, headers.path)
     try:
         if interactive:
             _run_live(agent_, stop, cfg.summary_interval)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from agent.url_credentials import display_url
 from governor import budgets, cardinality, errors, evaluation, history, http, remediation, report, rules, sources
 from governor.analysis import OVER, WARN
 from governor.promapi import Limits
@@ -22,8 +23,8 @@ EXIT_OK, EXIT_USAGE, EXIT_OVER, EXIT_SOURCE = 0, 2, 3, 4
 
 
 def fail(code: int, message: str) -> None:
-    """Print one error line and exit with `code`."""
-    click.echo(f"bcgov: error: {message}", err=True)
+    """Print one error line and exit with `code` (a URL's credentials masked: the error may quote it)."""
+    click.echo(f"bcgov: error: {display_url(message)}", err=True)
     sys.exit(code)
 
 

@@ -11,6 +11,7 @@ import gc
 from pathlib import Path
 from typing import Callable, Iterator
 
+from agent.url_credentials import display_url
 from governor import analysis, churn, growth, usage
 from governor.budgets import GOVERNOR, UNCLASSIFIED, Budgets
 from governor.history import History
@@ -42,7 +43,7 @@ def build_usage(source: Source, opts: UsageOptions) -> usage.UsageIndex | None:
     idx = usage.UsageIndex()
     have = False
     if opts.rules and isinstance(source, PrometheusSource):
-        idx.add_source(f"rules of {source.base_url}", usage.rule_expressions(source.rules()))
+        idx.add_source(f"rules of {display_url(source.base_url)}", usage.rule_expressions(source.rules()))
         have = True
     if opts.dashboards is not None and opts.dashboards.is_dir():
         idx.add_source(f"dashboards in {opts.dashboards}", usage.dashboard_expressions(opts.dashboards))

@@ -32,6 +32,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from agent.url_credentials import display_url
 from governor import errors, exposition, http
 from governor.inventory import Inventory, MetricInventory, Phases, label_set
 
@@ -94,7 +95,7 @@ class PrometheusSource:
         return client
 
     def describe(self) -> str:
-        return f"prometheus {self.base_url}"
+        return f"prometheus {display_url(self.base_url)}"  # credentials in the URL are never shown
 
     def now(self) -> float:
         """The evaluation time of a collection started now (Unix seconds)."""

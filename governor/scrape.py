@@ -14,6 +14,7 @@ import time
 import urllib.parse
 from typing import Callable
 
+from agent.url_credentials import display_url
 from governor import errors, exposition, http
 from governor.inventory import Inventory, LabelSet, MetricInventory
 from governor.promapi import Limits
@@ -74,7 +75,7 @@ class ScrapeSource:
         self._http = http.Http(options or http.HttpOptions(), what, hint)
 
     def describe(self) -> str:
-        return f"scrape {self.url}"
+        return f"scrape {display_url(self.url)}"  # credentials in the URL are never shown
 
     def close(self) -> None:
         self._http.close()

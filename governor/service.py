@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agent.url_credentials import display_url
 from governor import alerts, errors, evaluation
 from governor.analysis import Report
 from governor.budgets import Budgets
@@ -156,7 +157,8 @@ class Governor:
                 st.consecutive_failures += 1
                 st.evaluations["error"] += 1
                 st.last_duration = self._clock() - started
-            log.warning("evaluation failed (%d in a row), keeping the last good state: %s", self._state.consecutive_failures, exc)
+            log.warning("evaluation failed (%d in a row), keeping the last good state: %s", self._state.consecutive_failures,
+                        display_url(str(exc)))
             self._push(None)
             return False
         with self._lock:

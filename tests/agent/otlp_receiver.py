@@ -76,6 +76,7 @@ class OtlpReceiver:
         self._spans: list[ReceivedSpan] = []
         self._logs: list[ReceivedLog] = []
         self.log_requests = 0
+        self.authorization: list[str] = []  # the Authorization header (gRPC metadata) of each request
         self._lock = threading.Lock()
         self._grpc: grpc.Server | None = None
         self._http: ThreadingHTTPServer | None = None
@@ -120,6 +121,10 @@ class OtlpReceiver:
             self.requests += 1
             self._spans.extend(out)
 
+    def _note_auth(self, value: str) -> None:
+        with self._lock:
+            self.authorization.append(value)
+
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
@@ -147,11 +152,13 @@ class OtlpReceiver:
 
         class Service(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's name
+                receiver._note_auth(dict(context.invocation_metadata()).get("authorization", ""))
                 receiver._record(request)
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's name
+                receiver._note_auth(dict(context.invocation_metadata()).get("authorization", ""))
                 receiver._record_logs(request)
                 return logs_service_pb2.ExportLogsServiceResponse()
 
@@ -175,6 +182,7 @@ class OtlpReceiver:
                     self.send_response(404 if self.path not in known else 415)
                     self.end_headers()
                     return
+                receiver._note_auth(self.headers.get("Authorization", ""))
                 if self.headers.get("Content-Encoding") == "gzip":
                     import gzip
 

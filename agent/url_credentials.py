@@ -1,0 +1,81 @@
+"""Credentials a user writes into a URL: masked wherever the URL is shown, moved into a header
+where it is used.
+
+`http://user:pw@host`, `https://TOKEN@host` and signed query strings (`?sig=...`) are how
+collectors, Prometheus servers and scrape targets are commonly addressed. Shown as they are, they
+put the secret into log lines, report headers and evidence manifests that leave the node; handed to
+the OTel SDK as they are, they are not understood (`Misformatted domain name`) and appear in the
+SDK's own retry lines. So:
+
+- `display_url(url)` gives the URL to show: userinfo and secret query parameters masked with the
+  redaction rules of agent/redact.py (the same rules as the exec log's), anything else unchanged;
+- `split_userinfo(url)` gives the URL without userinfo and the `Authorization: Basic` header that
+  carries it (RFC 7617; a token alone becomes `TOKEN:`, as curl and git send it), for clients that
+  take headers (the OTLP exporters); it refuses to send credentials unencrypted off the node.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import urllib.parse
+from dataclasses import dataclass, field
+
+from agent.redact import redact_text
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def display_url(url: str) -> str:
+    """`url` safe to print: `http://user:***@host`, `https://***@host`, `?sig=***`. Also masks
+    such URLs inside a longer message (an error line)."""
+    return redact_text(url)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A URL without its userinfo (`url`) and the headers that carry it (`headers`, lower-case
+    names as gRPC metadata requires; empty when the URL had none)."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class CleartextCredentials(ValueError):
+    """The URL carries credentials but would send them unencrypted to another host."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def split_userinfo(url: str, what: str = "otlp_endpoint") -> Endpoint:
+    """`url` (with or without a scheme; `host:port` is taken as `http://host:port`) split into a
+    clean URL and an `authorization: Basic` header for its userinfo. A URL without userinfo comes
+    back unchanged with no headers.
+
+    Raises CleartextCredentials when the userinfo would travel over plain http (or insecure gRPC)
+    to a host that is not this node's loopback: secrets never leave the node in clear text; the
+    message names `what`, shows the URL masked and says to use https://.
+    """
+    if "@" not in url:
+        return Endpoint(url)
+    parsed = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+    if parsed.username is None and parsed.password is None:
+        return Endpoint(url)
+    host = parsed.hostname or ""
+    if parsed.scheme.lower() != "https" and not _is_loopback(host):
+        raise CleartextCredentials(
+            f"{what} {display_url(url)} carries credentials over unencrypted {parsed.scheme}: they would "
+            f"cross the network in clear text; use https://, or a collector on this node (127.0.0.1)")
+    netloc = parsed.netloc.rpartition("@")[2]
+    clean = urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path, parsed.query, parsed.fragment))
+    user = urllib.parse.unquote(parsed.username or "")
+    password = urllib.parse.unquote(parsed.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return Endpoint(clean, {"authorization": f"Basic {token}"})
