@@ -7,6 +7,8 @@ import dataclasses
 import time
 from typing import Any, Callable
 
+from urllib.parse import urlsplit
+
 import requests
 
 from governor import errors
@@ -83,6 +85,29 @@ class Http:
                     ) from exc
                 self._sleep(self.options.backoff * 2**attempt)
                 continue
+            except requests.exceptions.InvalidSchema as exc:
+                if urlsplit(url).scheme in ("http", "https"):  # a redirect left http(s): name the target
+                    raise errors.SourceError(
+                        f"{self.what} at {url} redirected to a URL that is not http(s) ({errors.bounded(exc, 120)}); "
+                        "pass the final http(s) URL"
+                    ) from exc
+                raise  # the URL given is not http(s): send() says so
+            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema):
+                raise  # send() turns these into a usage error
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+                # the body ended before its Content-Length or chunked end, or did not decompress:
+                # often a connection cut mid-answer, so it is retried like one
+                if last:
+                    raise errors.SourceUnreachable(
+                        f"cannot read {self.what} at {url}: the answer was cut short or corrupt "
+                        f"({errors.bounded(exc, 120)}); {self.hint}"
+                    ) from exc
+                self._sleep(self.options.backoff * 2**attempt)
+                continue
+            except requests.RequestException as exc:  # anything else requests can raise: one line, no traceback
+                raise errors.SourceError(
+                    f"cannot read {self.what} at {url}: {type(exc).__name__} ({errors.bounded(exc, 120)}); {self.hint}"
+                ) from exc
             if resp.status_code in _RETRY_STATUS and not last:
                 self._sleep(self.options.backoff * 2**attempt)
                 continue
