@@ -14,11 +14,13 @@ from typing import Any
 
 import click
 
+from agent.url_credentials import display_url
+
 EXIT_OK, EXIT_CHANGED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 def _fail(code: int, message: str) -> None:
-    click.echo(f"bcgov: error: {message}", err=True)
+    click.echo(f"bcgov: error: {display_url(message)}", err=True)  # an error may quote a URL
     sys.exit(code)
 
 
@@ -77,7 +79,7 @@ def export_cmd(**kw: Any) -> None:
         return
     if result.partial:
         for src, why in sorted(result.missing.items()):
-            click.echo(f"bcgov: warning: {src} missing: {why}", err=True)
+            click.echo(f"bcgov: warning: {src} missing: {display_url(why)}", err=True)
         click.echo(f"bcgov: partial bundle written to {result.out} ({len(result.files)} files); "
                    f"MANIFEST.json lists what is missing", err=True)
         sys.exit(EXIT_PARTIAL)

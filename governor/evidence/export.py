@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from agent.redact import redact_text
 from governor import http
 from governor.evidence import alerts as alerts_mod
 from governor.evidence import bundle as bundle_mod
@@ -75,8 +76,9 @@ class _Run:
         self.prom: RangeClient | None = None
 
     def miss(self, exc: SourceMissing) -> None:
-        self.missing[exc.source] = exc.reason
-        self.progress(f"missing {exc.source}: {exc.reason}")
+        reason = redact_text(exc.reason)  # it may quote the source's URL, credentials and all
+        self.missing[exc.source] = reason
+        self.progress(f"missing {exc.source}: {reason}")
 
     # --------------------------------------------------------------------------- sources
 
