@@ -132,3 +132,15 @@ def test_the_agent_start_up_line_shows_the_endpoint_masked(tmp_path: Path) -> No
         assert set(receiver.authorization) == {"Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()}
     finally:
         receiver.stop()
+
+
+def test_the_agent_refuses_credentials_over_plain_http_to_another_host_in_one_line(tmp_path: Path) -> None:
+    """Checked before any probe is compiled: no BPF, no root needed."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "bcgov"), "agent", "run", "--duration", "1",
+         "--otlp-endpoint", f"http://user:{SECRET}@collector.example:4317", "--log-file", str(tmp_path / "e.jsonl")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bcgov: otlp_endpoint http://user:***@collector.example:4317"), proc.stderr
+    assert "https://" in err[0] and SECRET not in proc.stdout + proc.stderr
