@@ -38,6 +38,7 @@ RULES = (
     "signed-url", "aws-key-pair", "stdin-pipe",
     "redis-cli", "mysql", "psql", "curl", "wget", "sshpass", "ssh-keygen", "htpasswd", "kubectl", "helm", "aws",
     "gcloud", "az", "docker-login", "git", "curl-cert", "openssl", "mongosh", "vault", "mc", "xfreerdp",
+    "ldap", "sqlcmd", "zip", "7z", "mosquitto", "smbclient", "lftp", "rabbitmqctl",
 )
 
 _SECRET_WORD = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|" \
@@ -146,9 +147,9 @@ def _text_rules(text: str) -> str:
 
 
 def _mask_value(kind: str, value: str) -> str:
-    if kind == "userpass":  # user:password -> user:***; a lone user name stays (curl then prompts)
-        user, sep, pw = value.partition(":")
-        return f"{user}:{MASK}" if sep and pw else value
+    if kind.startswith("userpass"):  # user:password -> user:***; a lone user name stays (curl then prompts)
+        user, sep, pw = value.partition(kind[len("userpass"):] or ":")  # smbclient user%pw, lftp user,pw
+        return f"{user}{sep}{MASK}" if sep and pw else value
     if kind == "literal":  # name=value -> name=***
         name, sep, _ = value.partition("=")
         return f"{name}={MASK}" if sep else MASK
@@ -158,7 +159,7 @@ def _mask_value(kind: str, value: str) -> str:
 def _client_option(client: Client, arg: str) -> tuple[str, str] | None:
     """(kind, masked arg) when `arg` carries its secret itself (`--opt=v`, `-pv`); (kind, "") when
     it is an option whose value is the next argument; None otherwise."""
-    kinds = (("value", client.value), ("userpass", client.userpass), ("literal", client.literal))
+    kinds = (("value", client.value), ("userpass" + client.userpass_sep, client.userpass), ("literal", client.literal))
     for kind, opts in kinds:
         if arg in opts:
             return kind, ""
@@ -260,10 +261,13 @@ def _is_positional_secret(client: Client, words: list[str]) -> bool:
 
 def _piped_secrets(argv: Sequence[str]) -> set[int]:
     """Indexes of `echo`/`printf` arguments piped into a `--*-stdin` secret option
-    (`echo S3cret | docker login --password-stdin`): the shell's tokens of a `sh -c` line."""
-    if "|" not in argv:
-        return set()
+    (`echo S3cret | docker login --password-stdin`), and of the word a here-string feeds it
+    (`docker login --password-stdin <<< S3cret`): the shell's tokens of a `sh -c` line."""
     out: set[int] = set()
+    if any(_STDIN_SECRET.match(t) for t in argv):
+        out.update(i + 1 for i, t in enumerate(argv[:-1]) if t == "<<<")
+    if "|" not in argv:
+        return out
     start = 0
     for i, tok in enumerate(list(argv) + ["|"]):
         if tok != "|":

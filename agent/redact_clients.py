@@ -28,6 +28,8 @@ class Client:
     - `batch_flag`: a short option letter that makes the last argument a password (`htpasswd -b`).
     - `auth_words`: positional words after which every remaining argument is a secret
       (`redis-cli AUTH user pass`).
+    - `userpass_sep`: what separates user and password in a `userpass` value (`:`; smbclient `%`,
+      lftp `,`).
     - `joined`: whether a short option may carry its value joined (`-pS3cret`); openssl's options
       are words (`-k` and `-kfile` differ), so for it a prefix is not a value.
     - `positional`: (subcommand words, positions) pairs: after those positional words, the
@@ -44,6 +46,7 @@ class Client:
     batch_flag: str = ""
     auth_words: frozenset[str] = frozenset()
     joined: bool = True
+    userpass_sep: str = ":"
     positional: tuple[tuple[tuple[str, ...], frozenset[int]], ...] = ()
 
 
@@ -53,6 +56,10 @@ def _c(rule: str, **kw: object) -> Client:
 
 _REDIS = _c("redis-cli", value={"-a", "--pass"}, auth_words={"auth"})
 _MYSQL = _c("mysql", value={"--password"}, joined_only={"-p"})
+_LDAP = _c("ldap", value={"-w"})  # -W prompts, -y reads a file
+_ZIP = _c("zip", value={"-P", "--password"})
+_7Z = _c("7z", joined_only={"-p"})  # -p alone prompts
+_MQTT = _c("mosquitto", value={"-P", "--pw"})
 _MONGO = _c("mongosh", value={"-p", "--password"})
 _RDP = _c("xfreerdp", joined_only={"/p:", "/gp:", "/pth:"})
 _DOCKER = _c("docker-login", value={"-p", "--password"}, userpass={"--creds", "--src-creds", "--dest-creds"})
@@ -82,6 +89,16 @@ CLIENTS: dict[str, Client] = {
     "vault": _c("vault", positional=((("login",), frozenset({0})),)),
     "mc": _c("mc", positional=((("alias", "set"), frozenset({3})), (("config", "host", "add"), frozenset({3})))),
     "xfreerdp": _RDP, "xfreerdp3": _RDP, "wlfreerdp": _RDP, "sdl-freerdp": _RDP,
+    **{name: _LDAP for name in ("ldapsearch", "ldapadd", "ldapmodify", "ldapdelete", "ldapmodrdn", "ldappasswd",
+                                "ldapwhoami", "ldapcompare", "ldapexop", "ldapurl")},
+    "sqlcmd": _c("sqlcmd", value={"-P"}), "bcp": _c("sqlcmd", value={"-P"}),
+    "zip": _ZIP, "zipcloak": _ZIP, "unzip": _ZIP, "funzip": _ZIP,
+    "7z": _7Z, "7za": _7Z, "7zr": _7Z, "7zz": _7Z, "rar": _7Z, "unrar": _7Z,
+    "mosquitto_pub": _MQTT, "mosquitto_sub": _MQTT, "mosquitto_rr": _MQTT,
+    "smbclient": _c("smbclient", value={"--password"}, userpass={"-U", "--user"}, userpass_sep="%"),
+    "lftp": _c("lftp", userpass={"-u", "--user"}, userpass_sep=","),
+    "rabbitmqctl": _c("rabbitmqctl", positional=((("add_user",), frozenset({1})), (("change_password",), frozenset({1})),
+                                                 (("authenticate_user",), frozenset({1})))),
     "git": _c("git"),  # credentials ride in URLs and -c http.extraHeader=Authorization: ... (generic)
 }
 
