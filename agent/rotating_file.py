@@ -11,12 +11,15 @@ are counted and exported by `RotationCollector` as
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+log = logging.getLogger("bcgov.agent")
 
 MIN_MAX_BYTES = 4096  # below this a batch of spans would not fit in one file
 
@@ -74,8 +77,14 @@ class RotatingFile:
             self._fh.flush()
 
     def close(self) -> None:
+        """Close the file. A disk that takes no more bytes (ENOSPC, EIO) is logged, not raised:
+        what is still buffered belongs to writes already reported failed, and an exception here
+        would end the agent's shutdown before its exit line."""
         with self._lock:
-            self._fh.close()
+            try:
+                self._fh.close()  # the descriptor is closed even when the final flush fails
+            except OSError as exc:
+                log.error("cannot finish writing %s (%s): %s", self.path, self.name, exc.strerror or exc)
 
     def _append(self, data: bytes) -> None:
         self._fh.write(data)

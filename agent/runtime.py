@@ -100,6 +100,10 @@ class Agent:
         self._log_queue: SpanQueue | None = None  # event lines over OTLP (agent/otlp_logs.py)
         self._server: MetricsServer | None = None
         self._started_at = 0.0
+        # --duration counts from run(), once the probes are up (compiling them took seconds), and
+        # ends where stop() begins: the exit line's "stopped after" is the time the agent ran
+        self._running_since: float | None = None
+        self._stopped_at: float | None = None
         self.pipeline: EventPipeline | None = None
         self.sampler = SpanSampler(config.span_sample_ratio, config.slow_connection_seconds)
         self.cpu_budget: CpuBudget | None = None
@@ -235,7 +239,8 @@ class Agent:
 
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None, tick_s: float = 1.0) -> None:
         """Block until `stop` is set or the configured duration has passed."""
-        deadline = None if not self.config.duration else self._started_at + self.config.duration
+        self._running_since = time.monotonic()
+        deadline = None if not self.config.duration else self._running_since + self.config.duration
         while not stop.is_set():
             timeout = tick_s if deadline is None else max(0.0, min(tick_s, deadline - time.monotonic()))
             if stop.wait(timeout):
@@ -247,6 +252,8 @@ class Agent:
 
     def stop(self) -> None:
         """Detach probes, drain their buffers, flush spans and logs, free everything."""
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
         if self._budget_thread:
             self._budget_thread.stop()
         for probe in self.probes.values():
@@ -288,7 +295,9 @@ class Agent:
         return self._span_queue.stats() if self._span_queue else None
 
     def elapsed(self) -> float:
-        return time.monotonic() - self._started_at
+        """Seconds the agent has run: from run() (or start(), before run) to stop(), or to now."""
+        end = self._stopped_at if self._stopped_at is not None else time.monotonic()
+        return end - (self._running_since if self._running_since is not None else self._started_at)
 
 
 def _hostname() -> str:

@@ -33,6 +33,13 @@ def _setup_logging(json_logs: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     root.propagate = False
+    # Libraries' and the agent's own module loggers (the OTel SDK's export retries, "no Kubernetes
+    # config") reach Python's root logger, which printed them as plain text through its last-resort
+    # handler among the JSON lines: the same handler, at the root's own level (warnings and up by
+    # default, as before). Added beside any others (pytest's capture), replacing only our own.
+    handler._bcgov = True  # type: ignore[attr-defined]
+    top = logging.getLogger()
+    top.handlers[:] = [h for h in top.handlers if not getattr(h, "_bcgov", False)] + [handler]
 
 
 class _JsonFormatter(logging.Formatter):
@@ -142,8 +149,22 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
             enricher.stop()
     # received + lost + skipped = emitted: a run the kernel skipped (another BPF program was running
     # on that CPU) sent and counted nothing, so it is a loss too
-    click.echo(f"bcgov: agent stopped after {agent_.elapsed():.0f}s; lost records: {agent_.lost()}; "
-               f"skipped BPF runs: {agent_.skipped()}", err=True)
+    line = (f"agent stopped after {agent_.elapsed():.0f}s; lost records: {agent_.lost()}; "
+            f"skipped BPF runs: {agent_.skipped()}{_spans_dropped(agent_)}")
+    if interactive:
+        click.echo(f"bcgov: {line}", err=True)
+    else:  # a JSON line like every other line on a non-terminal stderr
+        logging.getLogger("bcgov.agent").info("%s", line)
+
+
+def _spans_dropped(agent_: "Agent") -> str:
+    """'; spans dropped: N (reason n, ...)' when the span queue dropped any (a full queue, a failed
+    export, a batch too large for the spans file), else '': a drop is never silent at exit."""
+    stats = agent_.span_stats()
+    if stats is None or not stats.dropped_total:
+        return ""
+    reasons = ", ".join(f"{r} {n}" for r, n in stats.dropped.items() if n)
+    return f"; spans dropped: {stats.dropped_total} ({reasons}; bcgov_agent_spans_dropped_total)"
 
 
 def _run_live(agent_: "Agent", stop: threading.Event, interval: float) -> None:
