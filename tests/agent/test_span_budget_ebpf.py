@@ -86,6 +86,11 @@ def test_budget_sends_at_most_its_tokens_and_counts_every_record_not_sent(budget
     assert withheld - withheld_before >= withheld_mine
     assert _value(_samples(agent), "bcgov_agent_spans_withheld_total") - withheld_metric_before >= withheld_mine
     assert _value(samples, "bcgov_agent_span_budget_per_second") == pytest.approx(HOUR)
+    # Exemplars still come from kept spans: each on this cgroup's normal-duration histogram is one of them.
+    kept = {s["traceId"] for s in spans}
+    exemplars = [x.exemplar for x in samples if x.name == "bcgov_tcp_connection_duration_seconds_bucket"
+                 and x.labels.get("cgroup") == mine and x.labels.get("outcome") == "normal" and x.exemplar is not None]
+    assert exemplars and all(e.labels["trace_id"] in kept for e in exemplars)
 
     # One line away: no budget, every connection a span.
     sampling.apply_budget(0)
