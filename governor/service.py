@@ -153,7 +153,7 @@ class Governor:
                 st = self._state
                 st.source_up = False
                 st.last_attempt = started
-                st.last_error = str(exc)
+                st.last_error = display_url(str(exc))
                 st.consecutive_failures += 1
                 st.evaluations["error"] += 1
                 st.last_duration = self._clock() - started
@@ -186,7 +186,7 @@ class Governor:
         except errors.AlertPushError as exc:
             with self._lock:
                 self._state.alert_push_errors += 1
-            log.warning("alert push failed: %s", exc)
+            log.warning("alert push failed: %s", display_url(str(exc)))  # it may quote the Alertmanager URL
 
     def next_delay(self) -> float:
         """The interval after a success; after failures a backoff doubling up to the interval."""

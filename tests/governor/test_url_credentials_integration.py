@@ -60,3 +60,25 @@ def test_the_report_header_of_a_prometheus_url_is_masked(cli: click.Group, runne
     assert result.exit_code in (0, 3), out
     assert "prometheus http://user:***@127.0.0.1" in out
     assert SECRET not in out
+
+
+def test_the_governor_service_logs_a_dead_source_and_alertmanager_masked(caplog: pytest.LogCaptureFixture) -> None:
+    """`bcgov governor run`: its evaluation-failure and alert-push-failure log lines quote URLs."""
+    import logging
+
+    from governor import alerts, budgets, http, service
+    from governor.scrape import ScrapeSource
+
+    import population
+
+    caplog.set_level(logging.WARNING)
+    dead = ScrapeSource(f"http://user:{SECRET}@127.0.0.1:{servers.free_port()}/metrics", http.HttpOptions(retries=0))
+    pusher = alerts.AlertmanagerPusher(f"http://am:{SECRET}@127.0.0.1:{servers.free_port()}", http.HttpOptions(retries=0))
+    gov = service.Governor(dead, budgets.parse(population.BUDGETS), pusher=pusher)
+    try:
+        assert gov.evaluate_once() is False
+    finally:
+        pusher.close()
+    assert "evaluation failed" in caplog.text and "alert push failed" in caplog.text, caplog.text
+    assert "user:***@127.0.0.1" in caplog.text and "am:***@127.0.0.1" in caplog.text
+    assert SECRET not in caplog.text and SECRET not in (gov.state().last_error or "")
