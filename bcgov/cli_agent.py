@@ -98,6 +98,10 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         except url_credentials.CleartextCredentials as exc:
             click.echo(f"bcgov: {exc}", err=True)
             sys.exit(2)
+    problem = _metrics_port_problem(cfg)  # before seconds of compiling, not after
+    if problem:
+        click.echo(f"bcgov: {problem}", err=True)
+        sys.exit(2)
     if interactive and not cfg.log_file:
         cfg.log_file = "var/events.jsonl"  # keep the live summary readable
     tracefs, headers = _preflight()
@@ -128,7 +132,7 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         agent_.start()
     except OSError as exc:
         agent_.stop()
-        click.echo(f"bcgov: {exc}", err=True)
+        click.echo(f"bcgov: {_file_problem(cfg, exc)}", err=True)
         sys.exit(2)
     up = [r.name for r in agent_.reports if r.up]
     if not up:
@@ -155,6 +159,38 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         click.echo(f"bcgov: {line}", err=True)
     else:  # a JSON line like every other line on a non-terminal stderr
         logging.getLogger("bcgov.agent").info("%s", line)
+
+
+def _metrics_port_problem(cfg: agent_config.AgentConfig) -> str | None:
+    """Why the agent could not listen on metrics_addr (bound and released at once), or None."""
+    import socket
+
+    where = cfg.metrics_host_port()
+    if where is None or where[1] == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(where[0], where[1], type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"metrics_addr {cfg.metrics_addr}: cannot resolve {where[0]!r} ({exc}); use an address of this node"
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            return (f"metrics_addr {cfg.metrics_addr}: cannot listen ({exc.strerror}); another process may hold "
+                    "the port: pick another with --metrics-addr or metrics_addr, or 'off'")
+    return None
+
+
+def _file_problem(cfg: agent_config.AgentConfig, exc: OSError) -> str:
+    """An OSError from start-up, naming the setting whose path failed when it is one of ours."""
+    failed = os.path.abspath(exc.filename) if exc.filename else None
+    for key in ("spans_file", "log_file"):
+        path = getattr(cfg, key)
+        if failed and path and (os.path.abspath(path) + os.sep).startswith(failed + os.sep):
+            return f"{key} {path}: cannot create {exc.filename}: {exc.strerror}; choose a writable path for {key}"
+    return str(exc)
 
 
 def _spans_dropped(agent_: "Agent") -> str:

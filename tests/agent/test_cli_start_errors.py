@@ -1,0 +1,42 @@
+"""`bcgov agent run` start-up errors from the trial report: a metrics port already taken is said
+before seconds of compiling probes, and a spans_file that cannot be created names the setting.
+One line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bcgov.cli import cli
+
+
+def _one_line(result, *needles: str) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("bcgov: ")]
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert len(lines) == 1, result.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_taken_metrics_port_is_said_before_anything_loads(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        result = CliRunner().invoke(cli, ["agent", "run", "--metrics-addr", f"127.0.0.1:{port}",
+                                          "--spans-file", str(tmp_path / "s.jsonl"), "--duration", "1"])
+    line = _one_line(result, f"metrics_addr 127.0.0.1:{port}: cannot listen (Address already in use)", "--metrics-addr")
+    assert "kernel headers" not in result.stderr and "headers" not in line  # nothing else ran first
+
+
+@pytest.mark.ebpf
+def test_a_spans_file_that_cannot_be_created_names_the_setting(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["agent", "run", "--metrics-addr", "off", "--spans-file", "/proc/nonexistent/x.jsonl",
+                                      "--log-file", str(tmp_path / "e.jsonl"), "--probe", "oom", "--duration", "1"])
+    _one_line(result, "spans_file /proc/nonexistent/x.jsonl: cannot create /proc/nonexistent: No such file or directory",
+              "choose a writable path for spans_file")
