@@ -96,57 +96,64 @@ class AgentConfig:
     def validate(self, where: str = "config", lines: dict[str, int] | None = None) -> None:
         """Check values that the types alone do not; `lines` maps a key to its line in `where`
         (for the errors of nested settings such as tiers). Raises ConfigError naming the fix."""
+
+        def at(key: str) -> str:
+            return _at(where, lines, key)
+
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{where}: {f.name} must be a finite number, not {value}")
-        self.metrics_host_port()
+                raise ConfigError(f"{at(f.name)}: {f.name} must be a finite number, not {value}")
+        try:
+            self.metrics_host_port()
+        except ConfigError as exc:
+            raise ConfigError(f"{at('metrics_addr')}: {exc}") from exc
         unknown = [p for p in self.probes if p not in registry.names()]
         if unknown:
-            raise ConfigError(f"{where}: unknown probe(s) {', '.join(unknown)}; known: {', '.join(registry.names())}")
+            raise ConfigError(f"{at('unknown')}: unknown probe(s) {', '.join(unknown)}; known: {', '.join(registry.names())}")
         if self.otlp_protocol not in ("grpc", "http"):
-            raise ConfigError(f"{where}: otlp_protocol must be 'grpc' or 'http', not {self.otlp_protocol!r}")
+            raise ConfigError(f"{at('otlp_protocol')}: otlp_protocol must be 'grpc' or 'http', not {self.otlp_protocol!r}")
         if self.otlp_endpoint is not None:
-            _check_endpoint(self.otlp_endpoint, where)
+            _check_endpoint(self.otlp_endpoint, at('otlp_endpoint'))
         pages = self.ring_buffer_pages
         page = os.sysconf("SC_PAGE_SIZE")
         if pages < 1 or pages & (pages - 1) or pages * page > RING_BUFFER_MAX_BYTES:
-            raise ConfigError(f"{where}: ring_buffer_pages must be a power of two (e.g. 256) whose size in bytes "
+            raise ConfigError(f"{at('ring_buffer_pages')}: ring_buffer_pages must be a power of two (e.g. 256) whose size in bytes "
                               f"(pages x {page}) fits the kernel's u32 map size: at most {RING_BUFFER_MAX_BYTES // page}, "
                               f"not {pages}")
         if self.span_queue_size < 1:
-            raise ConfigError(f"{where}: span_queue_size must be >= 1 (e.g. 16384); a smaller queue drops every span, "
+            raise ConfigError(f"{at('span_queue_size')}: span_queue_size must be >= 1 (e.g. 16384); a smaller queue drops every span, "
                               f"not {self.span_queue_size}")
         if self.summary_interval <= 0:
-            raise ConfigError(f"{where}: summary_interval must be > 0 seconds (e.g. 3), not {self.summary_interval}")
+            raise ConfigError(f"{at('summary_interval')}: summary_interval must be > 0 seconds (e.g. 3), not {self.summary_interval}")
         if self.slow_connection_seconds < 0:
-            raise ConfigError(f"{where}: slow_connection_seconds must be >= 0 seconds (e.g. 1), "
+            raise ConfigError(f"{at('slow_connection_seconds')}: slow_connection_seconds must be >= 0 seconds (e.g. 1), "
                               f"not {self.slow_connection_seconds}")
         if not 0.0 <= self.span_sample_ratio <= 1.0:
-            raise ConfigError(f"{where}: span_sample_ratio must be within 0..1, not {self.span_sample_ratio}")
+            raise ConfigError(f"{at('span_sample_ratio')}: span_sample_ratio must be within 0..1, not {self.span_sample_ratio}")
         if self.span_budget_per_second < 0:
-            raise ConfigError(f"{where}: span_budget_per_second must be >= 0 (0: every connection a span), "
+            raise ConfigError(f"{at('span_budget_per_second')}: span_budget_per_second must be >= 0 (0: every connection a span), "
                               f"not {self.span_budget_per_second}")
         if self.span_budget_per_workload_per_second < 0:
-            raise ConfigError(f"{where}: span_budget_per_workload_per_second must be >= 0 (0: no per-workload budget), "
+            raise ConfigError(f"{at('span_budget_per_workload_per_second')}: span_budget_per_workload_per_second must be >= 0 (0: no per-workload budget), "
                               f"not {self.span_budget_per_workload_per_second}")
         if self.span_budget_burst is not None and self.span_budget_burst < 1:
-            raise ConfigError(f"{where}: span_budget_burst must be >= 1 (spans saved up), or absent for one second's worth")
+            raise ConfigError(f"{at('span_budget_burst')}: span_budget_burst must be >= 1 (spans saved up), or absent for one second's worth")
         if self.cpu_budget is not None and self.cpu_budget <= 0:
-            raise ConfigError(f"{where}: cpu_budget must be > 0 cores (e.g. 0.05 for 5% of one core), or absent for none")
+            raise ConfigError(f"{at('cpu_budget')}: cpu_budget must be > 0 cores (e.g. 0.05 for 5% of one core), or absent for none")
         if self.cpu_budget_window <= 0:
-            raise ConfigError(f"{where}: cpu_budget_window must be > 0 seconds (e.g. 5)")
+            raise ConfigError(f"{at('cpu_budget_window')}: cpu_budget_window must be > 0 seconds (e.g. 5)")
         if self.duration is not None and self.duration < 0:
-            raise ConfigError(f"{where}: duration must be >= 0 seconds")
+            raise ConfigError(f"{at('duration')}: duration must be >= 0 seconds")
         if self.logs not in ("auto", "local", "otlp", "both"):
-            raise ConfigError(f"{where}: logs must be 'auto', 'local', 'otlp' or 'both', not {self.logs!r}")
+            raise ConfigError(f"{at('logs')}: logs must be 'auto', 'local', 'otlp' or 'both', not {self.logs!r}")
         if self.logs in ("otlp", "both") and not self.otlp_endpoint:
-            raise ConfigError(f"{where}: logs: {self.logs} needs otlp_endpoint (e.g. http://collector:4317); "
+            raise ConfigError(f"{at('logs')}: logs: {self.logs} needs otlp_endpoint (e.g. http://collector:4317); "
                               f"or set logs: local")
         if self.log_queue_size < 1:
-            raise ConfigError(f"{where}: log_queue_size must be >= 1 (e.g. 16384), not {self.log_queue_size}")
+            raise ConfigError(f"{at('log_queue_size')}: log_queue_size must be >= 1 (e.g. 16384), not {self.log_queue_size}")
         if not 0 < self.otlp_timeout_seconds <= 60:
-            raise ConfigError(f"{where}: otlp_timeout_seconds must be within 0..60 (e.g. 5), not {self.otlp_timeout_seconds}")
+            raise ConfigError(f"{at('otlp_timeout_seconds')}: otlp_timeout_seconds must be within 0..60 (e.g. 5), not {self.otlp_timeout_seconds}")
         from agent.rotating_file import MIN_MAX_BYTES
 
         for key in ("spans_file", "log_file"):
@@ -154,20 +161,20 @@ class AgentConfig:
             least = SPANS_FILE_MIN_BYTES if key == "spans_file" else MIN_MAX_BYTES
             if max_bytes < least:
                 why = " (one line is a batch of up to 512 spans and must fit in one file)" if key == "spans_file" else ""
-                raise ConfigError(f"{where}: {key}_max_bytes must be >= {least}{why} (e.g. 67108864 for 64 MiB), "
+                raise ConfigError(f"{at(key + '_max_bytes')}: {key}_max_bytes must be >= {least}{why} (e.g. 67108864 for 64 MiB), "
                                   f"not {max_bytes}")
             if backups < 0:
-                raise ConfigError(f"{where}: {key}_backups must be >= 0 (files kept besides the current one), not {backups}")
+                raise ConfigError(f"{at(key + '_backups')}: {key}_backups must be >= 0 (files kept besides the current one), not {backups}")
         if self.ready_requires != "all":
             if not isinstance(self.ready_requires, list) or not self.ready_requires:
-                raise ConfigError(f"{where}: ready_requires must be 'all' or a non-empty list of probe names")
+                raise ConfigError(f"{at('ready_requires')}: ready_requires must be 'all' or a non-empty list of probe names")
             strange = [p for p in self.ready_requires if p not in registry.names()]
             if strange:
-                raise ConfigError(f"{where}: ready_requires names unknown probe(s) {', '.join(strange)}; "
+                raise ConfigError(f"{at('ready_requires')}: ready_requires names unknown probe(s) {', '.join(strange)}; "
                                   f"known: {', '.join(registry.names())}")
             outside = [p for p in self.ready_requires if p not in self.probes]
             if outside:
-                raise ConfigError(f"{where}: ready_requires names probe(s) not loaded: {', '.join(outside)}; "
+                raise ConfigError(f"{at('ready_requires')}: ready_requires names probe(s) not loaded: {', '.join(outside)}; "
                                   f"configured probes: {', '.join(self.probes)}")
         from agent.series_guard import budget_errors
 
@@ -314,6 +321,7 @@ def load(path: str | None, overrides: dict[str, Any]) -> AgentConfig:
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
+            lines.pop(key, None)  # from the command line now: no line in the file to name
     if not cfg.probes:  # checked here, not in validate(): tests build agents with no probes at all
         raise ConfigError(f"{_at(where, lines, 'probes')}: probes is empty: name at least one probe "
                           f"(known: {', '.join(registry.names())}), or leave probes out to load them all")

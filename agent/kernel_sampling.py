@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -21,6 +22,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agent.loader import LoadedProbe
+
+log = logging.getLogger("bcgov.agent.kernel_sampling")
 
 
 class KernelSpanSampling:
@@ -49,6 +52,9 @@ class KernelSpanSampling:
         connection a span). `now_ns` is the kernel's clock (CLOCK_MONOTONIC, bpf_ktime_get_ns)."""
         if per_second < 0:
             raise ValueError(f"span budget must be >= 0 spans per second (0: no budget), not {per_second}")
+        if per_second and not self.budget_enforced:
+            log.warning("span_budget_per_second %g is not enforced: tcp_lifecycle was built without the span "
+                        "budget (this kernel lacks BPF atomics, Linux 5.12+); every record is sent", per_second)
         table = self._probe.bpf["span_budget"]
         with self._lock:
             entry = table[table.Key(0)]
@@ -60,7 +66,12 @@ class KernelSpanSampling:
                 entry.tokens = entry.burst
             entry.last_ns = time.monotonic_ns() if now_ns is None else now_ns
             table[table.Key(0)] = entry
-            self.budget_per_second = per_second
+            self.budget_per_second = per_second if self.budget_enforced else 0.0
+
+    @property
+    def budget_enforced(self) -> bool:
+        """False when the probe was built without the span budget (agent/loader.py fallback)."""
+        return "BCGOV_NO_ATOMIC_FETCH" not in self._probe.plan.defines
 
     def apply_workload_budget(self, per_second: float, burst: int | None = None) -> None:
         """At most `per_second` records of normal, fast connections per second per workload (the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,10 +121,16 @@ def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
     try:
         bpf = bpf_class(src_file=str(spec.source_path).encode(), cflags=cflags_for(plan_))
     except Exception as exc:  # BCC raises bare Exception for compile and verifier failures
-        raise ProbeLoadError(
-            f"probe {spec.name} failed to compile or load: {exc}; check the kernel headers "
-            "'bcgov agent probes' names (scripts/bootstrap.sh installs the node's and the bundled set)"
-        ) from exc
+        if spec.fallback is None or spec.fallback[0] in plan_.defines:
+            raise ProbeLoadError(
+                f"probe {spec.name} failed to compile or load: {exc}; check the kernel headers "
+                "'bcgov agent probes' names (scripts/bootstrap.sh installs the node's and the bundled set)"
+            ) from exc
+        define, cost = spec.fallback
+        log.warning("probe %s: the kernel refused it as built (%s); loading it again with %s: %s",
+                    spec.name, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__,
+                    define, cost)
+        return load(dataclasses.replace(plan_, defines=(*plan_.defines, define)), bpf_class)
     loaded = LoadedProbe(plan_, bpf, attached=list(spec.required))
     try:
         for tp, fn, define in spec.raw_tracepoints:  # after the autoloaded tracepoints: run after them

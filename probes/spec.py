@@ -53,6 +53,9 @@ class ProbeSpec:
     # on the same event each runs after them (BCC's autoload would attach raw tracepoints first);
     # only when `define` is "" or one of the plan's defines (its tracepoint exists, the C has it)
     raw_tracepoints: tuple[tuple[str, str, str], ...] = ()
+    # (define, what it costs): when the kernel refuses the program as built, the loader tries once
+    # more with this define, which leaves out a feature the kernel may lack, and logs what is lost
+    fallback: tuple[str, str] | None = None
 
     @property
     def source_path(self) -> Path:

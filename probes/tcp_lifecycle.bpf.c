@@ -215,6 +215,7 @@ BPF_PERCPU_ARRAY(tcp_span_budget, u64, 3);
  * workload's entry makes room for new ones; the node total above is exact). */
 BPF_TABLE("lru_hash", u64, u64, tcp_spans_withheld, 4096);
 
+#ifndef BCGOV_NO_ATOMIC_FETCH
 /* Take a token from bucket `b` (refilled at one per token_ns, at most burst): 1 taken, 0 none. */
 static __always_inline int take_token(struct span_budget *b, u64 token_ns, u64 burst, u64 now)
 {
@@ -260,6 +261,15 @@ static __always_inline int span_budget_allows(u64 cgroup_id, u64 now)
         return taken ? 1 : 2;
     return take_token(node, node->token_ns, node->burst, now);
 }
+#else
+/* Built for a kernel without BPF atomic fetch and compare-and-swap (before Linux 5.12; the loader
+ * retries with this define when the kernel refuses the program): no span budget, every record
+ * is sent (agent/kernel_sampling.py says so once). */
+static __always_inline int span_budget_allows(u64 cgroup_id, u64 now)
+{
+    return 2;
+}
+#endif
 
 static __always_inline void count_budget(int idx)
 {

@@ -113,4 +113,6 @@ SPEC = ProbeSpec(
         ("tcp_receive_reset", "bcgov_raw__tcp_receive_reset", "HAVE_TCP_RECEIVE_RESET"),
         ("tcp_send_reset", "bcgov_raw__tcp_send_reset", "HAVE_TCP_SEND_RESET"),
     ),
+    # The span budget's token buckets need BPF atomic fetch and compare-and-swap (Linux 5.12+).
+    fallback=("BCGOV_NO_ATOMIC_FETCH", "no span budget on this kernel (BPF atomics need Linux 5.12+): every record is sent"),
 )
