@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from agent import url_credentials
 from probes import registry
 
 
@@ -36,6 +37,9 @@ class AgentConfig:
     metrics_addr: str = "127.0.0.1:9464"
     otlp_endpoint: str | None = None
     otlp_protocol: str = "grpc"
+    # Headers sent with every OTLP request (authorization, a tenant id): values never logged;
+    # credential headers only over https or to loopback (agent/url_credentials.py).
+    otlp_headers: dict = field(default_factory=dict)
     spans_file: str = "var/spans.jsonl"
     log_file: str | None = None
     duration: float | None = None
@@ -115,6 +119,12 @@ class AgentConfig:
             raise ConfigError(f"{at('otlp_protocol')}: otlp_protocol must be 'grpc' or 'http', not {self.otlp_protocol!r}")
         if self.otlp_endpoint is not None:
             _check_endpoint(self.otlp_endpoint, at('otlp_endpoint'))
+        try:
+            self.otlp_headers = url_credentials.check_headers(self.otlp_headers, self.otlp_endpoint)
+            if self.otlp_endpoint is not None:
+                url_credentials.exporter_endpoint(self.otlp_endpoint, self.otlp_headers)
+        except ValueError as exc:  # CleartextCredentials too; messages never hold a value
+            raise ConfigError(f"{where}: {exc}") from exc
         pages = self.ring_buffer_pages
         page = os.sysconf("SC_PAGE_SIZE")
         if pages < 1 or pages & (pages - 1) or pages * page > RING_BUFFER_MAX_BYTES:

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from prometheus_client import CollectorRegistry, Counter
 
 from agent.spans import SCOPE_NAME
-from agent.url_credentials import split_userinfo
+from agent.url_credentials import exporter_endpoint
 
 log = logging.getLogger("bcgov.agent.otlp_logs")
 
@@ -175,14 +175,14 @@ class OtlpLogExporter:
     the SDK exporter's retries (bounded by `timeout_s`); it never raises."""
 
     def __init__(self, endpoint: str, protocol: str, resource: dict[str, Any], scope_version: str,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, headers: dict[str, str] | None = None) -> None:
         from opentelemetry.sdk.resources import Resource
 
         self._resource = dict(Resource.create(resource).attributes)  # as the span exporter sends it
         self._version = scope_version
         # userinfo in the endpoint (http://user:pw@host) travels as an Authorization header: the
         # SDK takes no userinfo and would print it in its retry lines (agent/url_credentials.py)
-        auth = split_userinfo(endpoint)
+        auth = exporter_endpoint(endpoint, headers)
         endpoint, headers = auth.url, (auth.headers or None)
         if protocol == "grpc":
             insecure = not endpoint.startswith("https://")

@@ -135,7 +135,7 @@ class Agent:
             counters = LogExportCounters(p.registry)
             self._log_queue = SpanQueue(
                 OtlpLogExporter(self.config.otlp_endpoint, self.config.otlp_protocol, resource, version(),
-                                self.config.otlp_timeout_seconds),
+                                self.config.otlp_timeout_seconds, self.config.otlp_headers),
                 on_drop=counters.on_drop, on_export=counters.on_export,
                 max_queue=self.config.log_queue_size, flush_timeout_s=self.config.otlp_timeout_seconds,
             )
@@ -215,7 +215,8 @@ class Agent:
     def _default_exporter(self, resource: dict[str, str]) -> SpanExporter:
         if self.config.otlp_endpoint:
             return OtlpExporter(
-                self.config.otlp_endpoint, self.config.otlp_protocol, resource, version(), self.config.otlp_timeout_seconds
+                self.config.otlp_endpoint, self.config.otlp_protocol, resource, version(), self.config.otlp_timeout_seconds,
+                self.config.otlp_headers,
             )
         return JsonlFileExporter(self.config.spans_file, resource, version(),
                                  self.config.spans_file_max_bytes, self.config.spans_file_backups)

@@ -17,7 +17,7 @@ from typing import Any, Protocol, Sequence
 
 from agent.json_text import cached_fragment, finite_float, json_str
 from agent.rotating_file import RotatingFile
-from agent.url_credentials import split_userinfo
+from agent.url_credentials import exporter_endpoint
 
 log = logging.getLogger("bcgov.agent.spans")
 
@@ -256,7 +256,8 @@ class OtlpExporter:
     """
 
     def __init__(
-        self, endpoint: str, protocol: str, resource: dict[str, Any], scope_version: str, timeout_s: float = 5.0
+        self, endpoint: str, protocol: str, resource: dict[str, Any], scope_version: str, timeout_s: float = 5.0,
+        headers: dict[str, str] | None = None,
     ) -> None:
         from opentelemetry.sdk.resources import Resource
 
@@ -265,7 +266,7 @@ class OtlpExporter:
         self._version = scope_version
         # userinfo in the endpoint (http://user:pw@host) travels as an Authorization header: the
         # SDK takes no userinfo and would print it in its retry lines (agent/url_credentials.py)
-        auth = split_userinfo(endpoint)
+        auth = exporter_endpoint(endpoint, headers)
         endpoint, headers = auth.url, (auth.headers or None)
         if protocol == "grpc":
             # TLS only when asked for: a bare host:port is a collector on the node or in-cluster.

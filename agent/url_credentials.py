@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -52,6 +53,52 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# RFC 9110 field-name token; gRPC metadata keys are lower case
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+# header names whose values are credentials: never sent unencrypted off the node
+_CREDENTIAL_HEADER = re.compile(r"authorization|cookie|key|token|secret|pass|auth|signature|credential", re.I)
+
+
+def check_headers(headers: object, endpoint: str | None, what: str = "otlp_headers") -> dict[str, str]:
+    """`headers` (a config mapping of header name -> value) checked and with lower-case names.
+    Raises ValueError naming the header and the fix, never its value: not a mapping, a name that
+    is not an HTTP token, a value that is not a one-line string, no endpoint to send them to, or a
+    credential header (Authorization, Cookie, *key*, *token* ...) over plain http to a host that
+    is not this node's loopback."""
+    if not isinstance(headers, dict):
+        raise ValueError(f"{what} must be a mapping of header name to value, e.g. {{authorization: 'Bearer ...'}}")
+    if headers and not endpoint:
+        raise ValueError(f"{what} needs otlp_endpoint (the headers go with its requests)")
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise ValueError(f"{what}: {name!r} is not an HTTP header name (letters, digits, - and _)")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"{what}: the value of {name} must be a one-line string (value not shown)")
+        if name.lower() in out:
+            raise ValueError(f"{what}: {name} is given twice (header names are case-insensitive)")
+        out[name.lower()] = value
+    secret = sorted(n for n in out if _CREDENTIAL_HEADER.search(n))
+    if secret and endpoint:
+        parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else "http://" + endpoint)
+        if parsed.scheme.lower() != "https" and not _is_loopback(parsed.hostname or ""):
+            raise CleartextCredentials(
+                f"{what}: {', '.join(secret)} would cross the network in clear text to {display_url(endpoint)}; "
+                f"use an https:// otlp_endpoint, or a collector on this node (127.0.0.1)")
+    return out
+
+
+def exporter_endpoint(endpoint: str, headers: dict[str, str] | None = None) -> Endpoint:
+    """The endpoint's URL without userinfo and every header to send: `headers` (already checked by
+    `check_headers`) plus the Authorization its userinfo gives. Raises ValueError when both give
+    an Authorization, and CleartextCredentials as `split_userinfo` does."""
+    ep = split_userinfo(endpoint)
+    extra = {k.lower(): v for k, v in (headers or {}).items()}
+    if "authorization" in ep.headers and "authorization" in extra:
+        raise ValueError("otlp_endpoint has credentials and otlp_headers an authorization header: keep one")
+    return Endpoint(ep.url, {**ep.headers, **extra})
 
 
 def split_userinfo(url: str, what: str = "otlp_endpoint") -> Endpoint:

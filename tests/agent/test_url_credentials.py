@@ -135,12 +135,91 @@ def test_the_agent_start_up_line_shows_the_endpoint_masked(tmp_path: Path) -> No
 
 
 def test_the_agent_refuses_credentials_over_plain_http_to_another_host_in_one_line(tmp_path: Path) -> None:
-    """Checked before any probe is compiled: no BPF, no root needed."""
+    """Checked with the configuration, before any probe is compiled: no BPF, no root needed."""
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "bcgov"), "agent", "run", "--duration", "1",
          "--otlp-endpoint", f"http://user:{SECRET}@collector.example:4317", "--log-file", str(tmp_path / "e.jsonl")],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("bcgov: otlp_endpoint http://user:***@collector.example:4317"), proc.stderr
+    assert len(err) == 1 and err[0].startswith("bcgov: config: otlp_endpoint http://user:***@collector.example:4317"), proc.stderr
     assert "https://" in err[0] and SECRET not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("headers,endpoint,message", [
+    ({"authorization": f"Bearer {SECRET}"}, "http://collector.example:4317", "would cross the network in clear text"),
+    ({"X-Api-Key": SECRET}, "http://10.0.0.7:4318", "would cross the network in clear text"),
+    ({"bad name": "x"}, "http://c:4317", "is not an HTTP header name"),
+    ({"a": f"x\n{SECRET}"}, "http://c:4317", "must be a one-line string (value not shown)"),
+    ({"a": 5}, "http://c:4317", "must be a one-line string"),
+    ({"a": "b", "A": "c"}, "http://c:4317", "is given twice"),
+    ({"a": "b"}, None, "needs otlp_endpoint"),
+    (["authorization"], "http://c:4317", "must be a mapping"),
+    ({"authorization": f"Bearer {SECRET}"}, f"https://u:{SECRET}@c:4317", "keep one"),
+])
+def test_bad_otlp_headers_are_one_line_errors_without_the_value(headers: object, endpoint: str | None, message: str) -> None:
+    from agent.config import AgentConfig, ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        AgentConfig(otlp_endpoint=endpoint, otlp_headers=headers).validate("agent.yaml")  # type: ignore[arg-type]
+    text = str(exc.value)
+    assert text.startswith("agent.yaml: ") and message in text and "\n" not in text and SECRET not in text
+
+
+def test_otlp_headers_from_a_config_file_reach_the_collector(receiver: OtlpReceiver, tmp_path: Path) -> None:
+    """A tenant header to any host, an authorization header to loopback: both arrive, names
+    lower-cased (gRPC metadata), and the endpoint's own userinfo adds nothing when absent."""
+    from agent import config
+    from agent.spans import KIND_CLIENT, OtlpExporter, SpanData
+
+    f = tmp_path / "agent.yaml"
+    f.write_text(f"otlp_endpoint: {receiver.endpoint}\notlp_protocol: {receiver.protocol}\n"
+                 f"otlp_headers: {{Authorization: 'Bearer {SECRET}', X-Scope-OrgID: tenant-1}}\n")
+    cfg = config.load(str(f), {})
+    assert cfg.otlp_headers == {"authorization": f"Bearer {SECRET}", "x-scope-orgid": "tenant-1"}
+    exp = OtlpExporter(cfg.otlp_endpoint, cfg.otlp_protocol, {"service.name": "t"}, "0.1.0", 2.0, cfg.otlp_headers)
+    try:
+        assert exp.export([SpanData(trace_id=1, span_id=2, name="tcp connect", kind=KIND_CLIENT, start_ns=1, end_ns=2,
+                                    attributes={})])
+    finally:
+        exp.shutdown()
+    assert receiver.authorization == [f"Bearer {SECRET}"]
+
+
+@pytest.mark.ebpf
+def test_a_real_agent_sends_otlp_headers_from_its_config_with_spans_and_logs(tmp_path: Path) -> None:
+    """The runtime hands otlp_headers to both OTLP exporters (spans, and event lines as logs);
+    nothing the agent prints holds the header's value. Traffic: loopback connections made once
+    the agent says it runs."""
+    import signal
+    import socket
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to load BPF programs")
+    receiver = OtlpReceiver("http")
+    receiver.start()
+    listener = socket.create_server(("127.0.0.1", 0))
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"otlp_endpoint: {receiver.endpoint}\notlp_protocol: http\n"
+                   f"otlp_headers: {{Authorization: 'Bearer {SECRET}'}}\nspan_budget_per_second: 0\n")
+    err_path = tmp_path / "agent.err"
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "bcgov"), "agent", "run", "--config", str(cfg), "--probe", "tcp_lifecycle",
+             "--duration", "120", "--metrics-addr", f"127.0.0.1:{free_port()}"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, text=True)
+    try:
+        wait_for(lambda: "agent running" in err_path.read_text() or proc.poll() is not None, 240, "the agent to start")
+        assert proc.poll() is None, err_path.read_text()[-2000:]
+        for _ in range(3):
+            with socket.create_connection(listener.getsockname()):
+                listener.accept()[0].close()
+        wait_for(lambda: receiver.requests > 0 and receiver.log_requests > 0, 30, "span and log exports")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        listener.close()
+        receiver.stop()
+    assert set(receiver.authorization) == {f"Bearer {SECRET}"}
+    assert SECRET not in err_path.read_text()
