@@ -18,6 +18,8 @@ from agent.tracefs import Tracefs
 from probes import registry
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from agent.runtime import Agent
 
 POD_LIST_WAIT_S = 10.0
@@ -136,6 +138,8 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     logging.getLogger("bcgov.agent").info(
         "agent running: probes %s; spans -> %s; events -> %s; %s headers (%s)", ", ".join(up),
         url_credentials.display_url(cfg.otlp_endpoint) if cfg.otlp_endpoint else cfg.spans_file, cfg.log_file or "stderr", headers.source, headers.path)
+    for problem in _budgets_for_nothing(cfg.series_budgets, parts.registry):
+        logging.getLogger("bcgov.agent").warning("%s", problem)
     try:
         if interactive:
             _run_live(agent_, stop, cfg.summary_interval)
@@ -185,6 +189,26 @@ def _file_problem(cfg: agent_config.AgentConfig, exc: OSError) -> str:
         if failed and path and (os.path.abspath(path) + os.sep).startswith(failed + os.sep):
             return f"{key} {path}: cannot create {exc.filename}: {exc.strerror}; choose a writable path for {key}"
     return str(exc)
+
+
+def _budgets_for_nothing(budgets: dict, registry: "CollectorRegistry") -> list[str]:
+    """One warning per series_budgets name that no family of this running agent carries (a typo,
+    or a probe not loaded): such a budget silently limits nothing. Known only once every probe
+    and collector is registered, hence at start-up rather than when the config is read."""
+    import difflib
+
+    from agent.series_guard import family_name
+
+    if not budgets:
+        return []
+    families = sorted({family_name(m.name) for m in registry.collect()})
+    out = []
+    for name in budgets:
+        if family_name(name) not in families:
+            near = difflib.get_close_matches(family_name(name), families, n=1)
+            hint = f"did you mean {near[0]}?" if near else "see /metrics for the agent's families"
+            out.append(f"series_budgets names {name}, which this agent does not export, so it limits nothing; {hint}")
+    return out
 
 
 def _spans_dropped(agent_: "Agent") -> str:
