@@ -54,10 +54,10 @@ def _preflight() -> tuple[Tracefs, kernel_headers.HeaderChoice]:
     try:
         tracefs = Tracefs(preflight.check())
         headers = kernel_headers.choose()
+        headers.apply()  # may unpack the kernel's archive: its failure is one line too
     except (preflight.PreflightError, kernel_headers.HeadersMissing) as exc:
         click.echo(f"bcgov: {exc}", err=True)
         sys.exit(2)
-    headers.apply()
     return tracefs, headers
 
 
