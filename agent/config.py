@@ -114,7 +114,7 @@ class AgentConfig:
             raise ConfigError(f"{at('metrics_addr')}: {exc}") from exc
         unknown = [p for p in self.probes if p not in registry.names()]
         if unknown:
-            raise ConfigError(f"{at('unknown')}: unknown probe(s) {', '.join(unknown)}; known: {', '.join(registry.names())}")
+            raise ConfigError(f"{at('probes')}: unknown probe(s) {', '.join(unknown)}; known: {', '.join(registry.names())}")
         if self.otlp_protocol not in ("grpc", "http"):
             raise ConfigError(f"{at('otlp_protocol')}: otlp_protocol must be 'grpc' or 'http', not {self.otlp_protocol!r}")
         if self.otlp_endpoint is not None:

@@ -46,3 +46,10 @@ def test_a_command_line_value_over_a_file_value_names_no_file_line(tmp_path: Pat
     f.write_text("identity: false\nduration: 5\n")
     with pytest.raises(ConfigError, match=rf"^{f}: duration must be >= 0 seconds"):
         load(str(f), {"duration": -1.0})
+
+
+def test_an_unknown_probe_names_the_probes_line(tmp_path: Path) -> None:
+    f = tmp_path / "agent.yaml"
+    f.write_text("identity: false\nprobes: [tcp_lifecycle, kprobe_magic]\n")
+    with pytest.raises(ConfigError, match=rf"^{f} line 2: unknown probe\(s\) kprobe_magic"):
+        load(str(f), {})
