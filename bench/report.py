@@ -82,6 +82,9 @@ def governor_scale_table(d: dict[str, Any]) -> list[str]:
            "analyze s | report / analyze | report peak RSS MB | backend RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for s in d["sizes"]:
+        if "error" in s:
+            notes.append(f"{s['backend']} {s['series']}: not measured: {s['error']}")
+            continue
         rep = [r for r in s["runs"] if r["command"] == "report"]
         ph = [r["phases"] for r in rep if r.get("phases")]
         p1 = _summary([p["statistics_seconds"] for p in ph])
@@ -95,7 +98,7 @@ def governor_scale_table(d: dict[str, Any]) -> list[str]:
                    f"{s.get('server_rss_mb', 0):.0f} |")
         if rep:
             exact = rep[-1].get("exact_metrics", [])
-            notes.append(f"{s['backend']} {s['live_series']}: exact (enumerated) among the top metrics: {', '.join(exact) or 'none'}; "
+            notes.append(f"{s['backend']} {s['live_series']}: exact (enumerated, or counted in PromQL) among the top metrics: {', '.join(exact) or 'none'}; "
                          f"statistics: {last.get('statistics')}")
     return out + [""] + [f"- {n}" for n in notes]
 
@@ -203,6 +206,9 @@ def targets_table(storm: dict[str, Any] | None, rec: dict[str, Any] | None, gov:
                        f"{yes(ratio is not None and ratio <= 1 and rss <= 1024)} |")
     if scale:
         for s in scale["sizes"]:
+            if "error" in s:
+                out.append(f"| governor at scale, {s['backend']} {s['series']} series | not measured: {s['error'][:120]} | **no** |")
+                continue
             rss = s["report_peak_rss_mb"]["max"]
             secs = s["report_s"]["max"]
             if s["backend"] == "prometheus":
