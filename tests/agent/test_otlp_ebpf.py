@@ -40,6 +40,9 @@ def _agent(receiver: OtlpReceiver, log_path: Path):  # -> Agent
     cfg = AgentConfig(
         metrics_addr="off", otlp_endpoint=receiver.endpoint, otlp_protocol=receiver.protocol,
         probes=["tcp_lifecycle"], otlp_timeout_seconds=2.0, node_name=NODE,
+        # every connection a span: other traffic on the machine must not spend the node's span
+        # budget before this test's connections close (the budget has its own test)
+        span_budget_per_second=0.0,
     )
     cfg.validate()
     stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
