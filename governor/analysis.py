@@ -44,7 +44,8 @@ class MetricReport:
     truncated: bool
     labels: list[LabelStat]
     churn: ChurnStat | None = None
-    estimated_from: str | None = None  # None: `series` is exact (enumerated); else the statistics it came from
+    estimated_from: str | None = None  # None: `series` is exact; else the statistics it came from
+    counted_by: str | None = None      # exact, but counted without fetching the series (no label figures)
 
 
 @dataclasses.dataclass
@@ -240,7 +241,7 @@ def _metric_report(m: MetricInventory, tier: Tier | None, default_label_cap: int
         ))
     stats.sort(key=lambda s: (-s.distinct_values, s.label))
     return MetricReport(m.name, m.count, m.type, cap, cap is not None and m.count > cap, m.truncated and m.estimated_from is None and m.counted_by is None,
-                        stats[:MAX_LABELS_SHOWN], churn, m.estimated_from)
+                        stats[:MAX_LABELS_SHOWN], churn, m.estimated_from, m.counted_by)
 
 
 def shown_value(value: str) -> str:

@@ -110,6 +110,8 @@ def test_small_backend_is_enumerated_whole(cli, runner, vm, scale_budgets: Path)
 
 
 def test_prometheus_top10_statistics(cli, runner, scale_budgets: Path, tmp_path: Path) -> None:
+    # Every metric in the report's top lists (the at-risk rule needs one unit here either way).
+    scale_budgets.write_text(pop.BUDGETS.replace("top_n: 3", "top_n: 50"))
     with servers.serve_exposition(pop.exposition()) as ex, \
             servers.start_prometheus(servers.scrape_config(ex.target, job="exporter"), tmp_path) as prom:
         prom.wait_for_first_scrape("exporter")
@@ -125,6 +127,12 @@ def test_prometheus_top10_statistics(cli, runner, scale_budgets: Path, tmp_path:
     # The unlisted ones that need no label analysis are counted exactly in PromQL, not fetched.
     counted = pop.ESTIMATED - estimated
     assert (p["counted_metrics"], p["counted_series"]) == (len(counted), sum(pop.COUNTS[n] for n in counted))
+    shown = {m["name"]: m for t in rep["tiers"] for m in t["top_metrics"]}
+    assert counted <= set(shown)
+    for name in counted:  # exact, and said how
+        assert shown[name]["exact"] and shown[name]["counted_by"] == "PromQL count by (__name__) at the evaluation time"
+        assert shown[name]["series"] == pop.COUNTS[name] and shown[name]["labels"] == []
+    assert all(shown[n]["estimated_from"] == p["statistics"] and not shown[n]["exact"] for n in estimated)
     synthetic = 5  # up and scrape_*: no tier prefix, so enumerated, unclassified
     assert (p["enumerated_metrics"], p["enumerated_series"]) == (len(pop.ENUMERATED) + synthetic, 305 + synthetic)
     assert tiers(rep) == {**pop.TIERS, "unclassified": 2 + synthetic}
