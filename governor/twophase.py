@@ -6,9 +6,9 @@ requests at any size. Metrics the statistics do not list (Prometheus lists its t
 counted exactly with a PromQL `count by (__name__)` (no series fetched). Phase 2 enumerates live
 series exactly (governor.promapi), for:
 
-1. metrics whose tier their name does not decide (they carry the tier label, or match no tier's
-   metric prefix and are classified by job or namespace): a name-only estimate could put their
-   series in the wrong tier;
+1. metrics whose tier their labels may decide (they carry the tier label, or match no tier's
+   metric prefix and carry a configured job or namespace): a name-only estimate could put their
+   series in the wrong tier (other metrics without a prefix are unclassified, whole);
 2. metrics with a label over its cap (explosion candidates): label values are counted in the label
    index, metric by metric, for labels whose values over all metrics exceed the smallest cap;
 3. the metrics at risk (governor.atrisk): a metric at `warn_ratio` of its own cap, and the biggest
@@ -62,8 +62,7 @@ def collect(src: PrometheusSource, budgets: Budgets, progress: Progress | None =
         return _whole(src, names, types, at, started, stats, note)
 
     classifier = Classifier(budgets)
-    must = {n for n in names if classifier.by_metric_name(n) is None}
-    must |= set(names) & set(src.label_values("__name__", f'{{{budgets.defaults.tier_label}=~".+"}}', at))
+    must = _label_classified(src, budgets, classifier, names, at)
     must |= _explosion_candidates(src, stats, budgets, [n for n in names if n not in must], at)
     group = atrisk.family_groups(names, types)
     whole = {group(n) for n in must}  # a family is remedied as one unit, so enumerated as one
@@ -123,6 +122,27 @@ def _whole(src: PrometheusSource, names: list[str], types: dict[str, str], at: f
         enumerated_series=sum(m.count for m in metrics.values()), estimated_metrics=0, estimated_series=0, note=note,
     )
     return inv
+
+
+def _label_classified(src: PrometheusSource, budgets: Budgets, classifier: Classifier, names: list[str], at: float) -> set[str]:
+    """Of `names`, the metrics whose series' tier their labels may decide (governor.tiers: the tier
+    label first, then the metric prefix, then job, then namespace): those carrying the tier label,
+    and those without a tier prefix that carry a configured job or namespace. Found in the label
+    index; any other metric's tier is its name's (or unclassified), whole."""
+    def carrying(label: str, values: set[str] | None) -> set[str]:
+        if values is not None and not values:
+            return set()
+        regex = ".+" if values is None else "|".join(re.escape(v) for v in sorted(values))
+        quoted = regex.replace("\\", "\\\\").replace('"', '\\"')  # a double-quoted PromQL string
+        return set(src.label_values("__name__", f'{{{label}=~"{quoted}"}}', at))
+
+    present = set(names)
+    out = present & carrying(budgets.defaults.tier_label, None)
+    unprefixed = {n for n in names if classifier.by_metric_name(n) is None}
+    jobs = {j for t in budgets.tiers.values() for j in t.match.jobs}
+    namespaces = {n for t in budgets.tiers.values() for n in t.match.namespaces}
+    out |= unprefixed & (carrying("job", jobs) | carrying("namespace", namespaces))
+    return out
 
 
 def label_caps(budgets: Budgets) -> tuple[dict[str, int], int]:

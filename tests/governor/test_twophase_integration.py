@@ -63,8 +63,8 @@ def test_victoriametrics_statistics_then_exact_enumeration(cli, runner, vm, scal
     assert p["backend"] == "victoriametrics" and p["statistics"].startswith(f"VictoriaMetrics /api/v1/status/tsdb (date {day}")
     assert set(rep["estimated_metrics"]) == pop.ESTIMATED
     assert p["enumerated_metrics"] == len(pop.ENUMERATED)
-    assert p["enumerated_series"] == sum(pop.COUNTS[n] for n in pop.ENUMERATED) == 305
-    assert p["estimated_series"] == sum(pop.COUNTS[n] for n in pop.ESTIMATED) == 126
+    assert p["enumerated_series"] == sum(pop.COUNTS[n] for n in pop.ENUMERATED) == 303
+    assert p["estimated_series"] == sum(pop.COUNTS[n] for n in pop.ESTIMATED) == 128
     assert tiers(rep) == pop.TIERS and rep["total_series"] == pop.TOTAL
     by_tier = {t["name"]: t for t in rep["tiers"]}
     # batch holds only spark_tasks (at 60 of its cap 70: at risk, enumerated): exact; the others hold estimates.
@@ -95,7 +95,7 @@ def test_table_marks_estimates_and_names_their_source(cli, runner, vm, scale_bud
     assert r.exit_code == 3, r.output
     assert "│ stream       │   ~229 │    200 │" in r.stdout and "│ batch        │     60 │    100 │" in r.stdout
     assert f": ~{pop.TOTAL} series\n" in r.stdout and "inventory: phase 1: VictoriaMetrics /api/v1/status/tsdb" in r.stdout
-    assert ("inventory: ~ marks estimates: 30 metrics (~126 series) counted by VictoriaMetrics /api/v1/status/tsdb" in r.stdout)
+    assert ("inventory: ~ marks estimates: 31 metrics (~128 series) counted by VictoriaMetrics /api/v1/status/tsdb" in r.stdout)
     assert "drop partition from redpanda_partition_bytes: 160 -> 4 series, saves 156" in r.stdout
 
 
@@ -124,18 +124,20 @@ def test_prometheus_top10_statistics(cli, runner, scale_budgets: Path, tmp_path:
     estimated = set(rep["estimated_metrics"])
     assert estimated == set(listed) - pop.ENUMERATED
     assert {f"{pop.HIST}_bucket", f"{pop.HIST}_count", f"{pop.HIST}_sum"} <= estimated <= pop.ESTIMATED
-    # The unlisted ones that need no label analysis are counted exactly in PromQL, not fetched.
-    counted = pop.ESTIMATED - estimated
-    assert (p["counted_metrics"], p["counted_series"]) == (len(counted), sum(pop.COUNTS[n] for n in counted))
+    # The unlisted ones that need no label analysis are counted exactly in PromQL, not fetched:
+    # Prometheus' own up and scrape_* (no tier prefix, job "exporter" is no tier's) among them.
+    synthetic = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
+                 "scrape_series_added"}
+    counted = (pop.ESTIMATED | synthetic) - estimated
+    assert (p["counted_metrics"], p["counted_series"]) == (len(counted), sum(pop.COUNTS.get(n, 1) for n in counted))
     shown = {m["name"]: m for t in rep["tiers"] for m in t["top_metrics"]}
     assert counted <= set(shown)
     for name in counted:  # exact, and said how
         assert shown[name]["exact"] and shown[name]["counted_by"] == "PromQL count by (__name__) at the evaluation time"
-        assert shown[name]["series"] == pop.COUNTS[name] and shown[name]["labels"] == []
+        assert shown[name]["series"] == pop.COUNTS.get(name, 1) and shown[name]["labels"] == []
     assert all(shown[n]["estimated_from"] == p["statistics"] and not shown[n]["exact"] for n in estimated)
-    synthetic = 5  # up and scrape_*: no tier prefix, so enumerated, unclassified
-    assert (p["enumerated_metrics"], p["enumerated_series"]) == (len(pop.ENUMERATED) + synthetic, 305 + synthetic)
-    assert tiers(rep) == {**pop.TIERS, "unclassified": 2 + synthetic}
+    assert (p["enumerated_metrics"], p["enumerated_series"]) == (len(pop.ENUMERATED), 303)
+    assert tiers(rep) == {**pop.TIERS, "unclassified": 2 + len(synthetic)}
     by_tier = {t["name"]: t for t in rep["tiers"]}
     assert by_tier["stream"]["estimated_series"] == 30 + sum(pop.COUNTS[n] for n in estimated if n.startswith("kafka_"))
     recs = {(r["metric"], r["label"]): r["saved"] for t in rep["tiers"] for r in t["recommendations"]}
@@ -265,8 +267,8 @@ def test_governor_run_uses_both_phases_and_exports_them(vm) -> None:
         src.close()
     s = {(x.name, tuple(sorted(x.labels.items()))): x.value
          for fam in text_string_to_metric_families(generate_latest(registry).decode()) for x in fam.samples}
-    assert s[("bcgov_governor_inventory_series", (("counted", "enumerated"),))] == 305
-    assert s[("bcgov_governor_inventory_series", (("counted", "estimated"),))] == 126
+    assert s[("bcgov_governor_inventory_series", (("counted", "enumerated"),))] == 303
+    assert s[("bcgov_governor_inventory_series", (("counted", "estimated"),))] == 128
     assert s[("bcgov_governor_inventory_metrics", (("counted", "enumerated"),))] == len(pop.ENUMERATED)
     assert s[("bcgov_governor_inventory_metrics", (("counted", "estimated"),))] == len(pop.ESTIMATED)
     assert s[("bcgov_governor_inventory_series", (("counted", "count_query"),))] == 0  # VictoriaMetrics lists every metric
@@ -297,3 +299,24 @@ def test_big_metric_fetched_in_shards_is_whole(tmp_path: Path) -> None:
             src.close()
     assert len(selectors) == 4 and all('pod=' in s for s in selectors)  # 3 groups of pod values + pod=""
     assert sharded.count == whole.count == 44 and sharded.series == whole.series
+
+
+def test_label_classified_metrics_are_enumerated_and_split(cli, runner, tmp_path: Path) -> None:
+    """A metric without a tier prefix that carries a configured job is enumerated and split by its
+    series' labels; one that carries none is unclassified whole and left to the statistics."""
+    budgets = tmp_path / "b.yaml"
+    budgets.write_text("tiers:\n  web:\n    max_series: 100\n    match: {jobs: [web]}\n")
+    now = int(time.time() * 1000)
+    lines = [f'http_requests_total{{job="web",code="{c}"}} 1 {now}\n' for c in (200, 404, 500)]
+    lines += [f'http_requests_total{{job="other",code="{c}"}} 1 {now}\n' for c in (200, 503)]
+    lines += [f'go_goroutines{{job="other",instance="i{i}"}} 1 {now}\n' for i in range(7)]
+    with servers.start_victoriametrics(tmp_path) as v:
+        v.import_prometheus("".join(lines))
+        v.wait_for_count('{__name__=~".+"}', 12)
+        r = runner.invoke(cli, ["budget", "report", "--prometheus", v.url, "--budgets", str(budgets), "--no-history", "--no-rules",
+                                "--format", "json", "--enumerate-below", "0"])
+    rep = json.loads(r.stdout)
+    assert rep["phases"]["backend"] == "victoriametrics" and rep["estimated_metrics"] == ["go_goroutines"]
+    assert tiers(rep) == {"web": 3, "unclassified": 2 + 7}
+    by_tier = {t["name"]: t for t in rep["tiers"]}
+    assert by_tier["web"]["series_exact"] and by_tier["unclassified"]["estimated_series"] == 7
