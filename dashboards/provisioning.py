@@ -6,7 +6,8 @@ The joins (field names as Grafana's data source provisioning docs give them):
 - Prometheus `jsonData.exemplarTraceIdDestinations`: an exemplar's `trace_id` label (the agent's
   exemplars, agent/exemplars.py) opens that trace in Tempo.
 - Tempo `jsonData.tracesToLogsV2`: a span opens the agent's log lines with the same trace_id in
-  Loki; `tracesToMetrics`: the workload's connection rate and duration in Prometheus;
+  Loki; `tracesToMetrics`: the span's workload's connection rate and duration in Prometheus (joined on
+  namespace + workload, the labels every agent metric carries for every workload kind);
   `lokiSearch`: the same Loki. (No `serviceMap`: the agent's spans feed no service-graph metrics.)
 - Loki `jsonData.derivedFields`: a log line's `trace_id` (structured metadata when the line came
   over OTLP, the JSON field when it was scraped from the agent's stderr/file) becomes a Tempo link.
@@ -28,6 +29,11 @@ EXEMPLAR_LABEL = "trace_id"  # agent/exemplars.py
 # log attributes are structured metadata with `.` written `_` (Loki's OTLP mapping).
 AGENT_EVENTS_SELECTOR = f'{{service_name="{AGENT_SERVICE}"}}'
 DASHBOARDS_PATH = "/var/lib/grafana/dashboards/bcgov"
+# Span attribute -> the agent's metric label it joins (agent/identity/resolver.py, Identity): the
+# namespace and the workload (every kind: Deployment, DaemonSet, Job, StatefulSet, systemd unit).
+# Not k8s.pod.name -> pod: the agent sets `pod` only for kinds with stable pod names and "" for the
+# rest, while spans carry the real pod name, so a pod join finds nothing for a Deployment.
+TRACE_TO_METRIC_TAGS = {"k8s.namespace.name": "namespace", "bcgov.workload.name": "workload"}
 
 
 def literal(template: str) -> str:
@@ -39,7 +45,7 @@ def literal(template: str) -> str:
 def datasources(prometheus_url: str = "http://prometheus:9090", tempo_url: str = "http://tempo:3200",
                 loki_url: str = "http://loki:3100") -> dict[str, Any]:
     """The `apiVersion: 1` data source provisioning document (Grafana reads jsonData per type)."""
-    workload_tags = [{"key": "k8s.namespace.name", "value": "namespace"}, {"key": "k8s.pod.name", "value": "pod"}]
+    workload_tags = [{"key": key, "value": label} for key, label in TRACE_TO_METRIC_TAGS.items()]
     return {
         "apiVersion": 1,
         "datasources": [

@@ -77,9 +77,71 @@ def test_tempo_traces_open_the_agents_log_lines_and_the_workloads_metrics() -> N
     assert expanded(logs["query"]) == common.AGENT_EVENTS_SELECTOR + ' | trace_id="${__trace.traceId}"'
     metrics = tempo["tracesToMetrics"]
     assert metrics["datasourceUid"] == provisioning.UID_PROMETHEUS
-    # the span attributes the agent sets become the agent's Prometheus identity labels
-    assert {t["key"]: t["value"] for t in metrics["tags"]} == {"k8s.namespace.name": "namespace", "k8s.pod.name": "pod"}
-    assert metrics["queries"] and all("{$__tags}" in expanded(q["query"]) for q in metrics["queries"])
+    assert metrics["tags"] and metrics["queries"] and all("{$__tags}" in expanded(q["query"]) for q in metrics["queries"])
+
+
+# Workloads of every kind, as the agent resolves them (cgroup path -> pod watch -> owner).
+_UIDS = {kind: f"7b2a9c1e-5d4f-4e3a-9b8c-1a2b3c4d5e{n:02x}" for n, kind in enumerate(
+    ("Deployment", "DaemonSet", "Job", "StatefulSet", "Pod"))}
+_POD_NAMES = {"Deployment": ("web-5c6d7e8f9a-zzzzz", "web"), "DaemonSet": ("fluentbit-x7k2p", "fluentbit"),
+              "Job": ("backup-28411200-q2w9c", "backup"), "StatefulSet": ("ledger-0", "ledger"), "Pod": ("debug", "debug")}
+_HOST_UNIT_CGROUP = 99
+
+
+def _agent_enricher():
+    """The agent's own IdentityEnricher over fixed cgroup paths and pods (the resolver, owners and
+    label rules are the real ones)."""
+    import types
+    from agent.identity.pods import PodInfo
+    from agent.identity.resolver import IdentityResolver, UnresolvedCounts
+    from agent.identity.tiers import TierResolver
+    from agent.identity_enricher import IdentityEnricher
+
+    pods = {uid: PodInfo(uid, "payments", _POD_NAMES[kind][0], "node-a", (), types.MappingProxyType({}), kind,
+                         _POD_NAMES[kind][1], types.MappingProxyType({}), "Running") for kind, uid in _UIDS.items()}
+    paths = {n: f"/kubepods.slice/kubepods-pod{uid.replace('-', '_')}.slice/cri-containerd-{'ab' * 32}.scope"
+             for n, uid in enumerate(_UIDS.values())}
+    paths[_HOST_UNIT_CGROUP] = "/system.slice/postgresql.service"
+
+    class Paths:
+        def path_for(self, cgroup_id: int) -> str | None:
+            return paths.get(cgroup_id)
+
+    class Pods:
+        available = True
+
+        def by_uid(self, uid: str):
+            return pods.get(uid)
+
+        def by_ip(self, ip: str):
+            return None
+
+    return IdentityEnricher(IdentityResolver(Paths(), Pods(), TierResolver(), UnresolvedCounts(), node="node-a")), sorted(paths)
+
+
+def grafana_tags(tags: list[dict[str, str]], span_attributes: dict[str, Any]) -> str:
+    """What Grafana puts for `$__tags` in a tracesToMetrics query (createSpanLink.tsx): `label="value"`
+    for each configured tag the span carries (`value` names the label, else the key), comma-joined."""
+    return ", ".join(f'{t.get("value") or t["key"]}="{span_attributes[t["key"]]}"' for t in tags if span_attributes.get(t["key"]))
+
+
+def test_trace_to_metrics_joins_each_workload_kinds_span_to_its_own_series() -> None:
+    """The span's attributes and the metric's labels come from the agent's own code: for every kind
+    (a Deployment's pod label is "" in metrics, while its span names the pod) each tag's attribute
+    equals the label it maps to, and every mapped label is one the duration histogram carries."""
+    from agent.latency_metrics import LatencyCollector
+
+    tags = by_type(committed("datasources/bcgov.yaml"))["tempo"]["jsonData"]["tracesToMetrics"]["tags"]
+    e, cgroups = _agent_enricher()
+    family_labels = LatencyCollector({}, e).duration.label_names
+    assert {t["value"] for t in tags} <= set(family_labels)
+    for cg in cgroups:
+        attrs = e.workload_attributes(cg, 4242)
+        labels = dict(zip(e.label_names, e.workload_labels(cg)))
+        assert labels["workload"], cg  # every kind has a workload to join on
+        joined = {t["value"]: attrs[t["key"]] for t in tags if t["key"] in attrs}
+        assert "workload" in joined, (cg, attrs)  # the join never falls back to every series
+        assert joined == {k: labels[k] for k in joined}, (cg, attrs, labels)
 
 
 def test_loki_derived_fields_turn_an_agent_log_lines_trace_id_into_a_tempo_link() -> None:
@@ -109,11 +171,35 @@ def test_the_dashboards_loki_links_use_the_same_agent_stream() -> None:
 
 @pytest.mark.integration
 def test_trace_to_metrics_queries_run_in_a_real_prometheus(tmp_path) -> None:
+    """A Deployment's connection as the agent exports it (its LatencyCollector's histogram), scraped
+    by a real Prometheus; the query Grafana builds from that connection's span attributes finds it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from agent.latency_metrics import LatencyCollector
+
     tempo = by_type(committed("datasources/bcgov.yaml"))["tempo"]["jsonData"]
-    tags = 'namespace="payments",pod="ledger-0"'  # what Grafana puts for $__tags from the span's attributes
-    with servers.serve_exposition("") as target, \
-            servers.start_prometheus(servers.scrape_config(target.target, job="empty"), tmp_path) as prom:
+    e, _ = _agent_enricher()
+    deployment = list(_UIDS).index("Deployment")
+    durations = LatencyCollector({}, e).duration
+    slots = [0] * durations.slot_count
+    slots[(10_000).bit_length()] = 7  # 7 connections of ~10 ms
+    durations.add(("active", "normal", *e.workload_labels(deployment)), slots, 70_000_000)
+
+    class Families:
+        def collect(self):
+            yield durations.family()
+
+    registry = CollectorRegistry()
+    registry.register(Families())
+    tags = grafana_tags(tempo["tracesToMetrics"]["tags"], e.workload_attributes(deployment, 4242))
+    with servers.serve_exposition(generate_latest(registry).decode()) as target, \
+            servers.start_prometheus(servers.scrape_config(target.target, job="agent"), tmp_path) as prom:
+        prom.wait_for_first_scrape("agent")
         for q in tempo["tracesToMetrics"]["queries"]:
             expr = expanded(q["query"]).replace("$__tags", tags)
             r = requests.get(f"{prom.url}/api/v1/query", params={"query": expr}, timeout=10)
             assert r.status_code == 200 and r.json()["status"] == "success", (expr, r.text)
+        p99 = next(q for q in tempo["tracesToMetrics"]["queries"] if "duration" in q["query"])
+        # a rate needs two samples: the series itself must be found by the same selector
+        selector = "bcgov_tcp_connection_duration_seconds_count{" + tags + "}"
+        servers.poll(lambda: prom.query(selector), 30, f"{selector} in Prometheus")
+        assert prom.query(selector)[0]["value"][1] == "7", p99
