@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from agent import loader, memory, preexisting
 from agent.block_devices import BlockDeviceResolver
 from agent.clock import MonotonicToWall
+from agent.collector_health import CollectorHealth
 from agent.config import AgentConfig
 from agent.enrich import Enricher
 from agent.event_log import EventLog
@@ -111,6 +112,8 @@ class Agent:
         self._budget_thread: BudgetThread | None = None
         self._bpf_stats: BpfStats | None = None
         self._final_counts: tuple[int, int] | None = None  # (lost, skipped) read just before the probes close
+        self._final_withheld: int | None = None  # spans_withheld() read just before the probes close
+        self.collector_health: CollectorHealth | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -122,10 +125,13 @@ class Agent:
             "k8s.node.name": self.config.resolved_node_name(),
         }
         exporter = p.span_exporter or self._default_exporter(resource)
+        # one line when the collector stops answering, one when it answers again (spans and logs)
+        health = CollectorHealth(self.config.otlp_endpoint) if self.config.otlp_endpoint else None
+        self.collector_health = health
         self._span_queue = SpanQueue(
             exporter,
-            on_drop=lambda reason, n: self.instruments.spans_dropped.labels(reason).inc(n),
-            on_export=self.instruments.spans_exported.inc,
+            on_drop=_watched_drop(lambda reason, n: self.instruments.spans_dropped.labels(reason).inc(n), health, "spans"),
+            on_export=_watched_export(self.instruments.spans_exported.inc, health, "spans"),
             max_queue=self.config.span_queue_size,
             flush_timeout_s=self.config.otlp_timeout_seconds,
         )
@@ -136,7 +142,8 @@ class Agent:
             self._log_queue = SpanQueue(
                 OtlpLogExporter(self.config.otlp_endpoint, self.config.otlp_protocol, resource, version(),
                                 self.config.otlp_timeout_seconds, self.config.otlp_headers),
-                on_drop=counters.on_drop, on_export=counters.on_export,
+                on_drop=_watched_drop(counters.on_drop, health, "logs"),
+                on_export=_watched_export(counters.on_export, health, "logs"),
                 max_queue=self.config.log_queue_size, flush_timeout_s=self.config.otlp_timeout_seconds,
             )
         self._event_log = EventLog(log_stream, batched=True, sink=self._log_queue.submit if self._log_queue else None)
@@ -269,6 +276,7 @@ class Agent:
             self._server.stop()
         if self._final_counts is None:  # the counters live in the kernel: read them while they exist
             self._final_counts = (self.lost(), self.skipped())
+            self._final_withheld = self.spans_withheld()
         for probe in self.probes.values():
             probe.close()
         if self._event_log:
@@ -295,10 +303,52 @@ class Agent:
         """The span queue's accounting (submitted = exported + dropped + queued), once started."""
         return self._span_queue.stats() if self._span_queue else None
 
+    def log_stats(self) -> SpanQueueStats | None:
+        """The OTLP log queue's accounting, when event lines go over OTLP (`logs` setting)."""
+        return self._log_queue.stats() if self._log_queue else None
+
+    def span_budget(self) -> float | None:
+        """The node's span budget in force (spans/s; 0: none, every connection a span), or None
+        when tcp_lifecycle is not loaded (or was built without the budget: then 0)."""
+        return self.kernel_sampling.budget_per_second if self.kernel_sampling is not None else None
+
+    def spans_withheld(self) -> int:
+        """Connection records the span budgets (node and per workload) kept from becoming spans
+        (bcgov_agent_spans_withheld_total, all scopes); after `stop()` the count at close."""
+        if self._final_withheld is not None:
+            return self._final_withheld
+        if self.kernel_sampling is None:
+            return 0
+        return self.kernel_sampling.budget_counts()[1]
+
     def elapsed(self) -> float:
         """Seconds the agent has run: from run() (or start(), before run) to stop(), or to now."""
         end = self._stopped_at if self._stopped_at is not None else time.monotonic()
         return end - (self._running_since if self._running_since is not None else self._started_at)
+
+
+def _watched_drop(count: Callable[[str, int], None], health: CollectorHealth | None,
+                  what: str) -> Callable[[str, int], None]:
+    """`count` (a queue's on_drop), also telling `health` of a failed export."""
+    if health is None:
+        return count
+
+    def on_drop(reason: str, n: int) -> None:
+        count(reason, n)
+        if reason == "export_failed":
+            health.failed(what, n)
+    return on_drop
+
+
+def _watched_export(count: Callable[[int], None], health: CollectorHealth | None, what: str) -> Callable[[int], None]:
+    """`count` (a queue's on_export), also telling `health` the collector took a batch."""
+    if health is None:
+        return count
+
+    def on_export(n: int) -> None:
+        count(n)
+        health.exported(what, n)
+    return on_export
 
 
 def _hostname() -> str:

@@ -14,6 +14,7 @@ import click
 
 from agent import config as agent_config
 from agent import kernel_headers, loader, preflight, url_credentials
+from agent.collector_health import SdkLineLimiter
 from agent.tracefs import Tracefs
 from probes import registry
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from agent.runtime import Agent
+    from agent.span_queue import SpanQueueStats
 
 POD_LIST_WAIT_S = 10.0
 
@@ -40,6 +42,10 @@ def _setup_logging(json_logs: bool) -> None:
     # handler among the JSON lines: the same handler, at the root's own level (warnings and up by
     # default, as before). Added beside any others (pytest's capture), replacing only our own.
     handler._bcgov = True  # type: ignore[attr-defined]
+    # The OTel SDK's exporters log every retry of every batch (19 lines in 25 s against a dead
+    # collector): one per logger a minute here; the agent's own line names the outage
+    # (agent/collector_health.py).
+    handler.addFilter(SdkLineLimiter())
     top = logging.getLogger()
     top.handlers[:] = [h for h in top.handlers if not getattr(h, "_bcgov", False)] + [handler]
 
@@ -98,6 +104,9 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     if problem:
         click.echo(f"bcgov: {problem}", err=True)
         sys.exit(2)
+    ignored = _ignored_log_file(cfg)
+    if ignored:
+        logging.getLogger("bcgov.agent").warning("%s", ignored)
     if interactive and not cfg.log_file:
         cfg.log_file = "var/events.jsonl"  # keep the live summary readable
     tracefs, headers = _preflight()
@@ -136,8 +145,9 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         click.echo("bcgov: no probe could load on this kernel; see 'bcgov agent probes'", err=True)
         sys.exit(2)
     logging.getLogger("bcgov.agent").info(
-        "agent running: probes %s; spans -> %s; events -> %s; %s headers (%s)", ", ".join(up),
-        url_credentials.display_url(cfg.otlp_endpoint) if cfg.otlp_endpoint else cfg.spans_file, cfg.log_file or "stderr", headers.source, headers.path)
+        "agent running: probes %s; spans -> %s; events -> %s;%s %s headers (%s)", ", ".join(up),
+        url_credentials.display_url(cfg.otlp_endpoint) if cfg.otlp_endpoint else cfg.spans_file,
+        _events_destination(cfg), _span_budget_words(agent_.span_budget()), headers.source, headers.path)
     for problem in _budgets_for_nothing(cfg.series_budgets, parts.registry):
         logging.getLogger("bcgov.agent").warning("%s", problem)
     try:
@@ -152,7 +162,10 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     # received + lost + skipped = emitted: a run the kernel skipped (another BPF program was running
     # on that CPU) sent and counted nothing, so it is a loss too
     line = (f"agent stopped after {agent_.elapsed():.0f}s; lost records: {agent_.lost()}; "
-            f"skipped BPF runs: {agent_.skipped()}{_spans_dropped(agent_)}")
+            f"skipped BPF runs: {agent_.skipped()}"
+            f"{_dropped('spans', agent_.span_stats(), 'bcgov_agent_spans_dropped_total')}"
+            f"{_dropped('logs', agent_.log_stats(), 'bcgov_agent_logs_dropped_total')}"
+            f"{_withheld(agent_.span_budget(), agent_.spans_withheld())}")
     if interactive:
         click.echo(f"bcgov: {line}", err=True)
     else:  # a JSON line like every other line on a non-terminal stderr
@@ -211,14 +224,54 @@ def _budgets_for_nothing(budgets: dict, registry: "CollectorRegistry") -> list[s
     return out
 
 
-def _spans_dropped(agent_: "Agent") -> str:
-    """'; spans dropped: N (reason n, ...)' when the span queue dropped any (a full queue, a failed
-    export, a batch too large for the spans file), else '': a drop is never silent at exit."""
-    stats = agent_.span_stats()
+def _dropped(what: str, stats: "SpanQueueStats | None", metric: str) -> str:
+    """'; spans dropped: N (reason n, ...; metric)' when a queue (spans, or event lines sent over
+    OTLP) dropped any (a full queue, a failed export, a batch too large for the spans file), else
+    '': a drop is never silent at exit."""
     if stats is None or not stats.dropped_total:
         return ""
     reasons = ", ".join(f"{r} {n}" for r, n in stats.dropped.items() if n)
-    return f"; spans dropped: {stats.dropped_total} ({reasons}; bcgov_agent_spans_dropped_total)"
+    return f"; {what} dropped: {stats.dropped_total} ({reasons}; {metric})"
+
+
+def _withheld(budget: float | None, withheld: int) -> str:
+    """'; spans withheld by the span budget: N (...)' when the budgets kept any connection from
+    becoming a span, else ''."""
+    if not withheld:
+        return ""
+    return (f"; spans withheld by the span budget: {withheld} (connections still counted in the metrics; "
+            f"bcgov_agent_spans_withheld_total; span_budget_per_second: 0 makes every connection a span)")
+
+
+def _span_budget_words(budget: float | None) -> str:
+    """' span budget 1000/s per node (0: every connection a span);' for the start line ('' without
+    tcp_lifecycle, which alone makes spans from connections)."""
+    if budget is None:
+        return ""
+    if not budget:
+        return " span budget off (every connection a span);"
+    return f" span budget {budget:g}/s per node (0: every connection a span);"
+
+
+def _events_destination(cfg: agent_config.AgentConfig) -> str:
+    """Where event lines really go for the `logs` setting: stderr or the log file, the OTLP
+    endpoint (credentials masked), or both joined by ' and '."""
+    local, otlp = cfg.log_destinations()
+    where = []
+    if local:
+        where.append(cfg.log_file if cfg.log_file and cfg.log_file != "-" else "stderr")
+    if otlp and cfg.otlp_endpoint:
+        where.append(f"OTLP {url_credentials.display_url(cfg.otlp_endpoint)}")
+    return " and ".join(where) or "nowhere"
+
+
+def _ignored_log_file(cfg: agent_config.AgentConfig) -> str | None:
+    """A warning when log_file is set but `logs: otlp` writes no line locally, else None."""
+    local, _ = cfg.log_destinations()
+    if cfg.log_file and not local:
+        return (f"log_file {cfg.log_file} is ignored: logs: {cfg.logs} sends event lines only to "
+                f"{url_credentials.display_url(cfg.otlp_endpoint or '')}; set logs: both to write the file too")
+    return None
 
 
 def _run_live(agent_: "Agent", stop: threading.Event, interval: float) -> None:
