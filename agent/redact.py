@@ -17,6 +17,16 @@ more in tests/agent/redaction/cases.yaml (`RULES` lists the names; the test chec
   of `sh -c`/`bash -c`, redacted as a command line of its own and put back in place (then the
   text rules once more on the whole line).
 
+Free text: an argument with white space that no rule above claimed (`/bin/echo "curl -u a:b ..."`,
+a message, a here-document line) is redacted as a command line too (rule `free-text`), so a client
+command line quoted inside it is masked as if it had been run.
+
+Cut arguments: the process probe keeps `ARG_LEN - 1` bytes of each argument (probes/process.py:
+`ARG_LEN` = 64, so 63 bytes; at most `ARGS_MAX` = 16 arguments). With `arg_capacity`, an argument
+that filled that buffer may have been cut inside a secret: besides the rules above, its last word,
+when it has the shape `user:secret` with nothing after it (rule `truncated-tail`), is masked, and
+the argument is marked cut with a trailing `…` (`CUT_MARK`).
+
 Idempotent: redacting redacted text changes nothing (the evidence export relies on it).
 """
 
@@ -30,6 +40,8 @@ from typing import Sequence
 from agent.redact_clients import Client, client_for
 
 MASK = "***"
+#: appended to an argument the probe cut at its buffer's size (see the module doc)
+CUT_MARK = "…"
 
 #: every rule's name, for the case-list test: each must have at least one case
 RULES = (
@@ -39,6 +51,7 @@ RULES = (
     "redis-cli", "mysql", "psql", "curl", "wget", "sshpass", "ssh-keygen", "htpasswd", "kubectl", "helm", "aws",
     "gcloud", "az", "docker-login", "git", "curl-cert", "openssl", "mongosh", "vault", "mc", "xfreerdp",
     "ldap", "sqlcmd", "zip", "7z", "mosquitto", "smbclient", "lftp", "rabbitmqctl",
+    "free-text", "truncated-tail",
 )
 
 _SECRET_WORD = r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|" \
@@ -98,6 +111,9 @@ _STDIN_SECRET = re.compile(rf"^--?[\w-]*(?:{_SECRET_WORD})[\w-]*-stdin$|^--with-
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox", "mksh"})
 _SHELL_C = re.compile(r"^-[a-z]*c[a-z]*$")  # -c, -ec, -lc, -xec ...
 _MAX_NESTING = 3
+# the last word of a cut argument shaped `user:secret` (`... curl -u admin:S3cr`, `--creds=a:b`):
+# what follows the cut is unknown, so it may be a password; a port (`host:5432`) is left alone
+_CUT_USERPASS_TAIL = re.compile(r"(?P<user>[^\s:/@]+):(?!\*\*\*$)(?P<secret>(?!\d+$)[^\s/@]+)$")
 
 
 def _json_value(m: re.Match[str]) -> str:
@@ -246,10 +262,22 @@ def redact_argv(argv: Sequence[str], arg_capacity: int | None = None, _depth: in
             out.append(arg)
             pending = "value"
             continue
+        if any(c.isspace() for c in arg) and not _FLAG.match(arg) and _depth < _MAX_NESTING:
+            out.append(redact_command_line(arg, cut, _depth + 1))  # free text: a command line inside it too
+            continue
         out.append(redact_text(arg, truncated=cut))
     if batch and len(out) > 1 and not argv[-1].startswith("-"):
         out[-1] = MASK  # htpasswd -b[...] [file] user PASSWORD
+    if arg_capacity is not None:
+        out = [_cut_tail(a) if len(argv[i].encode()) >= arg_capacity - 1 else a for i, a in enumerate(out)]
     return out
+
+
+def _cut_tail(arg: str) -> str:
+    """A redacted argument the probe cut: its `user:secret`-shaped last word masked, `CUT_MARK` added."""
+    body = arg.removesuffix(CUT_MARK)
+    body = _CUT_USERPASS_TAIL.sub(lambda m: f"{m.group('user')}:{MASK}", body)
+    return body + CUT_MARK
 
 
 def _is_positional_secret(client: Client, words: list[str]) -> bool:
