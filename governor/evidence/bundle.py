@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from agent.redact import redact_text
+from governor.evidence import markdown
 from governor.evidence.errors import BundleError
 
 _TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".csv", ".txt")
@@ -75,7 +76,8 @@ class Bundle:
         return StreamWriter(self, path)
 
     def add_text(self, path: str, text: str) -> None:
-        self._put(path, "\n".join(redact_text(line) for line in text.split("\n")).encode())
+        last_pass = _markdown_last_pass if path.endswith(".md") else redact_text
+        self._put(path, "\n".join(last_pass(line) for line in text.split("\n")).encode())
 
     def add_json(self, path: str, obj: Any) -> None:
         self.add_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
@@ -95,6 +97,15 @@ class Bundle:
     def _put(self, path: str, data: bytes) -> None:
         with self.open_stream(path) as w:
             w.write(data)
+
+
+def _markdown_last_pass(line: str) -> str:
+    """The last redaction pass over a markdown line, which its cells masked before escaping
+    (markdown.cell): a line whose unescaped text has nothing left to mask stays as it is; only a
+    line some producer wrote without `cell` is masked here, escaped text and all (no leak, at
+    worst a mask that renders as emphasis)."""
+    seen = markdown.unescape(line)
+    return line if redact_text(seen) == seen else redact_text(line)
 
 
 def is_tarball(out: Path) -> bool:

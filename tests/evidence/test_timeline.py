@@ -131,3 +131,27 @@ def test_resets_group_by_workload_and_peer_host_not_by_pid_or_ephemeral_port() -
     (g,) = tl.groups()
     assert g.count == 11 and (g.first, g.last) == (T0, T0 + 10)
     assert g.what() == f"connection reset, payments ledger-0 ledger oltp postgres <-> 10.0.0.9 (first trace {1:032x})"
+
+
+def test_masks_are_escaped_like_the_rest_and_never_masked_again_after_escaping(tmp_path) -> None:
+    """Trial 2: `-p\\*\\*\\*` came out escaped but `--password=***`, `?password=***` and
+    `DB\\_PASSWORD=***` did not (the bundle's last pass re-masked the escaped mask), rendering as
+    emphasis. Masks are made before escaping, and the last pass leaves escaped lines alone."""
+    from governor.evidence.bundle import Bundle
+
+    tl = timeline.Timeline()
+    masked = [["/bin/echo", "--password=***"], ["curl", "http://x/?password=***"], ["env", "DB_PASSWORD=***", "/bin/true"],
+              ["mysql", "-p***"]]
+    for i, args in enumerate(masked):
+        tl.log(exec_rec(args, 100 + i, args[0]), T0 + i)
+    tl.log(exec_rec(["/bin/echo", "--token=S3cretMD"], 200, "echo"), T0 + 10)  # not masked by the agent: the cell masks it
+    b = Bundle(tmp_path)
+    b.add_text("timeline.md", timeline.render(tl.groups(), "t"))
+    text = b.read("timeline.md").decode()
+    for want in (r"--password=\*\*\*", r"?password=\*\*\*", r"DB\_PASSWORD=\*\*\*", r"-p\*\*\*", r"--token=\*\*\*"):
+        assert want in text, (want, text)
+    assert "S3cretMD" not in text
+    assert not re.search(r"(?<!\\)\*", text), "an unescaped * renders as emphasis"
+    # a line some producer wrote without markdown.cell is still masked by the last pass
+    b.add_text("notes.md", "| raw | --password=S3cretRaw |")
+    assert "S3cretRaw" not in b.read("notes.md").decode()
