@@ -1,7 +1,9 @@
-"""A merged, time-ordered timeline of groups: alerts, OOM kills, resets, exec/exit, budget breaches.
+"""A merged, time-ordered timeline of groups: alerts, OOM kills, resets, refused and timed-out
+connections, exec/exit, budget breaches.
 
 Repeated events are grouped so a busy window stays readable: execs by workload and executable,
-exits by workload, executable and how they ended, resets by workload and peer (or direction), each
+exits by workload, executable and how they ended, resets by workload and peer (or direction),
+refused and timed-out connections by workload and peer host, each
 group with its count, first and last time and, for execs, the most frequent command lines. Alerts,
 OOM kills and budget breaches are rare and each matters, so each is its own row. The number of
 groups is bounded (MAX_GROUPS; later new keys fold into one "other" group per kind), and so is
@@ -25,9 +27,13 @@ MAX_COMMANDS = 64  # distinct command lines counted per group; more are counted 
 MAX_PENDING_RESETS = 200_000
 TOP_COMMANDS = 3
 # Which rows a capped table keeps first (then it shows them in time order).
-PRIORITY = {"alert": 0, "oom kill": 1, "budget breach": 2, "reset": 3, "exit": 4, "exec": 5}
+PRIORITY = {"alert": 0, "oom kill": 1, "budget breach": 2, "reset": 3, "refused": 3, "timeout": 3, "exit": 4, "exec": 5}
+# Connection outcomes listed besides resets (the agent's `bcgov.tcp.outcome`, agent/pipeline.py),
+# from the log line `tcp connection <outcome>` or, without one, the span.
+FAILED_OUTCOMES = ("refused", "timeout")
+_FAILED_BODIES = {f"tcp connection {o}": o for o in FAILED_OUTCOMES}
 # Event-line bodies the timeline reads (Timeline.log); telemetry.read_logs parses only these in full.
-BODIES = frozenset({"oom kill", "process exec", "process exit", "tcp connection reset"})
+BODIES = frozenset({"oom kill", "process exec", "process exit", "tcp connection reset", *_FAILED_BODIES})
 
 
 @dataclasses.dataclass
@@ -77,10 +83,11 @@ class Timeline:
     def __init__(self) -> None:
         self._groups: dict[tuple[Any, ...], Group] = {}
         self._single = 0
-        self.logged_resets: set[str] = set()  # trace ids whose reset came from a log line
+        self.logged_resets: set[str] = set()  # trace ids whose reset, refusal or timeout came from a log line
         # Resets seen on spans, listed once the log lines are all read (logs and spans may be read
         # at the same time, in two processes); bounded, the rest are listed without the check.
         self._span_resets: list[tuple[str, float, str, str, str]] = []
+        self._span_failed: list[tuple[str, str, float, str, str, str, str]] = []  # refused/timed-out, likewise
 
     def _add(self, key: tuple[Any, ...], ts: float, kind: str, text: str, ref: str, group_text: str = "",
              command: str | None = None) -> None:
@@ -135,10 +142,30 @@ class Timeline:
             who = _who(attrs, pid=False)
             self._add(("reset-log", who, addr), ts, "reset", f"connection reset, {_who(attrs)} <-> {peer} (trace {trace})",
                       "logs.jsonl", f"connection reset, {who} <-> {addr} (first trace {trace})")
+        elif body in _FAILED_BODIES:
+            trace = rec.get("trace_id", "-")
+            if rec.get("trace_id"):
+                self.logged_resets.add(rec["trace_id"])
+            self._failed(_FAILED_BODIES[body], trace, ts, _who(attrs), _who(attrs, pid=False),
+                         str(attrs.get("network.peer.address", "?")), str(attrs.get("network.peer.port", "?")), "logs.jsonl")
+
+    def _failed(self, outcome: str, trace: str, ts: float, who: str, group_who: str, addr: str, port: str, ref: str) -> None:
+        """A refused or timed-out connection, grouped by workload and peer host (a client's pid and
+        ephemeral port differ per attempt)."""
+        self._add((outcome, group_who, addr), ts, outcome, f"connection {outcome}, {who} -> {addr}:{port} (trace {trace})",
+                  ref, f"connection {outcome}, {group_who} -> {addr} (first trace {trace})")
 
     def span(self, s: FlatSpan) -> None:
-        """Resets seen on spans; listed (by `groups()`) unless a log line of the same trace made an
-        entry already."""
+        """Resets, refused and timed-out connections seen on spans; listed (by `groups()`) unless a
+        log line of the same trace made an entry already."""
+        outcome = s.attributes.get("bcgov.tcp.outcome")
+        if outcome in FAILED_OUTCOMES:
+            item = (str(outcome), s.trace_id, s.start, _who(s.attributes), _who(s.attributes, pid=False),
+                    str(s.attributes.get("network.peer.address", "?")), str(s.attributes.get("network.peer.port", "?")))
+            if len(self._span_failed) < MAX_PENDING_RESETS:
+                self._span_failed.append(item)
+            else:
+                self._span_failed_row(*item)
         for ts, name, attrs in s.events:
             if name == "tcp.reset":
                 item = (s.trace_id, ts, _who(s.attributes), str(attrs.get("bcgov.tcp.reset.direction", "?")),
@@ -147,6 +174,9 @@ class Timeline:
                     self._span_resets.append(item)
                 else:
                     self._span_reset(*item)
+
+    def _span_failed_row(self, outcome: str, trace: str, ts: float, who: str, group_who: str, addr: str, port: str) -> None:
+        self._failed(outcome, trace, ts, who, group_who, addr, port, "spans.jsonl")
 
     def _span_reset(self, trace: str, ts: float, who: str, d: str, group_who: str) -> None:
         self._add(("reset-span", group_who, d), ts, "reset", f"connection reset ({d}), {who} (trace {trace})",
@@ -172,6 +202,7 @@ class Timeline:
             mine.other_commands += g.other_commands
         self.logged_resets |= other.logged_resets
         self._span_resets += other._span_resets
+        self._span_failed += other._span_failed
 
     def budget_breaches(self, series: list[Series]) -> None:
         """The first point of each run where a tier's series went above its budget."""
@@ -193,6 +224,10 @@ class Timeline:
         for item in pending:
             if item[0] not in self.logged_resets:
                 self._span_reset(*item)
+        failed, self._span_failed = self._span_failed, []
+        for f in failed:
+            if f[1] not in self.logged_resets:
+                self._span_failed_row(*f)
         return sorted(self._groups.values(), key=lambda g: (g.first, PRIORITY.get(g.kind, 9), g.text))
 
 

@@ -155,3 +155,28 @@ def test_masks_are_escaped_like_the_rest_and_never_masked_again_after_escaping(t
     # a line some producer wrote without markdown.cell is still masked by the last pass
     b.add_text("notes.md", "| raw | --password=S3cretRaw |")
     assert "S3cretRaw" not in b.read("notes.md").decode()
+
+
+def test_refused_and_timed_out_connections_are_in_the_timeline_and_the_summary() -> None:
+    """Trial 2: logs.jsonl had 3 `tcp connection refused` lines and spans.jsonl 2 refused spans,
+    timeline.md had no refused row and the postmortem summary read only exec, exit and reset."""
+    assert {"tcp connection refused", "tcp connection timeout"} <= timeline.BODIES  # read_logs parses them in full
+    tl = timeline.Timeline()
+    peer = {"network.peer.address": "127.0.0.1", "network.peer.port": 1}
+    for i in range(3):  # three attempts from three client processes: one group
+        tl.log({"body": "tcp connection refused", "trace_id": f"{i:032x}",
+                "attributes": {**POD, **peer, "process.pid": 300 + i, "process.executable.name": "curl"}}, T0 + i)
+    refused = {**POD, **peer, "bcgov.tcp.outcome": "refused", "process.executable.name": "curl", "process.pid": 399}
+    tl.span(timeline.FlatSpan("tcp connect", f"{0:032x}", "cd" * 8, T0, T0, refused, []))  # logged already
+    tl.span(timeline.FlatSpan("tcp connect", "ab" * 16, "cd" * 8, T0 + 5, T0 + 5, refused, []))  # its line is not in the window
+    tl.span(timeline.FlatSpan("tcp connect", "ef" * 16, "cd" * 8, T0 + 7, T0 + 9,
+                              {**POD, "network.peer.address": "10.9.9.9", "network.peer.port": 5432, "bcgov.tcp.outcome": "timeout"}, []))
+    tl.span(timeline.FlatSpan("tcp connect", "12" * 16, "cd" * 8, T0 + 8, T0 + 8, {**POD, "bcgov.tcp.outcome": "normal"}, []))
+    groups = tl.groups()
+    assert [(g.kind, g.count, g.last) for g in groups] == [("refused", 4, T0 + 5), ("timeout", 1, T0 + 7)]
+    assert groups[0].what() == f"connection refused, payments ledger-0 ledger oltp curl -> 127.0.0.1 (first trace {0:032x})"
+    assert groups[1].what() == f"connection timeout, payments ledger-0 ledger oltp -> 10.9.9.9:5432 (trace {'ef' * 16})"
+    rows = [l for l in timeline.render(groups, "t").splitlines() if l.startswith("| 20")]
+    assert [cells(r)[1].strip() for r in rows] == ["refused", "timeout"]
+    text = postmortem.render(Window(T0 - 60, T0 + 60, 15), Scope(), groups, [], {})
+    assert "Evidence in the window: 4 refused, 1 timeout." in text
