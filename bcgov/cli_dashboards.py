@@ -17,7 +17,7 @@ def dashboards() -> None:
               help="Directory to write the JSON into (default: the repository's dashboards/json).")
 @click.option("--provisioning-out", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
               help="Directory for Grafana's provisioning files (datasources/, dashboards/); default: the repository's "
-                   "dashboards/provisioning when --out is not given.")
+                   "dashboards/provisioning, or OUT/provisioning with --out.")
 def build_cmd(out: pathlib.Path | None, provisioning_out: pathlib.Path | None) -> None:
     """Write one JSON file per dashboard, ready for Grafana's import or provisioning, and the
     provisioning files that join Prometheus exemplars, Tempo traces and Loki logs."""

@@ -1,6 +1,7 @@
 """Build the bcgov Grafana dashboards to JSON (what users import, and what dashboards/json/ holds).
 
-    bcgov dashboards build [--out DIR]   (and the Grafana provisioning files, dashboards/provisioning/)
+    bcgov dashboards build [--out DIR]   (and the Grafana provisioning files: dashboards/provisioning/,
+                                          or DIR/provisioning/ with --out)
 """
 
 from __future__ import annotations
@@ -47,16 +48,15 @@ def render_all() -> dict[str, str]:
 def write(out: pathlib.Path = DEFAULT_OUT, provisioning_out: pathlib.Path | None = None) -> list[pathlib.Path]:
     """Write every dashboard into `out` (created if needed) and the Grafana provisioning files
     (dashboards/provisioning.py) into `provisioning_out` (default: dashboards/provisioning when
-    `out` is the default, none otherwise); return the paths written."""
+    `out` is the default, else `out`/provisioning, so a build elsewhere is complete); return the
+    paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for fname, text in render_all().items():
         path = out / fname
         path.write_text(text, encoding="utf-8")
         written.append(path)
-    prov = provisioning_out if provisioning_out is not None else (DEFAULT_PROVISIONING if out == DEFAULT_OUT else None)
-    if prov is None:
-        return written
+    prov = provisioning_out if provisioning_out is not None else (DEFAULT_PROVISIONING if out == DEFAULT_OUT else out / "provisioning")
     for rel, text in provisioning.render_all().items():
         path = prov / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,10 +29,16 @@ def test_committed_json_equals_the_build() -> None:
 def test_cli_build_writes_the_same_files(tmp_path: pathlib.Path) -> None:
     result = CliRunner().invoke(bcgov_cli.cli, ["dashboards", "build", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file())
     assert written == sorted(DASHBOARDS)
     for name in written:
         assert (tmp_path / "out" / name).read_text() == (dashboard_json.JSON_DIR / name).read_text()
+    # trial 2: --out wrote only the JSON, silently; the provisioning files go to OUT/provisioning, each path printed
+    prov = dashboard_json.ROOT / "dashboards" / "provisioning"
+    for rel in ("datasources/bcgov.yaml", "dashboards/bcgov.yaml"):
+        path = tmp_path / "out" / "provisioning" / rel
+        assert path.read_text() == (prov / rel).read_text()
+        assert str(path) in result.output.splitlines()
 
 
 def test_four_dashboards_with_unique_uids() -> None:
