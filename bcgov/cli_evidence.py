@@ -110,10 +110,12 @@ def verify_cmd(bundle: Path, allowed_signers: Path | None) -> None:
     except errors.VerifyError as exc:
         _fail(EXIT_USAGE if allowed_signers is None else EXIT_CHANGED, str(exc))
         return
-    if found.problems:
+    if len(found.problems) == 1:  # one changed file: one line
+        _fail(EXIT_CHANGED, f"{bundle} does not match its manifest: {found.problems[0]}")
+    elif found.problems:
         for p in found.problems:
-            click.echo(f"bcgov: changed: {p}", err=True)
-        _fail(EXIT_CHANGED, f"{bundle} does not match its manifest ({len(found.problems)} problem(s))")
+            click.echo(f"bcgov: {p}", err=True)
+        _fail(EXIT_CHANGED, f"{bundle} does not match its manifest ({len(found.problems)} entries above)")
     if found.signer:
         click.echo(f"{bundle}: OK, signed by {found.signer} and every file matches MANIFEST.json")
     elif found.signed:

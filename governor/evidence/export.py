@@ -298,9 +298,11 @@ def _logs_child(run: _Run, send: Any) -> None:
 
 
 def _read_from(path: Path, st: telemetry.Stats) -> str:
-    """The source as the manifest names it: the file, and how many rotated backups were read too."""
+    """The source as the manifest names it: the file by its absolute path (a relative one, as typed,
+    says nothing once the bundle leaves the shell it was made in), and the rotated backups read too."""
     more = len(st.files) - 1
-    return f"{path} (+{more} rotated: {', '.join(st.files[:-1])})" if more > 0 else str(path)
+    where = Path(path).resolve()
+    return f"{where} (+{more} rotated: {', '.join(st.files[:-1])})" if more > 0 else str(where)
 
 
 def _window_dict(w: Window) -> dict[str, Any]:

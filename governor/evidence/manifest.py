@@ -42,22 +42,42 @@ def encode(manifest: dict[str, Any]) -> bytes:
 @dataclasses.dataclass
 class _Entry:
     name: str
-    open: Any  # () -> binary file object
+    open: Any  # () -> binary file object; None for an entry that is not a regular file
+    odd: str = ""  # why the entry is no file of a bundle (a link, an unsafe path), else ""
+
+
+def _unsafe(name: str) -> bool:
+    """An absolute tar member name or one with a `..` component (it would land outside the bundle)."""
+    return name.startswith("/") or ".." in name.split("/")
 
 
 def _entries(path: Path) -> Iterator[_Entry]:
-    """Every regular file of a bundle directory or tarball, by bundle-relative path."""
+    """Every entry of a bundle directory or tarball, by bundle-relative path: regular files with
+    an opener; symbolic links, other non-files and unsafe tar paths with `odd` saying what they are."""
     if path.is_dir():
         for p in sorted(path.rglob("*")):
-            if p.is_file():
-                yield _Entry(str(p.relative_to(path)), lambda p=p: p.open("rb"))
+            rel = str(p.relative_to(path))
+            if p.is_symlink():
+                yield _Entry(rel, None, "a symbolic link, not a regular file (a bundle holds regular files only)")
+            elif p.is_file():
+                yield _Entry(rel, lambda p=p: p.open("rb"))
         return
     if path.is_file() and tarfile.is_tarfile(path):
         with tarfile.open(path, "r:gz") as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
-            prefix = _common_root(m.name for m in members)
+            members = [m for m in tar.getmembers() if not m.isdir()]
+            # the bundle's top directory, from its safe entries only: an added `../x` must not hide it
+            prefix = _common_root(m.name for m in members if not _unsafe(m.name))
             for m in members:
-                yield _Entry(m.name[len(prefix):], lambda m=m: tar.extractfile(m))
+                if _unsafe(m.name):
+                    yield _Entry(m.name, None, "an unsafe path (absolute or with ..) that no bundle holds")
+                    continue
+                name = m.name[len(prefix):] if m.name.startswith(prefix) else m.name
+                if m.issym() or m.islnk():
+                    yield _Entry(name, None, "a link, not a regular file (a bundle holds regular files only)")
+                elif not m.isfile():
+                    yield _Entry(name, None, "not a regular file (a bundle holds regular files only)")
+                else:
+                    yield _Entry(name, lambda m=m: tar.extractfile(m))
         return
     raise VerifyError(f"{path} is neither a bundle directory nor a .tar.gz bundle")
 
@@ -92,9 +112,12 @@ def check(path: Path, allowed_signers: Path | None = None) -> Verified:
     Raises VerifyError (one line) when there is no readable manifest, or when a signature is
     required and missing, made by a key not in `allowed_signers`, or does not match the manifest."""
     digests: dict[str, tuple[str, int]] = {}
+    odd: dict[str, str] = {}
     raw = sig = None
     for e in _entries(path):
-        if e.name == NAME:
+        if e.odd:
+            odd[e.name] = e.odd
+        elif e.name == NAME:
             raw = e.open().read()
         elif e.name == signing.SIG_NAME:
             sig = e.open().read()
@@ -112,16 +135,20 @@ def check(path: Path, allowed_signers: Path | None = None) -> Verified:
         listed = json.loads(raw)["files"]
     except (ValueError, KeyError, TypeError) as exc:
         raise VerifyError(f"{path}/{NAME} is not a valid manifest ({exc})") from exc
+    # one line per entry, saying what happened to it
     problems = []
     for name, entry in sorted(listed.items()):
         got = digests.get(name)
-        if got is None:
+        if name in odd:
+            problems.append(f"{name}: replaced by {odd[name]}")
+        elif got is None:
             problems.append(f"{name}: missing")
         elif got[1] != entry.get("size"):
-            problems.append(f"{name}: size {got[1]} != {entry.get('size')}")
+            problems.append(f"{name}: changed (size {got[1]} bytes, the manifest says {entry.get('size')}; sha256 mismatch)")
         elif got[0] != entry.get("sha256"):
-            problems.append(f"{name}: sha256 mismatch")
-    problems += [f"{name}: not in the manifest" for name in sorted(set(digests) - set(listed))]
+            problems.append(f"{name}: changed (sha256 mismatch)")
+    problems += [f"{name}: added (not in the manifest)" for name in sorted(set(digests) - set(listed))]
+    problems += [f"{name}: added, {why}" for name, why in sorted(odd.items()) if name not in listed]
     return Verified(problems, signer, sig is not None)
 
 

@@ -212,4 +212,4 @@ def test_verify_passes_then_one_changed_byte_fails(bundle: dict, tmp_path: Path)
     target.write_bytes(bytes(data))
     bad = run_bcgov("evidence", "verify", str(copy))
     assert bad.returncode == 1
-    assert "series/oom_kills.csv: sha256 mismatch" in bad.stderr
+    assert "series/oom_kills.csv: changed (sha256 mismatch)" in bad.stderr

@@ -195,4 +195,4 @@ def test_verify_passes_and_one_changed_byte_fails(bundle: dict[str, Any], tmp_pa
     target.write_bytes(bytes(data))
     bad = run_bcgov("evidence", "verify", str(copy))
     assert bad.returncode == 1
-    assert "timeline.md: sha256 mismatch" in bad.stderr
+    assert "timeline.md: changed (sha256 mismatch)" in bad.stderr

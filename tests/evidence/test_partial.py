@@ -25,9 +25,10 @@ def test_prometheus_down_gives_partial_bundle(tmp_path: Path) -> None:
     spans, logs = tf.write(tmp_path, t0)
     closed = servers.free_port()  # nothing listens here once the probe socket closed
     out = tmp_path / "incident.tar.gz"
+    # the agent's files named relative to the working directory, as a user types them
     res = subprocess.run([BCGOV, "evidence", "export", "--since", "2m", "--prometheus", f"http://127.0.0.1:{closed}",
-                          "--spans-file", str(spans), "--logs", str(logs), "--retries", "0", "--out", str(out)],
-                         capture_output=True, text=True, timeout=60)
+                          "--spans-file", spans.name, "--logs", logs.name, "--retries", "0", "--out", str(out)],
+                         capture_output=True, text=True, timeout=60, cwd=spans.parent)
     assert res.returncode == 3, res.stderr
     assert res.stderr.count("connection refused") == 1, res.stderr
     assert "partial bundle" in res.stderr
@@ -39,6 +40,8 @@ def test_prometheus_down_gives_partial_bundle(tmp_path: Path) -> None:
     assert not any(n.startswith("incident/series/") for n in names)
     assert "connection refused" in mf["missing"]["prometheus"] and mf["complete"] is False
     assert "oom kill" in logs_out
+    # trial 2: the manifest kept `logs.jsonl` as typed, which names nothing once the bundle moves
+    assert mf["sources"]["logs"] == str(logs.resolve()) and mf["sources"]["spans"] == str(spans.resolve())
     ok = subprocess.run([BCGOV, "evidence", "verify", str(out)], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
 

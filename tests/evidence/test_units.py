@@ -96,7 +96,43 @@ def test_manifest_detects_change_missing_and_extra(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_bytes(b"alphA")
     (tmp_path / "extra").write_bytes(b"")
     (tmp_path / "d/b.csv").unlink()
-    assert manifest.verify(tmp_path) == ["a.txt: sha256 mismatch", "d/b.csv: missing", "extra: not in the manifest"]
+    assert manifest.verify(tmp_path) == ["a.txt: changed (sha256 mismatch)", "d/b.csv: missing", "extra: added (not in the manifest)"]
     (tmp_path / manifest.NAME).unlink()
     with pytest.raises(VerifyError, match="no MANIFEST.json"):
         manifest.verify(tmp_path)
+
+
+def _bundle_dir(tmp_path: Path) -> Path:
+    import json
+    b = tmp_path / "bundle"
+    (b / "d").mkdir(parents=True)
+    files = {"a.txt": b"alpha", "d/b.csv": b"beta"}
+    for name, data in files.items():
+        (b / name).write_bytes(data)
+    (b / manifest.NAME).write_text(json.dumps(manifest.build(files, {"tool": "t"})))
+    return b
+
+
+def test_a_tarball_with_an_unsafe_entry_still_finds_its_manifest_and_names_the_entry(tmp_path: Path) -> None:
+    """Trial 2: a bundle with an added ../../../ entry was reported as having no MANIFEST.json."""
+    import io
+    import tarfile
+    b = _bundle_dir(tmp_path)
+    tgz = tmp_path / "b.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(b, arcname="bundle")
+        info = tarfile.TarInfo("../../../etc/cron.d/x")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    assert manifest.verify(tgz) == ["../../../etc/cron.d/x: added, an unsafe path (absolute or with ..) that no bundle holds"]
+
+
+def test_a_file_replaced_by_a_symbolic_link_is_named_as_one(tmp_path: Path) -> None:
+    """Trial 2: a symlinked file was reported only as `missing`."""
+    b = _bundle_dir(tmp_path)
+    (tmp_path / "elsewhere").write_bytes(b"alpha")
+    (b / "a.txt").unlink()
+    (b / "a.txt").symlink_to(tmp_path / "elsewhere")
+    (b / "link").symlink_to(tmp_path / "elsewhere")
+    assert manifest.verify(b) == ["a.txt: replaced by a symbolic link, not a regular file (a bundle holds regular files only)",
+                                  "link: added, a symbolic link, not a regular file (a bundle holds regular files only)"]
