@@ -19,6 +19,12 @@ from agent import url_credentials
 from probes import registry
 
 
+def _as_typed(value: object) -> object:
+    """A number as a user writes it in an error: numeric settings are kept as floats, so `-1`
+    would otherwise read back as `-1.0`."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class ConfigError(Exception):
     """The configuration is invalid; the message names where and how to fix it."""
 
@@ -135,18 +141,18 @@ class AgentConfig:
             raise ConfigError(f"{at('span_queue_size')}: span_queue_size must be >= 1 (e.g. 16384); a smaller queue drops every span, "
                               f"not {self.span_queue_size}")
         if self.summary_interval <= 0:
-            raise ConfigError(f"{at('summary_interval')}: summary_interval must be > 0 seconds (e.g. 3), not {self.summary_interval}")
+            raise ConfigError(f"{at('summary_interval')}: summary_interval must be > 0 seconds (e.g. 3), not {_as_typed(self.summary_interval)}")
         if self.slow_connection_seconds < 0:
             raise ConfigError(f"{at('slow_connection_seconds')}: slow_connection_seconds must be >= 0 seconds (e.g. 1), "
-                              f"not {self.slow_connection_seconds}")
+                              f"not {_as_typed(self.slow_connection_seconds)}")
         if not 0.0 <= self.span_sample_ratio <= 1.0:
-            raise ConfigError(f"{at('span_sample_ratio')}: span_sample_ratio must be within 0..1, not {self.span_sample_ratio}")
+            raise ConfigError(f"{at('span_sample_ratio')}: span_sample_ratio must be within 0..1, not {_as_typed(self.span_sample_ratio)}")
         if self.span_budget_per_second < 0:
             raise ConfigError(f"{at('span_budget_per_second')}: span_budget_per_second must be >= 0 (0: every connection a span), "
-                              f"not {self.span_budget_per_second}")
+                              f"not {_as_typed(self.span_budget_per_second)}")
         if self.span_budget_per_workload_per_second < 0:
             raise ConfigError(f"{at('span_budget_per_workload_per_second')}: span_budget_per_workload_per_second must be >= 0 (0: no per-workload budget), "
-                              f"not {self.span_budget_per_workload_per_second}")
+                              f"not {_as_typed(self.span_budget_per_workload_per_second)}")
         if self.span_budget_burst is not None and self.span_budget_burst < 1:
             raise ConfigError(f"{at('span_budget_burst')}: span_budget_burst must be >= 1 (spans saved up), or absent for one second's worth")
         if self.cpu_budget is not None and self.cpu_budget <= 0:

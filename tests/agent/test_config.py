@@ -34,10 +34,11 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         ("metrics_addr: nowhere\n", r"not HOST:PORT"),
         ("a: [1, 2\n", r"line \d+: not valid YAML"),
         ("otlp_protocol: udp\n", r"'grpc' or 'http'"),
-        ("span_budget_per_second: -5\n", r"span_budget_per_second must be >= 0 \(0: every connection a span\)"),
+        ("span_budget_per_second: -5\n", r"span_budget_per_second must be >= 0 \(0: every connection a span\), not -5$"),
         ("span_budget_per_second: lots\n", r"field 'span_budget_per_second': must be a number"),
         ("span_budget_burst: 0\n", r"span_budget_burst must be >= 1"),
-        ("span_budget_per_workload_per_second: -1\n", r"span_budget_per_workload_per_second must be >= 0"),
+        ("span_budget_per_workload_per_second: -1\n", r"span_budget_per_workload_per_second must be >= 0 .*, not -1$"),
+        ("span_sample_ratio: 1.5\n", r"span_sample_ratio must be within 0..1, not 1.5$"),
     ],
 )
 def test_bad_config_names_file_line_and_fix(tmp_path: Path, text: str, message: str) -> None:
