@@ -312,6 +312,10 @@ class Agent:
         when tcp_lifecycle is not loaded (or was built without the budget: then 0)."""
         return self.kernel_sampling.budget_per_second if self.kernel_sampling is not None else None
 
+    def workload_span_budget(self) -> float:
+        """Each workload's own span budget in force (spans/s; 0: none)."""
+        return self.kernel_sampling.workload_budget_per_second if self.kernel_sampling is not None else 0.0
+
     def spans_withheld(self) -> int:
         """Connection records the span budgets (node and per workload) kept from becoming spans
         (bcgov_agent_spans_withheld_total, all scopes); after `stop()` the count at close."""

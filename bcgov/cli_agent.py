@@ -147,7 +147,7 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     logging.getLogger("bcgov.agent").info(
         "agent running: probes %s; spans -> %s; events -> %s;%s %s headers (%s)", ", ".join(up),
         url_credentials.display_url(cfg.otlp_endpoint) if cfg.otlp_endpoint else cfg.spans_file,
-        _events_destination(cfg), _span_budget_words(agent_.span_budget()), headers.source, headers.path)
+        _events_destination(cfg), _span_budget_words(agent_.span_budget(), agent_.workload_span_budget()), headers.source, headers.path)
     for problem in _budgets_for_nothing(cfg.series_budgets, parts.registry):
         logging.getLogger("bcgov.agent").warning("%s", problem)
     try:
@@ -243,14 +243,17 @@ def _withheld(budget: float | None, withheld: int) -> str:
             f"bcgov_agent_spans_withheld_total; span_budget_per_second: 0 makes every connection a span)")
 
 
-def _span_budget_words(budget: float | None) -> str:
-    """' span budget 1000/s per node (0: every connection a span);' for the start line ('' without
+def _span_budget_words(budget: float | None, per_workload: float = 0.0) -> str:
+    """' span budget 1000/s per node (0: every connection a span);' for the start line, with
+    ', 50/s per workload' when span_budget_per_workload_per_second is set ('' without
     tcp_lifecycle, which alone makes spans from connections)."""
     if budget is None:
         return ""
-    if not budget:
+    workload = f", {per_workload:g}/s per workload" if per_workload else ""
+    if not budget and not workload:
         return " span budget off (every connection a span);"
-    return f" span budget {budget:g}/s per node (0: every connection a span);"
+    node = f"{budget:g}/s per node" if budget else "none per node"
+    return f" span budget {node}{workload} (0: every connection a span);"
 
 
 def _events_destination(cfg: agent_config.AgentConfig) -> str:

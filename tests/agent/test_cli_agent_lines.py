@@ -42,6 +42,9 @@ def test_the_span_budget_and_what_it_withheld_are_stated() -> None:
     assert cli_agent._span_budget_words(1000.0) == " span budget 1000/s per node (0: every connection a span);"
     assert cli_agent._span_budget_words(2.5) == " span budget 2.5/s per node (0: every connection a span);"
     assert cli_agent._span_budget_words(0.0) == " span budget off (every connection a span);"
+    assert cli_agent._span_budget_words(1000.0, 50.0) == \
+        " span budget 1000/s per node, 50/s per workload (0: every connection a span);"
+    assert cli_agent._span_budget_words(0.0, 50.0) == " span budget none per node, 50/s per workload (0: every connection a span);"
     assert cli_agent._span_budget_words(None) == ""  # no tcp_lifecycle, no spans from connections
     line = cli_agent._withheld(1000.0, 214)
     assert line.startswith("; spans withheld by the span budget: 214 (") and "bcgov_agent_spans_withheld_total" in line
