@@ -179,8 +179,15 @@ def test_a_dead_collector_and_the_span_budget_are_told_in_a_few_true_lines(tmp_p
     up = [b for b in bodies if "reachable again" in b]
     assert len(down) == 1 and masked in down[0] and "dropping spans and logs" in down[0], down
     assert len(up) == 1 and masked in up[0], up
-    sdk = collections.Counter(r["logger"] for r in records if r["logger"].startswith("opentelemetry."))
-    assert all(n == 1 for n in sdk.values()), sdk  # the test runs well within the limiter's minute
+    sdk: dict[str, list[str]] = collections.defaultdict(list)
+    for r in records:
+        if r["logger"].startswith("opentelemetry."):
+            sdk[r["logger"]].append(r["body"])
+    # one line per SDK logger; a later one (the run outlasted the limiter's minute on a busy
+    # machine) says how many it stands for
+    assert sdk, "the OTel SDK's own first line was held back too (keep one)"
+    for name, lines in sdk.items():
+        assert all("similar lines held back" in b for b in lines[1:]), (name, lines)
 
     exit_line = bodies[-1]
     assert exit_line.startswith("agent stopped after "), exit_line
