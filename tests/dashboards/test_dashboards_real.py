@@ -193,3 +193,25 @@ def test_latency_exemplars_carry_trace_ids_of_real_spans(real_stack: realstack.R
                 assert set(trace_ids) <= spans, f"exemplar trace_ids without a span: {set(trace_ids) - spans}"
                 checked += 1
     assert checked >= 4
+
+
+def test_a_real_spans_trace_to_metrics_link_finds_its_workloads_series(real_stack: realstack.RealStack) -> None:
+    """What a click on "Connections / s" under a span opens (Tempo tracesToMetrics, provisioned): the
+    query Grafana builds from the span's attributes finds the pod's connection series in the
+    Prometheus that scraped the agent, joined on the labels the agent really exports."""
+    import yaml
+
+    from test_provisioning import PROV_DIR, expanded, grafana_tags
+
+    doc = yaml.safe_load((PROV_DIR / "datasources" / "bcgov.yaml").read_text())
+    t2m = next(d for d in doc["datasources"] if d["type"] == "tempo")["jsonData"]["tracesToMetrics"]
+    span = real_stack.pod_spans()[0]
+    attrs = {a["key"]: next(iter(a["value"].values())) for a in span["attributes"]}
+    tags = grafana_tags(t2m["tags"], attrs)
+    assert f'workload="{realstack.WORKLOAD_NAME}"' in tags and f'namespace="{realstack.NAMESPACE}"' in tags, tags
+    at = real_stack.marks["final"]
+    for q in t2m["queries"]:
+        expr = expanded(q["query"]).replace("$__tags", tags).replace("[1m]", f"[{math.ceil(at - real_stack.t0) + 5}s]")
+        r = requests.get(f"{real_stack.prom.url}/api/v1/query", params={"query": expr, "time": f"{at:.3f}"}, timeout=10)
+        result = r.json()["data"]["result"]
+        assert result and all(float(v["value"][1]) > 0 for v in result), (expr, result)
