@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -118,12 +120,24 @@ def test_the_agent_start_up_line_shows_the_endpoint_masked(tmp_path: Path) -> No
         pytest.skip("needs root to load BPF programs")
     receiver = OtlpReceiver("grpc")
     receiver.start()
+    listener = socket.create_server(("127.0.0.1", 0))
+    config = tmp_path / "agent.yaml"
+    config.write_text("span_budget_per_second: 0\n")  # other traffic must not spend the budget first
+    agent = None
     try:
-        proc = subprocess.run(
+        agent = subprocess.Popen(
             [str(Path(sys.executable).parent / "bcgov"), "agent", "run", "--probe", "tcp_lifecycle", "--duration", "4",
              "--metrics-addr", f"127.0.0.1:{free_port()}", "--otlp-endpoint", _with_userinfo(receiver.endpoint),
-             "--log-file", str(tmp_path / "events.jsonl")],
-            cwd=ROOT, capture_output=True, text=True, timeout=300)
+             "--log-file", str(tmp_path / "events.jsonl"), "--config", str(config)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Connections of our own while it runs, so a span is exported whatever else the machine does
+        # (the agent compiles first, so keep connecting until it exits).
+        while agent.poll() is None:
+            with socket.create_connection(listener.getsockname(), timeout=5):
+                listener.accept()[0].close()
+            time.sleep(0.05)
+        stdout, stderr = agent.communicate(timeout=300)
+        proc = subprocess.CompletedProcess(agent.args, agent.returncode, stdout, stderr)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-2000:]
         assert "agent running" in out and f"spans -> http://user:***@127.0.0.1:{receiver.port}" in out
@@ -131,6 +145,10 @@ def test_the_agent_start_up_line_shows_the_endpoint_masked(tmp_path: Path) -> No
         wait_for(lambda: receiver.requests > 0, 10, "a span export at the stand-in collector")
         assert set(receiver.authorization) == {"Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()}
     finally:
+        if agent is not None and agent.poll() is None:
+            agent.kill()
+            agent.communicate()
+        listener.close()
         receiver.stop()
 
 
