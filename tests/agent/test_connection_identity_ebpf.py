@@ -142,5 +142,7 @@ def test_the_server_end_is_tiered_and_labelled_alike_in_every_family(units, tmp_
         assert len(servers) >= CLIENTS * TRANSACTIONS and len(clients) >= CLIENTS * TRANSACTIONS
         assert all(a["bcgov.tier"] == "oltp" and a["network.local.port"] == port for a in servers)
         assert all(a["bcgov.peer.tier"] == "oltp" and "bcgov.tier" not in a for a in clients)
-        refused = [s["attrs"] for s in agent.spans() if s["attrs"].get("network.peer.port") == closed_port]
+        # The refused connect came after pgbench: its span may be in a batch not yet written.
+        refused = wait_for(lambda: [s["attrs"] for s in agent.spans() if s["attrs"].get("network.peer.port") == closed_port],
+                           what="the refused connect's span")
         assert [a["bcgov.tcp.outcome"] for a in refused] == ["refused"]

@@ -193,8 +193,9 @@ def test_skipped_wakeups_are_marked_by_the_raw_program(runqueue_agent: RunningAg
     raw_misses = sum(n for (_, prog), n in recursion_misses({"runqueue": agent.agent.probes["runqueue"]}).items()
                      if prog.startswith("raw:"))
     assert marked + unknown + raw_misses >= misses * 0.95
-    # a wakeup nested between another's two programs has that one marked twice: a few at most
-    assert marked + unknown <= misses + max(5, misses // 50)
+    # a wakeup nested between another's two programs has that one marked twice: a few at most (seen:
+    # 14 of 261 on a quiet machine); a raw program that marked every wakeup would be far past this
+    assert marked + unknown <= misses + max(10, misses // 10)
     assert marked > unknown
 
 
