@@ -25,3 +25,16 @@ def cgroup() -> Iterator[Any]:
 
     with test_cgroup() as cg:
         yield cg
+
+
+@pytest.fixture(params=["grpc", "http"])
+def receiver(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The stand-in OTLP collector (tests/agent/otlp_receiver.py), once per protocol."""
+    from otlp_receiver import OtlpReceiver
+
+    r = OtlpReceiver(request.param)
+    r.start()
+    try:
+        yield r
+    finally:
+        r.stop()

@@ -9,7 +9,6 @@ import json
 import socket
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from agent_harness import wait_for
@@ -19,16 +18,6 @@ pytestmark = pytest.mark.ebpf
 
 NODE = "node-otlp-test"
 N_UP, N_DOWN, N_BACK, N_AT_STOP = 5, 7, 3, 2  # connections per phase; each makes 2 spans
-
-
-@pytest.fixture(params=["grpc", "http"])
-def receiver(request: pytest.FixtureRequest) -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver(request.param)
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def _agent(receiver: OtlpReceiver, log_path: Path):  # -> Agent

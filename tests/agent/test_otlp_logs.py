@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Iterator
 
 import pytest
 from agent_harness import wait_for
@@ -23,16 +22,6 @@ from agent.span_queue import SpanQueue
 T0_NS = 1_800_000_000_123_456_789
 RESOURCE = {"service.name": "bcgov-agent", "host.name": "node-1", "k8s.node.name": "node-1"}
 N = 23  # a prime, so a miscount cannot land on it by chance
-
-
-@pytest.fixture(params=["grpc", "http"])
-def receiver(request: pytest.FixtureRequest) -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver(request.param)
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def _pipeline(receiver: OtlpReceiver, max_queue: int = 16384, timeout_s: float = 2.0):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from agent_harness import wait_for
@@ -18,16 +17,6 @@ from otlp_receiver import OtlpReceiver
 pytestmark = pytest.mark.ebpf
 
 N = 7  # connections; each makes a client and a server span, and a log line for each
-
-
-@pytest.fixture(params=["grpc", "http"])
-def receiver(request: pytest.FixtureRequest) -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver(request.param)
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def test_log_records_arrive_with_the_trace_ids_of_their_spans(receiver: OtlpReceiver, cgroup, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from agent_harness import wait_for
@@ -61,16 +60,6 @@ def test_credentials_are_not_sent_unencrypted_off_the_node() -> None:
         split_userinfo("http://user:S3cret@collector.example:4317")
     msg = str(exc.value)
     assert SECRET not in msg and "otlp_endpoint" in msg and "https://" in msg and "\n" not in msg
-
-
-@pytest.fixture(params=["grpc", "http"])
-def receiver(request: pytest.FixtureRequest) -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver(request.param)
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def _with_userinfo(endpoint: str) -> str:
