@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from prometheus_client import CollectorRegistry, Counter
 
 from agent.spans import SCOPE_NAME
-from agent.url_credentials import exporter_endpoint
+from agent.otlp_transport import LOGS, EncodedSender
 
 log = logging.getLogger("bcgov.agent.otlp_logs")
 
@@ -158,17 +158,6 @@ def encode_request(lines: Sequence[LogLine], resource: dict[str, Any], scope_ver
     return _field(1, resource_msg + scope_logs)  # ExportLogsServiceRequest.resource_logs = 1
 
 
-class _Encoded:
-    """A batch already encoded; len() is the record count (the SDK exporters count with it)."""
-
-    def __init__(self, data: bytes, n: int) -> None:
-        self.data = data
-        self._n = n
-
-    def __len__(self) -> int:
-        return self._n
-
-
 class OtlpLogExporter:
     """Sends LogLine batches to `endpoint` over OTLP: gRPC (`host:port`, `http://host:4317`) or
     HTTP/protobuf (`http://host:4318`, `/v1/logs` added). `export` returns False on failure after
@@ -180,68 +169,13 @@ class OtlpLogExporter:
 
         self._resource = dict(Resource.create(resource).attributes)  # as the span exporter sends it
         self._version = scope_version
-        # userinfo in the endpoint (http://user:pw@host) travels as an Authorization header: the
-        # SDK takes no userinfo and would print it in its retry lines (agent/url_credentials.py)
-        auth = exporter_endpoint(endpoint, headers)
-        endpoint, headers = auth.url, (auth.headers or None)
-        if protocol == "grpc":
-            insecure = not endpoint.startswith("https://")
-            target = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
-            self._exporter: Any = _grpc_class()(endpoint=target, insecure=insecure, timeout=timeout_s, headers=headers)
-        elif protocol == "http":
-            base = endpoint if "://" in endpoint else "http://" + endpoint
-            base = base.rstrip("/")
-            url = base if base.endswith("/v1/logs") else base.removesuffix("/v1/traces") + "/v1/logs"
-            self._exporter = _http_class()(endpoint=url, timeout=timeout_s, headers=headers)
-        else:
-            raise ValueError(f"unknown OTLP protocol {protocol!r}: use 'grpc' or 'http'")
+        self._sender = EncodedSender(LOGS, endpoint, protocol, timeout_s, headers)
 
     def request_bytes(self, lines: Sequence[LogLine]) -> bytes:
         return encode_request(lines, self._resource, self._version)
 
     def export(self, lines: Sequence[LogLine]) -> bool:
-        from opentelemetry.sdk._logs.export import LogRecordExportResult
-
-        try:
-            return self._exporter.export(_Encoded(self.request_bytes(lines), len(lines))) == LogRecordExportResult.SUCCESS
-        except Exception as exc:  # an exporter failure must never reach the event path
-            log.warning("OTLP log export failed: %s", exc)
-            return False
+        return self._sender.send(self.request_bytes(lines), len(lines))
 
     def shutdown(self) -> None:
-        self._exporter.shutdown()
-
-
-def _grpc_class() -> type:
-    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
-    class EncodedGrpcLogExporter(OTLPLogExporter):  # type: ignore[misc]
-        """The SDK's gRPC log exporter (channel, retries, timeout) sending a pre-built request."""
-
-        def _translate_data(self, data: _Encoded) -> ExportLogsServiceRequest:  # type: ignore[override]
-            return ExportLogsServiceRequest.FromString(data.data)
-
-    return EncodedGrpcLogExporter
-
-
-def _http_class() -> type:
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.sdk._logs.export import LogRecordExportResult
-
-    class EncodedHttpLogExporter(OTLPLogExporter):  # type: ignore[misc]
-        """The SDK's HTTP log exporter (session, retries, timeout) posting a pre-built request;
-        export() is the SDK's own minus its encoding step."""
-
-        def export(self, batch: _Encoded) -> LogRecordExportResult:  # type: ignore[override]
-            if self._shutdown:
-                log.warning("OTLP log exporter already shut down; batch not sent")
-                return LogRecordExportResult.FAILURE
-            with self._metrics.export_operation(len(batch)) as result:
-                export_result = self._client.export(batch.data)
-                if not export_result.success:
-                    result.error = export_result.error
-                    return LogRecordExportResult.FAILURE
-            return LogRecordExportResult.SUCCESS
-
-    return EncodedHttpLogExporter
+        self._sender.shutdown()

@@ -17,7 +17,7 @@ from typing import Any, Protocol, Sequence
 
 from agent.json_text import cached_fragment, finite_float, json_str
 from agent.rotating_file import RotatingFile
-from agent.url_credentials import exporter_endpoint
+from agent.otlp_transport import TRACES, EncodedSender
 
 log = logging.getLogger("bcgov.agent.spans")
 
@@ -245,14 +245,11 @@ class JsonlFileExporter:
 
 
 class OtlpExporter:
-    """Ships spans over OTLP (gRPC or HTTP/protobuf) with the OTel SDK's exporters.
-
-    The SDK exporters retry transient failures (gRPC UNAVAILABLE and friends, HTTP 429/502/503/504,
-    connection errors) with exponential backoff and jitter until `timeout_s` has passed since the
-    export began; that bounds how long one failing batch holds up the export thread. `shutdown()`
-    aborts a retry wait and closes the connection. The request itself is not built by the SDK
-    (a ReadableSpan per span and its encoder cost ~100 us a span): agent/otlp_proto.py writes the
-    same protobuf bytes from cached attribute encodings, and the exporters send those.
+    """Ships spans over OTLP (gRPC or HTTP/protobuf) through the OTel SDK's exporters
+    (agent/otlp_transport.py: retries until `timeout_s`, which bounds how long one failing batch
+    holds up the export thread). The request itself is not built by the SDK (a ReadableSpan per
+    span and its encoder cost ~100 us a span): agent/otlp_proto.py writes the same protobuf bytes
+    from cached attribute encodings, and the transport sends those.
     """
 
     def __init__(
@@ -264,21 +261,7 @@ class OtlpExporter:
         # The SDK's resource (its telemetry.sdk.* and service.instance.id added), as it would send it.
         self._resource_attrs = dict(Resource.create(resource).attributes)
         self._version = scope_version
-        # userinfo in the endpoint (http://user:pw@host) travels as an Authorization header: the
-        # SDK takes no userinfo and would print it in its retry lines (agent/url_credentials.py)
-        auth = exporter_endpoint(endpoint, headers)
-        endpoint, headers = auth.url, (auth.headers or None)
-        if protocol == "grpc":
-            # TLS only when asked for: a bare host:port is a collector on the node or in-cluster.
-            insecure = not endpoint.startswith("https://")
-            target = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
-            self._exporter: Any = _grpc_exporter_class()(endpoint=target, insecure=insecure, timeout=timeout_s, headers=headers)
-        elif protocol == "http":
-            base = endpoint if "://" in endpoint else "http://" + endpoint
-            url = base if base.rstrip("/").endswith("/v1/traces") else base.rstrip("/") + "/v1/traces"
-            self._exporter = _http_exporter_class()(endpoint=url, timeout=timeout_s, headers=headers)
-        else:
-            raise ValueError(f"unknown OTLP protocol {protocol!r}: use 'grpc' or 'http'")
+        self._sender = EncodedSender(TRACES, endpoint, protocol, timeout_s, headers)
 
     def request_bytes(self, spans: Sequence[SpanData]) -> bytes:
         """The serialized ExportTraceServiceRequest for `spans`."""
@@ -287,64 +270,7 @@ class OtlpExporter:
         return export_request(spans, self._resource_attrs, self._version)
 
     def export(self, spans: Sequence[SpanData]) -> bool:
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
-        try:
-            return self._exporter.export(_Encoded(self.request_bytes(spans), len(spans))) == SpanExportResult.SUCCESS
-        except Exception as exc:  # an exporter failure must never reach the event path
-            log.warning("OTLP export failed: %s", exc)
-            return False
+        return self._sender.send(self.request_bytes(spans), len(spans))
 
     def shutdown(self) -> None:
-        self._exporter.shutdown()
-
-
-class _Encoded:
-    """A batch already encoded; its len() is the span count (the SDK exporters count with it)."""
-
-    def __init__(self, data: bytes, n: int) -> None:
-        self.data = data
-        self._n = n
-
-    def __len__(self) -> int:
-        return self._n
-
-
-def _grpc_exporter_class() -> type:
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    class EncodedGrpcExporter(OTLPSpanExporter):  # type: ignore[misc]
-        """The SDK's gRPC exporter (channel, retries, timeout) sending a pre-encoded request."""
-
-        def _translate_data(self, data: _Encoded) -> ExportTraceServiceRequest:  # type: ignore[override]
-            return ExportTraceServiceRequest.FromString(data.data)
-
-    return EncodedGrpcExporter
-
-
-def _http_exporter_class() -> type:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.trace.export import SpanExportResult
-
-    class EncodedHttpExporter(OTLPSpanExporter):  # type: ignore[misc]
-        """The SDK's HTTP exporter (session, retries, timeout) posting a pre-encoded request;
-        export() is the SDK's own minus its encoding step."""
-
-        def export(self, spans: _Encoded) -> SpanExportResult:  # type: ignore[override]
-            if self._shutdown:
-                log.warning("OTLP exporter already shut down; batch not sent")
-                return SpanExportResult.FAILURE
-            with self._metrics.export_operation(len(spans)) as result:
-                limit = getattr(self, "_max_request_size", None)
-                if limit and len(spans.data) > limit:
-                    log.warning("OTLP batch of %d bytes exceeds max_request_size %d; dropped", len(spans.data), limit)
-                    result.error = ValueError("request too large")
-                    return SpanExportResult.FAILURE
-                export_result = self._client.export(spans.data)
-                if not export_result.success:
-                    result.error = export_result.error
-                    return SpanExportResult.FAILURE
-            return SpanExportResult.SUCCESS
-
-    return EncodedHttpExporter
+        self._sender.shutdown()
