@@ -154,11 +154,13 @@ def scrape_config(
 
 
 @dataclass
-class PrometheusServer:
-    """A running Prometheus; query helpers return parsed `data` from the HTTP API."""
+class _QueryApiServer:
+    """A running server with the Prometheus query API (Prometheus, VictoriaMetrics); query helpers
+    return parsed `data` from the HTTP API."""
 
     _p: _Process
-    config_path: Path
+
+    api_timeout_s = 10.0
 
     @property
     def url(self) -> str:
@@ -172,7 +174,7 @@ class PrometheusServer:
         return self._p.log_tail()
 
     def api(self, path: str, **params: Any) -> Any:
-        r = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        r = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=self.api_timeout_s)
         r.raise_for_status()
         body = r.json()
         if body.get("status") != "success":
@@ -187,6 +189,13 @@ class PrometheusServer:
         """The single value of an instant query, or None when the vector is empty."""
         result = self.query(expr)
         return float(result[0]["value"][1]) if result else None
+
+
+@dataclass
+class PrometheusServer(_QueryApiServer):
+    """A running Prometheus."""
+
+    config_path: Path
 
     def targets(self, job: str) -> list[dict[str, Any]]:
         return [t for t in self.api("targets")["activeTargets"] if t["labels"].get("job") == job]
@@ -338,35 +347,11 @@ VMAGENT_BIN = "vmagent"
 
 
 @dataclass
-class VictoriaMetricsServer:
+class VictoriaMetricsServer(_QueryApiServer):
     """A running single-node VictoriaMetrics (Debian's `victoria-metrics`): the query API a
     cluster's vmselect serves, `/api/v1/import/prometheus` and `/api/v1/write` for data."""
 
-    _p: _Process
-
-    @property
-    def url(self) -> str:
-        return self._p.url
-
-    @property
-    def workdir(self) -> Path:
-        return self._p.workdir
-
-    def log_tail(self) -> str:
-        return self._p.log_tail()
-
-    def api(self, path: str, **params: Any) -> Any:
-        r = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=30)
-        r.raise_for_status()
-        body = r.json()
-        if body.get("status") != "success":
-            raise ServerError(f"{path}: {body}")
-        return body["data"]
-
-    def scalar(self, expr: str) -> float | None:
-        """The single value of an instant query, or None when the vector is empty."""
-        result = self.api("query", query=expr)["result"]
-        return float(result[0]["value"][1]) if result else None
+    api_timeout_s = 30.0
 
     def import_prometheus(self, text: str) -> None:
         """Write Prometheus text-format lines (with millisecond timestamps) to the server."""
