@@ -11,6 +11,22 @@
 #define BCGOV_AF_INET6 10
 #define BCGOV_IPPROTO_TCP 6
 
+/* A tracepoint's TCP endpoints (family, ports, addresses: sock:inet_sock_set_state and the tcp:*
+ * events share these field names) into `dst`, whose fields have the same names. IPv4 addresses
+ * fill the first 4 of 16 bytes: `dst` must start zeroed. Only where BCC defines `args`. */
+#define BCGOV_COPY_ENDPOINTS(dst, args) do {                         \
+        (dst)->family = (args)->family;                              \
+        (dst)->sport = (args)->sport;                                \
+        (dst)->dport = (args)->dport;                                \
+        if ((args)->family == BCGOV_AF_INET) {                       \
+            __builtin_memcpy((dst)->saddr, (args)->saddr, 4);        \
+            __builtin_memcpy((dst)->daddr, (args)->daddr, 4);        \
+        } else {                                                     \
+            __builtin_memcpy((dst)->saddr, (args)->saddr_v6, 16);    \
+            __builtin_memcpy((dst)->daddr, (args)->daddr_v6, 16);    \
+        }                                                            \
+    } while (0)
+
 /* Per-probe health counters, summed over CPUs by the agent. Every probe declares
  * BPF_PERCPU_ARRAY(stats, u64, BCGOV_STAT_MAX). Failed ring buffer reservations are counted here
  * because BCC's lost callback is unreliable and ring buffers have none: received + lost = emitted. */

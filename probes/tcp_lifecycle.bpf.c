@@ -85,18 +85,7 @@ struct conn {
 };
 
 /* Only inside TRACEPOINT_PROBE(sock, inet_sock_set_state), where BCC defines `args`. */
-#define REMEMBER_ENDPOINTS(c) do {                                   \
-        (c)->family = args->family;                                  \
-        (c)->sport = args->sport;                                    \
-        (c)->dport = args->dport;                                    \
-        if (args->family == BCGOV_AF_INET) {                         \
-            __builtin_memcpy((c)->saddr, args->saddr, 4);            \
-            __builtin_memcpy((c)->daddr, args->daddr, 4);            \
-        } else {                                                     \
-            __builtin_memcpy((c)->saddr, args->saddr_v6, 16);        \
-            __builtin_memcpy((c)->daddr, args->daddr_v6, 16);        \
-        }                                                            \
-    } while (0)
+#define REMEMBER_ENDPOINTS(c) BCGOV_COPY_ENDPOINTS(c, args)
 
 /* The record user space decodes; mirrored by probes/tcp_lifecycle.py:TcpCloseRecord and checked
  * field by field against BCC's view of this struct (the `layout` map) when the probe loads. */
@@ -565,34 +554,16 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         if (!conns.lookup(&sk)) {
             /* the tuple as agent/preexisting.py writes it (BCC defines args' type only here) */
             struct tuple_key t = {};
-            t.family = args->family;
-            t.sport = args->sport;
-            t.dport = args->dport;
-            if (args->family == BCGOV_AF_INET) {
-                __builtin_memcpy(t.saddr, args->saddr, 4);
-                __builtin_memcpy(t.daddr, args->daddr, 4);
-            } else {
-                __builtin_memcpy(t.saddr, args->saddr_v6, 16);
-                __builtin_memcpy(t.daddr, args->daddr_v6, 16);
-            }
+            BCGOV_COPY_ENDPOINTS(&t, args);
             adopt_preexisting(sk, &t);
         }
         struct tcp_close_record *r = finish(sk, args->oldstate, args->sport);
         if (!r)
             return 0;
-        r->family = args->family;
-        r->sport = args->sport;
-        r->dport = args->dport;
         r->oldstate = args->oldstate;
         __builtin_memset(r->saddr, 0, sizeof(r->saddr));
         __builtin_memset(r->daddr, 0, sizeof(r->daddr));
-        if (args->family == BCGOV_AF_INET) {
-            __builtin_memcpy(r->saddr, args->saddr, 4);
-            __builtin_memcpy(r->daddr, args->daddr, 4);
-        } else {
-            __builtin_memcpy(r->saddr, args->saddr_v6, 16);
-            __builtin_memcpy(r->daddr, args->daddr_v6, 16);
-        }
+        BCGOV_COPY_ENDPOINTS(r, args);
         /* No wakeup per record (BPF_RB_NO_WAKEUP = 1): the reader consumes on a short timer, so a
          * busy node costs one wakeup per poll interval instead of one per connection. */
         events.ringbuf_submit(r, 1);

@@ -39,16 +39,7 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
     struct reset_key key = {};
     key.direction = DIR_RECEIVED;
     key.addr_kind = ADDR_TUPLE;
-    key.family = args->family;
-    key.sport = args->sport;
-    key.dport = args->dport;
-    if (args->family == BCGOV_AF_INET) {
-        __builtin_memcpy(key.saddr, args->saddr, 4);
-        __builtin_memcpy(key.daddr, args->daddr, 4);
-    } else {
-        __builtin_memcpy(key.saddr, args->saddr_v6, 16);
-        __builtin_memcpy(key.daddr, args->daddr_v6, 16);
-    }
+    BCGOV_COPY_ENDPOINTS(&key, args);
     {
         u64 __zero = 0;
         u64 *__c = tcp_resets.lookup_or_try_init(&key, &__zero);
@@ -67,16 +58,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     __builtin_memcpy(key.daddr, args->daddr, 28);
 #else
     key.addr_kind = ADDR_TUPLE;
-    key.family = args->family;
-    key.sport = args->sport;
-    key.dport = args->dport;
-    if (args->family == BCGOV_AF_INET) {
-        __builtin_memcpy(key.saddr, args->saddr, 4);
-        __builtin_memcpy(key.daddr, args->daddr, 4);
-    } else {
-        __builtin_memcpy(key.saddr, args->saddr_v6, 16);
-        __builtin_memcpy(key.daddr, args->daddr_v6, 16);
-    }
+    BCGOV_COPY_ENDPOINTS(&key, args);
 #endif
     {
         u64 __zero = 0;

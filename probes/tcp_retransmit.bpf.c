@@ -29,16 +29,7 @@ static __always_inline void stat_inc(int idx)
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
     struct tuple_key key = {};
-    key.family = args->family;
-    key.sport = args->sport;
-    key.dport = args->dport;
-    if (args->family == BCGOV_AF_INET) {
-        __builtin_memcpy(key.saddr, args->saddr, 4);
-        __builtin_memcpy(key.daddr, args->daddr, 4);
-    } else {
-        __builtin_memcpy(key.saddr, args->saddr_v6, 16);
-        __builtin_memcpy(key.daddr, args->daddr_v6, 16);
-    }
+    BCGOV_COPY_ENDPOINTS(&key, args);
     {
         u64 __zero = 0;
         u64 *__c = tcp_retransmits.lookup_or_try_init(&key, &__zero);
