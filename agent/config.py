@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from agent import url_credentials
+from agent.pipeline import url_credentials
 from probes import registry
 
 
@@ -29,7 +29,7 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names where and how to fix it."""
 
 
-# One line of the spans file is one batch of up to 512 spans (agent/span_queue.py): a file smaller
+# One line of the spans file is one batch of up to 512 spans (agent/export/queue.py): a file smaller
 # than a batch line would drop every batch. 4 MiB holds 512 spans of 8 KB each.
 SPANS_FILE_MIN_BYTES = 4 * 1024 * 1024
 # A BPF ring buffer's size is a u32 in bytes (BCC warns and wraps it to 0 above that).
@@ -44,7 +44,7 @@ class AgentConfig:
     otlp_endpoint: str | None = None
     otlp_protocol: str = "grpc"
     # Headers sent with every OTLP request (authorization, a tenant id): values never logged;
-    # credential headers only over https or to loopback (agent/url_credentials.py).
+    # credential headers only over https or to loopback (agent/pipeline/url_credentials.py).
     otlp_headers: dict = field(default_factory=dict)
     spans_file: str = "var/spans.jsonl"
     log_file: str | None = None
@@ -58,7 +58,7 @@ class AgentConfig:
     slow_connection_seconds: float = 1.0
     # Records of normal, fast connections the kernel sends per second at most (a token bucket in
     # tcp_lifecycle.bpf.c; failed, reset, retransmitted and slow ones always go): bounds the
-    # agent's CPU at any connection rate. 0: every connection a span. agent/kernel_sampling.py.
+    # agent's CPU at any connection rate. 0: every connection a span. agent/kernel/sampling.py.
     span_budget_per_second: float = 1000.0
     span_budget_burst: int | None = None  # tokens saved up; default one second's worth
     # Optionally also per workload (the owner's cgroup), so one busy workload cannot spend the
@@ -66,7 +66,7 @@ class AgentConfig:
     span_budget_per_workload_per_second: float = 0.0
     # Node-wide kernel switch (every BPF program on the node pays a clock read per run): opt in.
     bpf_stats: bool = False
-    # Cores (0.05 = 5 % of one); over it, span work is shed. Off by default: see agent/overhead.py.
+    # Cores (0.05 = 5 % of one); over it, span work is shed. Off by default: see agent/selfcost/overhead.py.
     cpu_budget: float | None = None
     cpu_budget_window: float = 5.0
     node_name: str | None = None
@@ -75,15 +75,15 @@ class AgentConfig:
     otlp_timeout_seconds: float = 5.0
     series_budget_default: int = 2000
     series_budgets: dict = field(default_factory=dict)
-    # Local files rotate by size (agent/rotating_file.py): at most max_bytes * (backups + 1) each.
+    # Local files rotate by size (agent/export/rotating_file.py): at most max_bytes * (backups + 1) each.
     spans_file_max_bytes: int = 64 * 1024 * 1024
     spans_file_backups: int = 3
     log_file_max_bytes: int = 64 * 1024 * 1024
     log_file_backups: int = 3
-    # Probes /readyz needs up: "all" (every configured probe) or a list of names (agent/readiness.py).
+    # Probes /readyz needs up: "all" (every configured probe) or a list of names (agent/metrics/readiness.py).
     ready_requires: list[str] | str = "all"
     # Where event lines go: "local" (stderr, or log_file), "otlp" (LogRecords to otlp_endpoint),
-    # "both", or "auto" (both when otlp_endpoint is set, else local). agent/otlp_logs.py.
+    # "both", or "auto" (both when otlp_endpoint is set, else local). agent/export/otlp_logs.py.
     logs: str = "auto"
     log_queue_size: int = 16384
 
@@ -170,7 +170,7 @@ class AgentConfig:
             raise ConfigError(f"{at('log_queue_size')}: log_queue_size must be >= 1 (e.g. 16384), not {self.log_queue_size}")
         if not 0 < self.otlp_timeout_seconds <= 60:
             raise ConfigError(f"{at('otlp_timeout_seconds')}: otlp_timeout_seconds must be within 0..60 (e.g. 5), not {self.otlp_timeout_seconds}")
-        from agent.rotating_file import MIN_MAX_BYTES
+        from agent.export.rotating_file import MIN_MAX_BYTES
 
         for key in ("spans_file", "log_file"):
             max_bytes, backups = getattr(self, f"{key}_max_bytes"), getattr(self, f"{key}_backups")
@@ -192,7 +192,7 @@ class AgentConfig:
             if outside:
                 raise ConfigError(f"{at('ready_requires')}: ready_requires names probe(s) not loaded: {', '.join(outside)}; "
                                   f"configured probes: {', '.join(self.probes)}")
-        from agent.series_guard import budget_errors
+        from agent.metrics.series_guard import budget_errors
 
         problems = budget_errors(self.series_budget_default, self.series_budgets)
         if problems:

@@ -11,32 +11,34 @@ from typing import Callable, TextIO
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from agent import loader, memory, preexisting
-from agent.block_devices import BlockDeviceResolver
-from agent.clock import MonotonicToWall
-from agent.collector_health import CollectorHealth
+from agent.kernel import loader
+from agent.selfcost import memory
+from agent.kernel import preexisting
+from agent.identity.block_devices import BlockDeviceResolver
+from agent.pipeline.clock import MonotonicToWall
+from agent.export.collector_health import CollectorHealth
 from agent.config import AgentConfig
-from agent.enrich import Enricher
-from agent.event_log import EventLog
-from agent.otlp_logs import LogExportCounters, OtlpLogExporter
-from agent.instruments import Instruments
-from agent.kernel_metrics import STAT_LOST, KernelCollector
-from agent.kernel_sampling import KernelSpanSampling, SpanBudgetCollector
-from agent.latency_metrics import LatencyCollector
-from agent.metrics_server import MetricsServer
-from agent.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
-from agent.pipeline import EventPipeline, SpanSampler
-from agent.pv_claims import PvClaims
-from agent.readers import RingBufferReader
-from agent.readiness import ProbeState, Readiness
-from agent.rotating_file import RotatingFile, RotationCollector
-from agent.series_expiry import PodSeriesExpiry
-from agent.series_guard import GuardedView, SeriesGuard
-from agent.skipped_runs import SkippedClosesCollector, SkippedRunsCollector, skipped_total
-from agent.span_queue import SpanQueue, SpanQueueStats
-from agent.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
+from agent.identity.enricher import Enricher
+from agent.export.event_log import EventLog
+from agent.export.otlp_logs import LogExportCounters, OtlpLogExporter
+from agent.metrics.instruments import Instruments
+from agent.metrics.kernel import STAT_LOST, KernelCollector
+from agent.kernel.sampling import KernelSpanSampling, SpanBudgetCollector
+from agent.metrics.latency import LatencyCollector
+from agent.metrics.server import MetricsServer
+from agent.selfcost.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
+from agent.pipeline.router import EventPipeline, SpanSampler
+from agent.identity.pv_claims import PvClaims
+from agent.kernel.readers import RingBufferReader
+from agent.metrics.readiness import ProbeState, Readiness
+from agent.export.rotating_file import RotatingFile, RotationCollector
+from agent.metrics.series_expiry import PodSeriesExpiry
+from agent.metrics.series_guard import GuardedView, SeriesGuard
+from agent.kernel.skipped_runs import SkippedClosesCollector, SkippedRunsCollector, skipped_total
+from agent.export.queue import SpanQueue, SpanQueueStats
+from agent.export.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
 from agent.summary import Summary
-from agent.tracefs import Tracefs
+from agent.kernel.tracefs import Tracefs
 from probes import registry as probe_registry
 from probes.spec import ProbeSpec
 
@@ -61,7 +63,7 @@ class ProbeReport:
     up: bool
     reason: str = ""
     missing_optional: tuple[str, ...] = ()
-    code: str = ""  # why it is down, short (agent/readiness.py)
+    code: str = ""  # why it is down, short (agent/metrics/readiness.py)
 
 
 @dataclass
@@ -98,7 +100,7 @@ class Agent:
         self._readers: list[RingBufferReader] = []
         self._span_queue: SpanQueue | None = None
         self._event_log: EventLog | None = None
-        self._log_queue: SpanQueue | None = None  # event lines over OTLP (agent/otlp_logs.py)
+        self._log_queue: SpanQueue | None = None  # event lines over OTLP (agent/export/otlp_logs.py)
         self._server: MetricsServer | None = None
         self._started_at = 0.0
         # --duration counts from run(), once the probes are up (compiling them took seconds), and
@@ -188,7 +190,7 @@ class Agent:
             housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, latency, skipped_closes]).run)
         self.exposition = GuardedView(p.registry, self.guard, housekeeping)
         self._start_overhead_accounting()
-        if self.probes:  # every compile is done: give back what the compiler held (agent/memory.py)
+        if self.probes:  # every compile is done: give back what the compiler held (agent/selfcost/memory.py)
             freed = memory.release_compiler_memory()
             log.info("probes loaded; RSS %d MB after giving back %d MB the compiler held",
                      freed.rss_after_kb // 1024, (freed.trimmed_kb + freed.paged_out_kb) // 1024)
@@ -293,7 +295,7 @@ class Agent:
         return sum(p.stat(STAT_LOST) for p in self.probes.values() if p.bpf is not None and p.plan.spec.ring_buffer)
 
     def skipped(self) -> int:
-        """Probe program runs the kernel skipped (recursion_misses; see agent/skipped_runs.py), over
+        """Probe program runs the kernel skipped (recursion_misses; see agent/kernel/skipped_runs.py), over
         all probes: with `lost()`, received + lost + skipped = emitted."""
         if self._final_counts is not None:
             return self._final_counts[1]

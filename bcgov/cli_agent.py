@@ -13,16 +13,19 @@ from typing import TYPE_CHECKING
 import click
 
 from agent import config as agent_config
-from agent import kernel_headers, loader, preflight, url_credentials
-from agent.collector_health import SdkLineLimiter
-from agent.tracefs import Tracefs
+from agent.kernel import headers as kernel_headers
+from agent.kernel import loader
+from agent.kernel import preflight
+from agent.pipeline import url_credentials
+from agent.export.collector_health import SdkLineLimiter
+from agent.kernel.tracefs import Tracefs
 from probes import registry
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from agent.runtime import Agent
-    from agent.span_queue import SpanQueueStats
+    from agent.export.queue import SpanQueueStats
 
 POD_LIST_WAIT_S = 10.0
 
@@ -44,7 +47,7 @@ def _setup_logging(json_logs: bool) -> None:
     handler._bcgov = True  # type: ignore[attr-defined]
     # The OTel SDK's exporters log every retry of every batch (19 lines in 25 s against a dead
     # collector): one per logger a minute here; the agent's own line names the outage
-    # (agent/collector_health.py).
+    # (agent/export/collector_health.py).
     handler.addFilter(SdkLineLimiter())
     top = logging.getLogger()
     top.handlers[:] = [h for h in top.handlers if not getattr(h, "_bcgov", False)] + [handler]
@@ -119,7 +122,7 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     enricher = None
     if cfg.identity:
         from agent.identity.errors import IdentityError
-        from agent.identity_enricher import IdentityEnricher
+        from agent.identity.pod_enricher import IdentityEnricher
 
         try:
             enricher = IdentityEnricher.for_node(parts.registry, cfg.node_name, cfg.kubeconfig, cfg.tiers)
@@ -210,7 +213,7 @@ def _budgets_for_nothing(budgets: dict, registry: "CollectorRegistry") -> list[s
     and collector is registered, hence at start-up rather than when the config is read."""
     import difflib
 
-    from agent.series_guard import family_name
+    from agent.metrics.series_guard import family_name
 
     if not budgets:
         return []

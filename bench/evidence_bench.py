@@ -1,6 +1,6 @@
 """Evidence export at volume: `bcgov evidence export` over a window of agent files of a given size.
 
-The files are written by the agent's own encoders (agent/spans.py JsonlFileExporter, agent/
+The files are written by the agent's own encoders (agent/export/spans.py JsonlFileExporter, agent/
 event_log.py EventLog) in the shape 21 minutes of pgbench traffic gave in the field (about 65 %
 spans, 35 % event lines): spans in batches of 512 per line, connection lines with trace ids, execs
 and exits of a handful of commands, an OOM kill, resets, and exec lines with secrets in argv (so
@@ -50,8 +50,8 @@ def _ident(ns: str, i: int) -> dict[str, Any]:
 def write_files(dir_: Path, total_bytes: int, t0: float, seconds: float) -> tuple[Path, Path]:
     """spans.jsonl and events.jsonl together about `total_bytes`, times spread over [t0, t0+seconds]."""
     sys.path.insert(0, str(REPO))
-    from agent.event_log import EventLog
-    from agent.spans import KIND_CLIENT, KIND_SERVER, SpanData, SpanEvent, otlp_json_line
+    from agent.export.event_log import EventLog
+    from agent.export.spans import KIND_CLIENT, KIND_SERVER, SpanData, SpanEvent, otlp_json_line
 
     rnd = random.Random(23)
     spans_path, logs_path = dir_ / "spans.jsonl", dir_ / "events.jsonl"

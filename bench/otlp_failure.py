@@ -41,8 +41,8 @@ def _collector(kind: str) -> tuple[socket.socket | None, int]:
 
 
 def run() -> dict[str, Any]:
-    from agent.span_queue import SpanQueue
-    from agent.spans import OtlpExporter, SpanData
+    from agent.export.queue import SpanQueue
+    from agent.export.spans import OtlpExporter, SpanData
 
     logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)  # one warning per retry otherwise
     span = SpanData(1, 2, "tcp connect", 3, 10, 20, {"bcgov.tcp.bytes_sent": 1})

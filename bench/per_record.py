@@ -42,11 +42,12 @@ def record(connections: int) -> tuple[list[bytes], dict[str, Any]]:
     """Raw tcp_lifecycle records of `connections` loopback connections, and the kernel's costs."""
     import os
 
-    from agent import loader, preflight
+    from agent.kernel import loader
+    from agent.kernel import preflight
     from agent.config import AgentConfig
-    from agent.kernel_metrics import STAT_EMITTED, STAT_LOST
-    from agent.overhead import BpfCostCollector, BpfStats
-    from agent.tracefs import Tracefs
+    from agent.metrics.kernel import STAT_EMITTED, STAT_LOST
+    from agent.selfcost.overhead import BpfCostCollector, BpfStats
+    from agent.kernel.tracefs import Tracefs
     from probes import registry
 
     ensure_tools("nginx", "ab")
@@ -142,13 +143,13 @@ def replay(raw: list[bytes]) -> dict[str, Any]:
     """Time the three passes over the same recorded bytes."""
     from prometheus_client import CollectorRegistry
 
-    from agent.clock import MonotonicToWall
-    from agent.event_log import EventLog
-    from agent.identity_enricher import IdentityEnricher
-    from agent.instruments import Instruments
-    from agent.pipeline import EventPipeline, SpanSampler
-    from agent.span_queue import SpanQueue
-    from agent.spans import IdSource, JsonlFileExporter
+    from agent.pipeline.clock import MonotonicToWall
+    from agent.export.event_log import EventLog
+    from agent.identity.pod_enricher import IdentityEnricher
+    from agent.metrics.instruments import Instruments
+    from agent.pipeline.router import EventPipeline, SpanSampler
+    from agent.export.queue import SpanQueue
+    from agent.export.spans import IdSource, JsonlFileExporter
     from probes import tcp_lifecycle
 
     decode = tcp_lifecycle.SPEC.decoder

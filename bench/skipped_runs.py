@@ -34,9 +34,10 @@ def _one(repair: bool, normal: int, timeouts: int) -> dict[str, Any]:
     from cgroups import test_cgroup  # noqa: E402 - the tests' real-cgroup helper
     from neighbour_tracer import neighbour_tracer  # noqa: E402
 
-    from agent import loader, preflight
-    from agent.skipped_runs import recursion_misses
-    from agent.tracefs import Tracefs
+    from agent.kernel import loader
+    from agent.kernel import preflight
+    from agent.kernel.skipped_runs import recursion_misses
+    from agent.kernel.tracefs import Tracefs
     from probes import runqueue, tcp_lifecycle
 
     tracefs = Tracefs(preflight.check())

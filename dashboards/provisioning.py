@@ -4,7 +4,7 @@ dashboards (dashboards/provisioning/), so the joins and the panels' links come f
 
 The joins (field names as Grafana's data source provisioning docs give them):
 - Prometheus `jsonData.exemplarTraceIdDestinations`: an exemplar's `trace_id` label (the agent's
-  exemplars, agent/exemplars.py) opens that trace in Tempo.
+  exemplars, agent/metrics/exemplars.py) opens that trace in Tempo.
 - Tempo `jsonData.tracesToLogsV2`: a span opens the agent's log lines with the same trace_id in
   Loki; `tracesToMetrics`: the span's workload's connection rate and duration in Prometheus (joined on
   namespace + workload, the labels every agent metric carries for every workload kind);
@@ -24,7 +24,7 @@ import yaml
 
 UID_PROMETHEUS, UID_TEMPO, UID_LOKI = "bcgov-prometheus", "bcgov-tempo", "bcgov-loki"
 AGENT_SERVICE = "bcgov-agent"
-EXEMPLAR_LABEL = "trace_id"  # agent/exemplars.py
+EXEMPLAR_LABEL = "trace_id"  # agent/metrics/exemplars.py
 # The agent's own event lines in Loki: OTLP resource service.name is the stream label service_name;
 # log attributes are structured metadata with `.` written `_` (Loki's OTLP mapping).
 AGENT_EVENTS_SELECTOR = f'{{service_name="{AGENT_SERVICE}"}}'

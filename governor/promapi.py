@@ -32,7 +32,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from agent.url_credentials import display_url
+from agent.pipeline.url_credentials import display_url
 from governor import errors, exposition, http
 from governor.inventory import Inventory, MetricInventory, Phases, label_set
 

@@ -1,7 +1,7 @@
 """block_io: block request latency per device, operation and cgroup (see block_io.bpf.c).
 
 No records: the histograms live in the kernel map `block_io_latency` and are drained at scrape
-time by agent/latency_metrics.py.
+time by agent/metrics/latency.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """runqueue: run-queue latency per cgroup (see runqueue.bpf.c).
 
 No records: the histograms live in the kernel map `runqueue_latency` (key: cgroup id) and are
-drained at scrape time by agent/latency_metrics.py.
+drained at scrape time by agent/metrics/latency.py.
 """
 
 from __future__ import annotations

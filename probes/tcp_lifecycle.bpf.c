@@ -123,7 +123,7 @@ struct conn_count_key {
 };
 
 /* Connections open before the agent started, written by user space from a sock_diag dump at
- * start-up (agent/preexisting.py) and keyed like the tracepoint's endpoints, so their close is
+ * start-up (agent/kernel/preexisting.py) and keyed like the tracepoint's endpoints, so their close is
  * counted and recorded (F_BEFORE_AGENT) instead of being untracked. */
 struct tuple_key {
     u8 saddr[16];
@@ -167,7 +167,7 @@ BPF_PERCPU_ARRAY(tcp_opens, u64, 3);
 /* Span shedding in the kernel. Counts and durations are complete above, so a record only feeds a
  * span and a log line: for a normal, fast, never-retransmitted connection the kernel keeps the
  * record only when (sock * 0x9E3779B97F4A7C15 + start) mod 2^32 < keep_below, the same hash and
- * test as agent/pipeline.py SpanSampler, so user space keeps every record that arrives. User space
+ * test as agent/pipeline/router.py SpanSampler, so user space keeps every record that arrives. User space
  * writes this entry whenever the keep ratio (span_sample_ratio x CPU-budget shedding) changes. */
 struct span_sampling {
     u64 keep_below;  /* ceil(ratio * 2^32) */
@@ -182,7 +182,7 @@ BPF_PERCPU_ARRAY(tcp_sampled_out, u64, 1);
  * when set, per workload: the owner's cgroup), with up to `burst` saved up (token buckets), checked
  * after span sampling and before the ring-buffer reserve, so the agent's per-record work is bounded at any connection rate. Failed, refused,
  * reset, retransmitted and slow connections never take a token: their records are always sent.
- * Counts and durations above are complete either way. User space (agent/kernel_sampling.py)
+ * Counts and durations above are complete either way. User space (agent/kernel/sampling.py)
  * writes token_ns and burst and fills the bucket; last_ns and tokens are the kernel's after that.
  * Concurrent CPUs: a refill is claimed with a compare-and-swap on last_ns, a token taken with an
  * atomic add (given back when there was none), so the bucket never grants more than it holds; a
@@ -253,7 +253,7 @@ static __always_inline int span_budget_allows(u64 cgroup_id, u64 now)
 #else
 /* Built for a kernel without BPF atomic fetch and compare-and-swap (before Linux 5.12; the loader
  * retries with this define when the kernel refuses the program): no span budget, every record
- * is sent (agent/kernel_sampling.py says so once). */
+ * is sent (agent/kernel/sampling.py says so once). */
 static __always_inline int span_budget_allows(u64 cgroup_id, u64 now)
 {
     return 2;
@@ -552,7 +552,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             return 0;
         }
         if (!conns.lookup(&sk)) {
-            /* the tuple as agent/preexisting.py writes it (BCC defines args' type only here) */
+            /* the tuple as agent/kernel/preexisting.py writes it (BCC defines args' type only here) */
             struct tuple_key t = {};
             BCGOV_COPY_ENDPOINTS(&t, args);
             adopt_preexisting(sk, &t);

@@ -10,7 +10,7 @@ from probes.spec import FieldFeature, Optional, ProbeSpec
 
 RTX_SLOTS = 4
 DIRECTIONS = {1: "active", 2: "passive"}
-# 4: the process holding the socket's descriptor when the agent started (agent/preexisting.py)
+# 4: the process holding the socket's descriptor when the agent started (agent/kernel/preexisting.py)
 OWNER_SOURCES = {1: "connect", 2: "listener", 3: "io", 4: "fd"}
 F_ESTABLISHED, F_RESET_RECEIVED, F_RESET_SENT, F_BYTES_KNOWN, F_BEFORE_AGENT = 1, 2, 4, 8, 16
 # Outcome codes of the in-kernel maps' keys (cgroup_id, direction, outcome, port): the span's

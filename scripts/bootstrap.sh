@@ -70,7 +70,7 @@ if [ "$host" = 1 ] && [ ! -e "$moddir/build/include" ]; then
 fi
 
 # The bundled generic header set the agent falls back to on a node without headers
-# (agent/kernel_headers.py); the tests load every probe with it. The image runs this script itself.
+# (agent/kernel/headers.py); the tests load every probe with it. The image runs this script itself.
 if [ "$bcc" = 1 ] && [ "$(dpkg --print-architecture)" = amd64 ]; then
   bash "$root/scripts/bundle_kernel_headers.sh" || die "cannot make the bundled kernel headers (see above)"
 elif [ "$bcc" = 1 ] && [ ! -e /usr/local/share/bcgov/kernel-headers/include ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make the generic kernel header set the agent falls back to when a node has no headers of its own
-# (agent/kernel_headers.py): one merged, trimmed tree from Debian's linux-headers-*-common and
+# (agent/kernel/headers.py): one merged, trimmed tree from Debian's linux-headers-*-common and
 # linux-headers-*-amd64, laid out as BCC_KERNEL_SOURCE wants it (include/linux/kconfig.h and the
 # generated headers side by side). Used by scripts/bootstrap.sh and the image build alike.
 #

@@ -209,12 +209,12 @@ def start(tmp: Path) -> Iterator[RealStack]:
     from identity_standin_apiserver import StandInAPIServer, make_self_signed_cert, write_kubeconfig
     from prometheus_client import CollectorRegistry
 
-    from agent import preflight
+    from agent.kernel import preflight
     from agent.config import AgentConfig
-    from agent.identity_enricher import IdentityEnricher
+    from agent.identity.pod_enricher import IdentityEnricher
     from agent.runtime import Agent, AgentParts
-    from agent.spans import JsonlFileExporter
-    from agent.tracefs import Tracefs
+    from agent.export.spans import JsonlFileExporter
+    from agent.kernel.tracefs import Tracefs
 
     uid, container_id = str(uuid.uuid4()), secrets.token_hex(32)
     secret = f"planted-{secrets.token_hex(6)}"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from agent.redact import redact_text
+from agent.pipeline.redact import redact_text
 from governor import http
 from governor.evidence import alerts as alerts_mod
 from governor.evidence import bundle as bundle_mod
@@ -358,6 +358,6 @@ def _export(req: Request, progress: Progress, staging: Path) -> Result:
 
 
 def _redact_command(argv: Sequence[str]) -> list[str]:
-    from agent.redact import redact_argv
+    from agent.pipeline.redact import redact_argv
 
     return redact_argv(list(argv))

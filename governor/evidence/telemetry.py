@@ -1,11 +1,11 @@
-"""The agent's spans (OTLP JSON lines, agent/spans.py) and event log lines (agent/event_log.py),
+"""The agent's spans (OTLP JSON lines, agent/export/spans.py) and event log lines (agent/export/event_log.py),
 streamed: read a line, keep it when it is in the window and scope, redact it, write it to the
 bundle, tell the observers (timeline, identity), forget it. Memory does not grow with the files.
 
 Filtering while reading is cheap where the agent's format allows: an event line starts with
 `{"time":"<RFC 3339 UTC, microseconds>"`, compared as text with the window's bounds before any
 parse, and a scoped export looks for `"k8s.namespace.name":"<value>"` in the raw line first. A line
-with no word any redaction rule needs (agent/redact.py: password, token, key, auth, `://`, ...) and
+with no word any redaction rule needs (agent/pipeline/redact.py: password, token, key, auth, `://`, ...) and
 no JSON escape is written byte for byte; any other is parsed, redacted value by value and re-encoded.
 trace_id/span_id are kept so the pillars still join.
 """
@@ -32,7 +32,7 @@ from governor.evidence.timewindow import Window, parse_time
 
 Progress = Callable[[str], None]
 _PROGRESS_EVERY_S = 2.0
-# Every redaction rule (agent/redact.py) needs one of these in the string it masks; the secret
+# Every redaction rule (agent/pipeline/redact.py) needs one of these in the string it masks; the secret
 # words' alternatives all contain one of the first seven (api_key, access_key, ... contain "key").
 _SECRET_HINTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential", b"auth", b"://", b"bearer", b"basic",
                  b"cookie", b"sig", b"@")  # Cookie headers, signed URLs' sig=, user:pw@host without a scheme
@@ -86,7 +86,7 @@ def otlp_attrs(attrs: list[dict[str, Any]]) -> dict[str, Any]:
 def may_hold_secret(line: bytes, otlp: bool = False) -> bool:
     """False only when no redaction rule can match anything in `line`: no JSON escape (which could
     spell a word another way), no argv-like key, and none of the words the text rules need. OTLP's
-    own `"key":` fields are discounted when `otlp`. Checked against agent/redact.py's case corpus
+    own `"key":` fields are discounted when `otlp`. Checked against agent/pipeline/redact.py's case corpus
     (tests/evidence/test_redaction_gate.py)."""
     if b"\\" in line:
         return True
@@ -149,7 +149,7 @@ def _no_cycle_gc() -> Iterator[None]:
 
 
 def rotated(path: Path) -> list[Path]:
-    """`path` and the backups the agent's size rotation left beside it (agent/rotating_file.py:
+    """`path` and the backups the agent's size rotation left beside it (agent/export/rotating_file.py:
     `path.1` is the newest), oldest first, so lines come in the order they were written."""
     backups = []
     for p in path.parent.glob(glob.escape(path.name) + ".*"):

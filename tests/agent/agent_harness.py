@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from agent.enrich import Enricher
+from agent.identity.enricher import Enricher
 from probes.events import TcpConnection
 
 TEST_RESOURCE = {"service.name": "bcgov-agent", "host.name": "test"}
@@ -63,7 +63,7 @@ class RunningAgent:
         # Scrapes drain the kernel's counter maps: remember what they took, so a test can still
         # count its own cgroup's entries exactly.
         self._drained: list[tuple[str, Any, int]] = []
-        self.agent.kernel_metrics.taps.append(lambda table, key, n: self._drained.append((table, key, n)))
+        self.agent.metrics.kernel.taps.append(lambda table, key, n: self._drained.append((table, key, n)))
 
     def kernel_count(self, probe: str, table: str, match: Callable[[Any], bool]) -> int:
         """Sum of a probe's in-kernel counter entries whose key matches: still in the map, or
@@ -119,11 +119,11 @@ def started_agent(tmp: Path, parts: Any = None, **config: Any) -> Iterator[Runni
     """A real agent started with `config` (AgentConfig fields) and `parts`: metrics on an
     ephemeral loopback port, spans (JSONL) and event lines under `tmp`. Stopped on exit, also
     when the test fails."""
-    from agent import preflight
+    from agent.kernel import preflight
     from agent.config import AgentConfig
     from agent.runtime import Agent, AgentParts
-    from agent.spans import JsonlFileExporter
-    from agent.tracefs import Tracefs
+    from agent.export.spans import JsonlFileExporter
+    from agent.kernel.tracefs import Tracefs
 
     # Tests count every connection's span unless they test the span budget itself (test_span_budget_ebpf.py).
     config.setdefault("span_budget_per_second", 0.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.block_devices import (
+from agent.identity.block_devices import (
     BlockDeviceResolver,
     KubeletVolume,
     Mount,

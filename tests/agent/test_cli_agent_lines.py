@@ -4,7 +4,7 @@ span budget is and what was dropped or withheld: the second trial's items 1, 2 a
 from __future__ import annotations
 
 from agent.config import AgentConfig
-from agent.span_queue import SpanQueueStats
+from agent.export.queue import SpanQueueStats
 from bcgov import cli_agent
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.clock import MonotonicToWall
+from agent.pipeline.clock import MonotonicToWall
 
 
 def test_offset_uses_the_tightest_bracket() -> None:

@@ -1,4 +1,4 @@
-"""agent/collector_health.py: one line when the collector stops taking exports, one when it takes
+"""agent/export/collector_health.py: one line when the collector stops taking exports, one when it takes
 them again (the trial saw 19 OTel SDK lines in 25 s and no agent line), and the SDK's own retry
 lines held to one per logger and interval."""
 
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from agent.collector_health import CollectorHealth, SdkLineLimiter
+from agent.export.collector_health import CollectorHealth, SdkLineLimiter
 
 
 def test_many_failures_make_one_line_and_a_success_one_more(caplog: pytest.LogCaptureFixture) -> None:

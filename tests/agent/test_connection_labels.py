@@ -12,8 +12,8 @@ import types
 from agent.identity.pods import PodInfo
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from agent.identity_enricher import LABELS, IdentityEnricher
-from agent.pipeline import ERROR_TYPES, connection_attributes, connection_json_members, network_type, server_port
+from agent.identity.pod_enricher import LABELS, IdentityEnricher
+from agent.pipeline.router import ERROR_TYPES, connection_attributes, connection_json_members, network_type, server_port
 from agent_harness import connection
 from probes import tcp_lifecycle
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from agent.identity_enricher import LABELS, PEER_LABELS, IdentityEnricher
-from agent.latency_metrics import LatencyCollector
+from agent.identity.pod_enricher import LABELS, PEER_LABELS, IdentityEnricher
+from agent.metrics.latency import LatencyCollector
 
 
 class _Paths:

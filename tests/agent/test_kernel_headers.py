@@ -1,4 +1,4 @@
-"""The header fallback order (agent/kernel_headers.py) on fake trees: node, kheaders, bundled."""
+"""The header fallback order (agent/kernel/headers.py) on fake trees: node, kheaders, bundled."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import kernel_headers as kh
+from agent.kernel import headers as kh
 
 RELEASE = "6.18.0-test"
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 import random
 
-from agent.pipeline import SpanSampler
+from agent.pipeline.router import SpanSampler
 
 
 def test_kernel_threshold_keeps_exactly_what_the_sampler_keeps() -> None:
     rng = random.Random(7)
     hashes = [rng.randrange(1 << 32) for _ in range(20000)] + [0, 1, (1 << 31) - 1, 1 << 31, (1 << 32) - 1]
     for ratio in (0.0, 1e-9, 0.05, 1 / 3, 0.5, 0.999999, 1.0):
-        keep_below = min(1 << 32, math.ceil(ratio * (1 << 32)))  # agent/kernel_sampling.py
+        keep_below = min(1 << 32, math.ceil(ratio * (1 << 32)))  # agent/kernel/sampling.py
         assert [h < ratio * 0x100000000 for h in hashes] == [h < keep_below for h in hashes], ratio
 
 

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from agent.identity_enricher import IdentityEnricher
-from agent.latency_metrics import LatencyCollector
+from agent.identity.pod_enricher import IdentityEnricher
+from agent.metrics.latency import LatencyCollector
 from probes.block_io import OPS
 
 pytestmark = pytest.mark.ebpf

@@ -6,14 +6,14 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from agent.latency_metrics import (
+from agent.metrics.latency import (
     BUCKET_BOUNDS,
     FINITE_SLOTS,
     HistogramState,
     cumulative_buckets,
     slot_upper_bound_seconds,
 )
-from agent.series_guard import OVERFLOW, SeriesGuard
+from agent.metrics.series_guard import OVERFLOW, SeriesGuard
 from probes.block_io import OPS, dev_major_minor
 from probes.latency_hist import HIST_SLOTS, Hist
 
@@ -124,8 +124,8 @@ def test_duration_histogram_has_its_own_slot_count_with_buckets_past_16_seconds(
 
 
 def test_exemplars_go_to_the_kernels_slot_of_their_duration() -> None:
-    from agent.exemplars import DurationExemplars
-    from agent.latency_metrics import HistogramState
+    from agent.metrics.exemplars import DurationExemplars
+    from agent.metrics.latency import HistogramState
     from probes.tcp_lifecycle import DURATION_SLOTS
 
     store = DurationExemplars(max_pending=3)

@@ -1,4 +1,4 @@
-"""Giving back the compiler's memory (agent/memory.py): which mappings are the compiler's, and on
+"""Giving back the compiler's memory (agent/selfcost/memory.py): which mappings are the compiler's, and on
 the real kernel, a process that compiled a probe shrinks and can still compile another."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import memory
+from agent.selfcost import memory
 
 # Lines of /proc/<pid>/maps of an agent on this machine (Debian 12, BCC 0.26, LLVM 14).
 MAPS = """\
@@ -43,8 +43,9 @@ def _compiler_private_kb() -> int:
 
 @pytest.mark.ebpf
 def test_a_process_that_compiled_a_probe_gives_back_memory_and_compiles_again() -> None:
-    from agent import loader, preflight
-    from agent.tracefs import Tracefs
+    from agent.kernel import loader
+    from agent.kernel import preflight
+    from agent.kernel.tracefs import Tracefs
     from probes import registry
 
     tracefs = Tracefs(preflight.check())

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import agent_process
-from agent import kernel_headers
+from agent.kernel import headers as kernel_headers
 from probes import registry
 from servers import free_port
 

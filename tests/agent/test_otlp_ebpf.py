@@ -21,10 +21,10 @@ N_UP, N_DOWN, N_BACK, N_AT_STOP = 5, 7, 3, 2  # connections per phase; each make
 
 
 def _agent(receiver: OtlpReceiver, log_path: Path):  # -> Agent
-    from agent import preflight
+    from agent.kernel import preflight
     from agent.config import AgentConfig
     from agent.runtime import Agent, AgentParts
-    from agent.tracefs import Tracefs
+    from agent.kernel.tracefs import Tracefs
 
     cfg = AgentConfig(
         metrics_addr="off", otlp_endpoint=receiver.endpoint, otlp_protocol=receiver.protocol,
@@ -44,7 +44,7 @@ def _on_port(receiver: OtlpReceiver, port: int) -> list[ReceivedSpan]:
 
 def _records_seen(agent) -> int:
     """Connection records taken off the ring buffer or counted lost in the kernel."""
-    return agent.instruments.received_count("tcp_lifecycle") + agent.lost()
+    return agent.metrics.instruments.received_count("tcp_lifecycle") + agent.lost()
 
 
 def _tcp(cgroup, n: int) -> int:

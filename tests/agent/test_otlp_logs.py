@@ -15,9 +15,9 @@ from otlp_receiver import OtlpReceiver
 from prometheus_client import CollectorRegistry
 
 from agent.config import AgentConfig, ConfigError
-from agent.event_log import EventLog
-from agent.otlp_logs import SEVERITY_NUMBER, LogExportCounters, OtlpLogExporter
-from agent.span_queue import SpanQueue
+from agent.export.event_log import EventLog
+from agent.export.otlp_logs import SEVERITY_NUMBER, LogExportCounters, OtlpLogExporter
+from agent.export.queue import SpanQueue
 
 T0_NS = 1_800_000_000_123_456_789
 RESOURCE = {"service.name": "bcgov-agent", "host.name": "node-1", "k8s.node.name": "node-1"}
@@ -100,7 +100,7 @@ def test_the_wire_encoder_writes_what_opentelemetry_proto_builds() -> None:
     """encode_request (what is sent) parses to the very message opentelemetry-proto's classes build."""
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-    from agent.otlp_logs import encode_request, export_request
+    from agent.export.otlp_logs import encode_request, export_request
 
     sent: list = []
     log = EventLog(None, sink=sent.append)

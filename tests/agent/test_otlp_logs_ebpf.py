@@ -20,10 +20,10 @@ N = 7  # connections; each makes a client and a server span, and a log line for 
 
 
 def test_log_records_arrive_with_the_trace_ids_of_their_spans(receiver: OtlpReceiver, cgroup, tmp_path: Path) -> None:
-    from agent import preflight
+    from agent.kernel import preflight
     from agent.config import AgentConfig
     from agent.runtime import Agent, AgentParts
-    from agent.tracefs import Tracefs
+    from agent.kernel.tracefs import Tracefs
 
     cfg = AgentConfig(metrics_addr="off", otlp_endpoint=receiver.endpoint, otlp_protocol=receiver.protocol,
                       probes=["tcp_lifecycle"], otlp_timeout_seconds=2.0, node_name="node-logs-test", logs="both",

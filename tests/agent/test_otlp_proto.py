@@ -1,4 +1,4 @@
-"""agent/otlp_proto.py writes the OTLP request bytes itself: parsed with opentelemetry-proto, they
+"""agent/export/otlp_proto.py writes the OTLP request bytes itself: parsed with opentelemetry-proto, they
 must equal what the OTel SDK's own encoder makes of the same spans."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from agent.otlp_proto import export_request
-from agent.spans import KIND_SERVER, SCOPE_NAME, STATUS_ERROR, SpanData, SpanEvent
+from agent.export.otlp_proto import export_request
+from agent.export.spans import KIND_SERVER, SCOPE_NAME, STATUS_ERROR, SpanData, SpanEvent
 
 
 def _sdk_request(spans: list[SpanData], resource: Resource, version: str) -> ExportTraceServiceRequest:

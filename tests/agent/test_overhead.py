@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.config import AgentConfig, ConfigError
-from agent.overhead import BpfStats, CpuBudget, read_fdinfo
-from agent.pipeline import SpanSampler
+from agent.selfcost.overhead import BpfStats, CpuBudget, read_fdinfo
+from agent.pipeline.router import SpanSampler
 from probes.events import TcpConnection
 
 
@@ -62,7 +62,7 @@ def test_under_budget_keeps_every_span() -> None:
 
 def test_over_budget_sheds_in_proportion_then_recovers(caplog: pytest.LogCaptureFixture) -> None:
     ctl, sampler, proc, reg = _budget(0.05)
-    caplog.set_level(logging.INFO, logger="bcgov.agent.overhead")
+    caplog.set_level(logging.INFO, logger="bcgov.agent.selfcost.overhead")
     proc.run(5.0, 0.10)  # twice the budget: keep half
     ctl.tick()
     assert sampler.shed_keep == pytest.approx(0.5)

@@ -14,7 +14,7 @@ import pytest
 from agent_harness import RunningAgent, started_agent, wait_for
 from cgroups import WORKLOAD
 
-from agent.kernel_metrics import STAT_EMITTED, STAT_LOST
+from agent.metrics.kernel import STAT_EMITTED, STAT_LOST
 
 pytestmark = pytest.mark.ebpf
 
@@ -35,7 +35,7 @@ def _sample(agent: RunningAgent, name: str, labels: dict[str, str] | None = None
 
 def _caught_up(agent: RunningAgent) -> bool:
     probe = agent.agent.probes["tcp_lifecycle"]
-    return agent.agent.instruments.received_count("tcp_lifecycle") + probe.stat(STAT_LOST) >= probe.stat(STAT_EMITTED)
+    return agent.agent.metrics.instruments.received_count("tcp_lifecycle") + probe.stat(STAT_LOST) >= probe.stat(STAT_EMITTED)
 
 
 def test_over_budget_sheds_spans_and_keeps_kernel_counts_exact(budget_agent: RunningAgent, cgroup) -> None:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.clock import MonotonicToWall
-from agent.enrich import Enricher
-from agent.enrich_cache import EnrichmentCache
-from agent.event_log import MAX_PENDING, EventLog, iso_ns, json_object
-from agent.instruments import Instruments
-from agent.pipeline import EventPipeline, connection_attributes, connection_json_members
-from agent.spans import IdSource, SpanData, SpanEvent, otlp_json_line, otlp_json_request
+from agent.pipeline.clock import MonotonicToWall
+from agent.identity.enricher import Enricher
+from agent.identity.cache import EnrichmentCache
+from agent.export.event_log import MAX_PENDING, EventLog, iso_ns, json_object
+from agent.metrics.instruments import Instruments
+from agent.pipeline.router import EventPipeline, connection_attributes, connection_json_members
+from agent.export.spans import IdSource, SpanData, SpanEvent, otlp_json_line, otlp_json_request
 from agent_harness import connection as _conn
 
 
@@ -145,7 +145,7 @@ def test_the_agents_own_connections_are_counted_not_traced() -> None:
 
 
 def test_batched_log_writes_at_end_of_batch_only_once_the_oldest_line_is_old_enough(monkeypatch) -> None:
-    import agent.event_log as event_log
+    import agent.export.event_log as event_log
 
     now = [1000.0]
     monkeypatch.setattr(event_log.time, "monotonic", lambda: now[0])

@@ -130,7 +130,7 @@ def _client(pod: PodSandbox, *args: str) -> tuple[dict[str, Any], int]:
 
 def _start_agent(tmp: Path, kubeconfig: str, cleanup: contextlib.ExitStack) -> tuple[RunningAgent, Any]:
     """The real agent (TCP probes only) with the real IdentityEnricher watching the stand-in."""
-    from agent.identity_enricher import IdentityEnricher
+    from agent.identity.pod_enricher import IdentityEnricher
     from agent.runtime import AgentParts
 
     parts = AgentParts()
@@ -245,7 +245,7 @@ def subset(attrs: dict[str, Any], want: dict[str, Any]) -> dict[str, tuple[Any, 
 
 def conn_spans(s: Scenario, server_ip: str, server_port: int, expect: int) -> list[dict[str, Any]]:
     def ready() -> list[dict[str, Any]] | None:
-        found = [sp for sp in s.agent.spans()
+        found = [sp for sp in s.agent.export.spans()
                  if sp["attrs"].get("server.address") == server_ip and sp["attrs"].get("server.port") == server_port]
         return found if len(found) >= expect else None
 

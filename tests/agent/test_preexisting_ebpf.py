@@ -1,6 +1,6 @@
 """Connections older than the agent, on the real kernel: opened (loopback, plain IPv4 and an IPv4
 client of a dual-stack AF_INET6 listener) before the agent starts, closed after. Their closes give
-a span and a count each, marked as started before the agent (agent/preexisting.py learns them
+a span and a count each, marked as started before the agent (agent/kernel/preexisting.py learns them
 through sock_diag at start-up), and a dual-stack socket's IPv4 connection is network.type ipv4."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def holder_cgroup() -> Iterator[cgroups.TestCgroup]:
 
 
 def _spans_on(agent: RunningAgent, port: int) -> list[dict[str, Any]]:
-    return [s for s in agent.spans()
+    return [s for s in agent.export.spans()
             if port in (s["attrs"].get("network.local.port"), s["attrs"].get("network.peer.port"))]
 
 
@@ -154,7 +154,7 @@ DAEMONSET_CAPS = "-all,+bpf,+perfmon,+sys_resource,+sys_admin,+dac_read_search"
 LIST = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from agent import preexisting
+from agent.kernel import preexisting
 print(json.dumps([[c.local_port, c.remote_port, c.cgroup_id] for c in preexisting.list_all_open_connections()]))
 """
 

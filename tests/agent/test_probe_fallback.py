@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent import loader
+from agent.kernel import loader
 from probes import registry
 from probes.spec import ProbeSpec
 
@@ -37,7 +37,7 @@ def _plan(spec: ProbeSpec) -> loader.ProbePlan:
 def test_a_refused_build_is_loaded_again_with_the_fallback_and_the_loss_logged(caplog: pytest.LogCaptureFixture) -> None:
     spec = ProbeSpec(name="p", summary="", required=(), fallback=(DEFINE, "no span budget"))
     _RefusesAtomics.builds = []
-    with caplog.at_level(logging.WARNING, logger="bcgov.agent.loader"):
+    with caplog.at_level(logging.WARNING, logger="bcgov.agent.kernel.loader"):
         probe = loader.load(_plan(spec), _RefusesAtomics)
     assert probe.plan.defines == ("HAVE_X", DEFINE)
     assert [f"-D{DEFINE}" in b for b in _RefusesAtomics.builds] == [False, True]
@@ -54,16 +54,16 @@ def test_without_a_fallback_a_refused_build_is_an_error_naming_the_refusal() -> 
 
 @pytest.mark.ebpf
 def test_tcp_lifecycle_built_without_the_budget_loads_and_says_the_budget_is_off(caplog: pytest.LogCaptureFixture) -> None:
-    from agent import preflight
-    from agent.kernel_sampling import KernelSpanSampling
-    from agent.tracefs import Tracefs
+    from agent.kernel import preflight
+    from agent.kernel.sampling import KernelSpanSampling
+    from agent.kernel.tracefs import Tracefs
 
     plan = loader.plan(registry.get("tcp_lifecycle"), Tracefs(preflight.check()), (DEFINE,))
     probe = loader.load(plan)
     try:
         sampling = KernelSpanSampling(probe)
         assert not sampling.budget_enforced
-        with caplog.at_level(logging.WARNING, logger="bcgov.agent.kernel_sampling"):
+        with caplog.at_level(logging.WARNING, logger="bcgov.agent.kernel.sampling"):
             sampling.apply_budget(1000)
         assert "not enforced" in caplog.text and sampling.budget_per_second == 0.0
     finally:

@@ -9,7 +9,7 @@ import os
 import pytest
 from agent_harness import RunningAgent, wait_for
 
-from agent.kernel_metrics import STAT_MAP_FULL
+from agent.metrics.kernel import STAT_MAP_FULL
 
 pytestmark = pytest.mark.ebpf
 
@@ -63,7 +63,7 @@ def test_an_exec_storm_does_not_make_the_kernel_skip_the_agents_other_programs(r
     # A ring buffer wakeup from inside the process probe's program is an irq_work whose IPI runs
     # while that program still runs: the reader's sched_wakeup then skipped runqueue's program
     # (3800 skips per 2000 execs before the probe submitted without wakeups).
-    from agent.skipped_runs import recursion_misses
+    from agent.kernel.skipped_runs import recursion_misses
 
     execs = 1009  # prime
     before = recursion_misses(running_agent.agent.probes).get(("runqueue", "sched:sched_wakeup"), 0)

@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from agent.block_devices import BlockDeviceResolver
-from agent.pv_claims import PvClaims
+from agent.identity.block_devices import BlockDeviceResolver
+from agent.identity.pv_claims import PvClaims
 
 TOKEN = "pv-stand-in-token"
 POD = "0f3c2a1e-7d7b-4c5e-9a51-2f6f0c1d9e42"
@@ -162,7 +162,7 @@ def test_forbidden_says_once_which_permission_is_missing(standin, caplog: pytest
     _, kubeconfig = standin
     claims = PvClaims.connect(kubeconfig, miss_ttl=0.0)
     assert claims is not None
-    with caplog.at_level(logging.WARNING, logger="bcgov.agent.pv_claims"):
+    with caplog.at_level(logging.WARNING, logger="bcgov.agent.identity.pv_claims"):
         assert claims(POD, FORBIDDEN) is None
         assert claims(POD, FORBIDDEN) is None
     (line,) = [r.getMessage() for r in caplog.records]

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent import loader, preflight
-from agent.enrich import Enricher
-from agent.instruments import Instruments
-from agent.readers import RingBufferReader
-from agent.tracefs import Tracefs
+from agent.kernel import loader
+from agent.kernel import preflight
+from agent.identity.enricher import Enricher
+from agent.metrics.instruments import Instruments
+from agent.kernel.readers import RingBufferReader
+from agent.kernel.tracefs import Tracefs
 from agent_harness import wait_for
 from probes import registry
 

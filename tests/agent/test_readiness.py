@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.config import AgentConfig, ConfigError
-from agent.metrics_server import MetricsServer
-from agent.readiness import ProbeState, Readiness
+from agent.metrics.server import MetricsServer
+from agent.metrics.readiness import ProbeState, Readiness
 
 STATES = [
     ProbeState("tcp_lifecycle", True),

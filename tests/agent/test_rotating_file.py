@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.config import SPANS_FILE_MIN_BYTES, AgentConfig, ConfigError
-from agent.rotating_file import RotatingFile, RotationCollector
-from agent.spans import JsonlFileExporter, SpanData
+from agent.export.rotating_file import RotatingFile, RotationCollector
+from agent.export.spans import JsonlFileExporter, SpanData
 
 MAX = 8192
 

@@ -14,10 +14,10 @@ from prometheus_client.registry import Collector
 from agent.identity.pods import PodCache, PodInfo
 from agent.identity.resolver import IdentityResolver
 from agent.identity.tiers import TierResolver
-from agent.identity_enricher import IdentityEnricher
-from agent.latency_metrics import LatencyCollector
-from agent.series_expiry import GoneSeries, PodSeriesExpiry
-from agent.series_guard import OVERFLOW, GuardedView, SeriesGuard
+from agent.identity.pod_enricher import IdentityEnricher
+from agent.metrics.latency import LatencyCollector
+from agent.metrics.series_expiry import GoneSeries, PodSeriesExpiry
+from agent.metrics.series_guard import OVERFLOW, GuardedView, SeriesGuard
 
 GRACE = 300.0
 DURATION = "bcgov_tcp_connection_duration_seconds"

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from agent.config import AgentConfig, ConfigError
-from agent.enrich import Enricher
-from agent.latency_metrics import LatencyCollector
-from agent.series_guard import OVERFLOW, GuardedView, SeriesGuard
+from agent.identity.enricher import Enricher
+from agent.metrics.latency import LatencyCollector
+from agent.metrics.series_guard import OVERFLOW, GuardedView, SeriesGuard
 
 
 def _series(view: GuardedView, family: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -57,15 +57,15 @@ def _refused(ip: str) -> None:
 
 @pytest.fixture
 def guarded_agent(tmp_path: Path) -> Iterator[tuple[object, object, Clock, str]]:
-    from agent import preflight
+    from agent.kernel import preflight
     from agent.config import AgentConfig
     from agent.identity.cgroups import CgroupPathCache
     from agent.identity.pods import PodCache
     from agent.identity.resolver import IdentityResolver
     from agent.identity.tiers import TierResolver
-    from agent.identity_enricher import IdentityEnricher
+    from agent.identity.pod_enricher import IdentityEnricher
     from agent.runtime import Agent, AgentParts
-    from agent.tracefs import Tracefs
+    from agent.kernel.tracefs import Tracefs
 
     clock = Clock()
     pods = PodCache("node-a", grace_period=GRACE, clock=clock)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent.skipped_runs import SkippedRunsCollector, hook_name, recursion_misses, skipped_total
+from agent.kernel.skipped_runs import SkippedRunsCollector, hook_name, recursion_misses, skipped_total
 
 # The fdinfo of a tracepoint program on kernel 6.18, as read on this machine (prog ids differ).
 FDINFO_6_18 = ("pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t26\nprog_type:\t5\nprog_jited:\t1\n"

@@ -1,4 +1,4 @@
-"""agent/sock_diag.py against the kernel, with pyroute2's independent DiagSocket as the oracle:
+"""agent/kernel/sock_diag.py against the kernel, with pyroute2's independent DiagSocket as the oracle:
 the same sockets, states, endpoints, inodes and cgroup ids, for IPv4, IPv6 and an IPv4 client of
 a dual-stack listener."""
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent import sock_diag
+from agent.kernel import sock_diag
 
 ALL_STATES = (1 << 12) - 1
 

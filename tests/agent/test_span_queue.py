@@ -9,8 +9,8 @@ import pytest
 from agent_harness import wait_for
 from otlp_receiver import OtlpReceiver
 
-from agent.span_queue import SpanQueue
-from agent.spans import KIND_CLIENT, OtlpExporter, SpanData
+from agent.export.queue import SpanQueue
+from agent.export.spans import KIND_CLIENT, OtlpExporter, SpanData
 
 
 def _span(i: int) -> SpanData:

@@ -7,13 +7,13 @@ import json
 import threading
 from typing import Sequence
 
-from agent.clock import MonotonicToWall
-from agent.enrich import Enricher
-from agent.event_log import EventLog
-from agent.instruments import Instruments
-from agent.pipeline import EventPipeline
-from agent.span_queue import SpanQueue
-from agent.spans import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, IdSource, JsonlFileExporter, SpanData, otlp_json_request
+from agent.pipeline.clock import MonotonicToWall
+from agent.identity.enricher import Enricher
+from agent.export.event_log import EventLog
+from agent.metrics.instruments import Instruments
+from agent.pipeline.router import EventPipeline
+from agent.export.queue import SpanQueue
+from agent.export.spans import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, IdSource, JsonlFileExporter, SpanData, otlp_json_request
 from agent_harness import connection as _conn
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -110,7 +110,7 @@ def test_file_exporter_writes_one_request_per_line(tmp_path) -> None:
 
 
 def test_sampling_keeps_failures_resets_and_slow_ones_and_counts_the_rest() -> None:
-    from agent.pipeline import SpanSampler
+    from agent.pipeline.router import SpanSampler
 
     reg = CollectorRegistry()
     spans: list[SpanData] = []
@@ -131,7 +131,7 @@ def test_sampling_keeps_failures_resets_and_slow_ones_and_counts_the_rest() -> N
 
 
 def test_sample_ratio_is_roughly_honoured() -> None:
-    from agent.pipeline import SpanSampler
+    from agent.pipeline.router import SpanSampler
 
     s = SpanSampler(ratio=0.25)
     kept = sum(s.keep(_conn(sock=i, retransmits=0, retransmit_ns=())) for i in range(4000))

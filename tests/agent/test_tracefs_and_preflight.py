@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import kernel_headers, loader, preflight
-from agent.tracefs import Tracefs, TracefsMissing, find_root
+from agent.kernel import headers as kernel_headers
+from agent.kernel import loader
+from agent.kernel import preflight
+from agent.kernel.tracefs import Tracefs, TracefsMissing, find_root
 from probes import registry
 
 SEND_RESET_NEW = """name: tcp_send_reset

@@ -1,5 +1,5 @@
 """Credentials in URLs the user passes never reach a log line or a report in clear text
-(agent/url_credentials.py), and an OTLP endpoint with userinfo works: the stand-in collector
+(agent/pipeline/url_credentials.py), and an OTLP endpoint with userinfo works: the stand-in collector
 (tests/agent/otlp_receiver.py, the real opentelemetry-proto services over grpcio and HTTP) gets
 them as an Authorization: Basic header."""
 
@@ -19,7 +19,7 @@ from agent_harness import wait_for
 from otlp_receiver import OtlpReceiver
 from servers import free_port
 
-from agent.url_credentials import CleartextCredentials, display_url, split_userinfo
+from agent.pipeline.url_credentials import CleartextCredentials, display_url, split_userinfo
 
 SECRET = "S3cret"
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +67,8 @@ def _with_userinfo(endpoint: str) -> str:
 
 
 def test_spans_and_logs_reach_a_collector_addressed_with_userinfo(receiver: OtlpReceiver) -> None:
-    from agent.otlp_logs import OtlpLogExporter
-    from agent.spans import KIND_CLIENT, OtlpExporter, SpanData
+    from agent.export.otlp_logs import OtlpLogExporter
+    from agent.export.spans import KIND_CLIENT, OtlpExporter, SpanData
 
     endpoint = _with_userinfo(receiver.endpoint)
     spans = OtlpExporter(endpoint, receiver.protocol, {"service.name": "t"}, "0.1.0", 2.0)
@@ -87,7 +87,7 @@ def test_spans_and_logs_reach_a_collector_addressed_with_userinfo(receiver: Otlp
 def test_the_sdk_never_logs_the_credentials_of_an_unreachable_collector(caplog: pytest.LogCaptureFixture) -> None:
     """Before: 'Transient error StatusCode.UNAVAILABLE encountered while exporting traces to
     user:S3cret@127.0.0.1:1 ... Misformatted domain name' (the trial report), six times."""
-    from agent.spans import KIND_CLIENT, OtlpExporter, SpanData
+    from agent.export.spans import KIND_CLIENT, OtlpExporter, SpanData
 
     caplog.set_level(logging.DEBUG)
     exp = OtlpExporter(f"http://user:{SECRET}@127.0.0.1:{free_port()}", "grpc", {"service.name": "t"}, "0.1.0", 1.5)
@@ -177,7 +177,7 @@ def test_otlp_headers_from_a_config_file_reach_the_collector(receiver: OtlpRecei
     """A tenant header to any host, an authorization header to loopback: both arrive, names
     lower-cased (gRPC metadata), and the endpoint's own userinfo adds nothing when absent."""
     from agent import config
-    from agent.spans import KIND_CLIENT, OtlpExporter, SpanData
+    from agent.export.spans import KIND_CLIENT, OtlpExporter, SpanData
 
     f = tmp_path / "agent.yaml"
     f.write_text(f"otlp_endpoint: {receiver.endpoint}\notlp_protocol: {receiver.protocol}\n"

@@ -73,7 +73,7 @@ def test_overview_links_to_the_drilldown_carrying_the_variables() -> None:
     assert any("var-workload=${__field.labels.workload}" in u for u in drill)
 
 
-# Histograms whose buckets carry a span's trace_id as exemplar (agent/exemplars.py); block I/O and
+# Histograms whose buckets carry a span's trace_id as exemplar (agent/metrics/exemplars.py); block I/O and
 # run-queue latency come from the kernel with no span, so they have none.
 WITH_EXEMPLARS = ("bcgov_tcp_connection_duration_seconds_bucket",)
 

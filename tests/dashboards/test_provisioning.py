@@ -60,7 +60,7 @@ def test_three_datasources_with_the_uids_they_link_by() -> None:
 
 
 def test_prometheus_exemplars_open_tempo_under_the_agents_exemplar_label() -> None:
-    from agent.exemplars import DurationExemplars
+    from agent.metrics.exemplars import DurationExemplars
 
     dest = by_type(committed("datasources/bcgov.yaml"))["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
     assert [d["datasourceUid"] for d in dest] == [provisioning.UID_TEMPO]
@@ -95,7 +95,7 @@ def _agent_enricher():
     from agent.identity.pods import PodInfo
     from agent.identity.resolver import IdentityResolver, UnresolvedCounts
     from agent.identity.tiers import TierResolver
-    from agent.identity_enricher import IdentityEnricher
+    from agent.identity.pod_enricher import IdentityEnricher
 
     pods = {uid: PodInfo(uid, "payments", _POD_NAMES[kind][0], "node-a", (), types.MappingProxyType({}), kind,
                          _POD_NAMES[kind][1], types.MappingProxyType({}), "Running") for kind, uid in _UIDS.items()}
@@ -129,7 +129,7 @@ def test_trace_to_metrics_joins_each_workload_kinds_span_to_its_own_series() -> 
     """The span's attributes and the metric's labels come from the agent's own code: for every kind
     (a Deployment's pod label is "" in metrics, while its span names the pod) each tag's attribute
     equals the label it maps to, and every mapped label is one the duration histogram carries."""
-    from agent.latency_metrics import LatencyCollector
+    from agent.metrics.latency import LatencyCollector
 
     tags = by_type(committed("datasources/bcgov.yaml"))["tempo"]["jsonData"]["tracesToMetrics"]["tags"]
     e, cgroups = _agent_enricher()
@@ -145,7 +145,7 @@ def test_trace_to_metrics_joins_each_workload_kinds_span_to_its_own_series() -> 
 
 
 def test_loki_derived_fields_turn_an_agent_log_lines_trace_id_into_a_tempo_link() -> None:
-    from agent.event_log import EventLog
+    from agent.export.event_log import EventLog
 
     fields = by_type(committed("datasources/bcgov.yaml"))["loki"]["jsonData"]["derivedFields"]
     assert all(f["datasourceUid"] == provisioning.UID_TEMPO and expanded(f["url"]) == "${__value.raw}" for f in fields)
@@ -174,7 +174,7 @@ def test_trace_to_metrics_queries_run_in_a_real_prometheus(tmp_path) -> None:
     """A Deployment's connection as the agent exports it (its LatencyCollector's histogram), scraped
     by a real Prometheus; the query Grafana builds from that connection's span attributes finds it."""
     from prometheus_client import CollectorRegistry, generate_latest
-    from agent.latency_metrics import LatencyCollector
+    from agent.metrics.latency import LatencyCollector
 
     tempo = by_type(committed("datasources/bcgov.yaml"))["tempo"]["jsonData"]
     e, _ = _agent_enricher()

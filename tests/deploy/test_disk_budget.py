@@ -52,7 +52,7 @@ def test_shipped_config_files_fit_their_emptydir_with_margin(tmp_path: Path) -> 
 
 def test_with_a_collector_the_shipped_config_writes_no_spans_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from agent.runtime import Agent, AgentParts
-    from agent.spans import OtlpExporter
+    from agent.export.spans import OtlpExporter
 
     monkeypatch.chdir(tmp_path)  # the shipped spans_file is relative: var/spans.jsonl here
     cfg = _shipped(tmp_path)

@@ -13,7 +13,7 @@ import manifests
 AGENT_CAPABILITIES = {"BPF", "PERFMON", "SYS_RESOURCE", "SYS_ADMIN", "DAC_READ_SEARCH"}
 # What agent/identity reads: its node's pods, and ReplicaSet/Job owners (owners.py).
 AGENT_RBAC = {("", "pods"), ("apps", "replicasets"), ("batch", "jobs"), ("", "persistentvolumes")}
-# PVs are only read one by one (block I/O PVC labels, agent/pv_claims.py): get, no list or watch.
+# PVs are only read one by one (block I/O PVC labels, agent/identity/pv_claims.py): get, no list or watch.
 GET_ONLY = {("", "persistentvolumes")}
 HOST_MOUNTS = {"/sys/kernel/tracing", "/sys/fs/cgroup", "/lib/modules", "/usr/src", "/run/netns"}
 

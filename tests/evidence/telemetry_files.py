@@ -1,4 +1,4 @@
-"""Spans and log lines in the agent's exact formats (agent/spans.py, agent/event_log.py), written
+"""Spans and log lines in the agent's exact formats (agent/export/spans.py, agent/export/event_log.py), written
 by the agent's own encoders so a format change there shows up here."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from agent.event_log import EventLog
-from agent.spans import KIND_CLIENT, STATUS_ERROR, JsonlFileExporter, SpanData, SpanEvent
+from agent.export.event_log import EventLog
+from agent.export.spans import KIND_CLIENT, STATUS_ERROR, JsonlFileExporter, SpanData, SpanEvent
 
 SECRET_ARGV = "PLANTED-argv-s3cr3t"
 SECRET_URL = "PLANTED-url-s3cr3t"

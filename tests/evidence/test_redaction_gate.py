@@ -1,6 +1,6 @@
 """The export copies a line byte for byte only when no redaction rule can apply to it
 (telemetry.may_hold_secret). Held against the agent's own redaction case corpus
-(tests/agent/redaction/cases.yaml, one case or more per rule of agent/redact.py) and the planted
+(tests/agent/redaction/cases.yaml, one case or more per rule of agent/pipeline/redact.py) and the planted
 secrets of the evidence fixtures: whatever path a line takes, what lands in the bundle equals the
 full structural redaction of it."""
 
@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent.event_log import EventLog  # noqa: E402
-from agent.spans import KIND_CLIENT, JsonlFileExporter, SpanData  # noqa: E402
+from agent.export.event_log import EventLog  # noqa: E402
+from agent.export.spans import KIND_CLIENT, JsonlFileExporter, SpanData  # noqa: E402
 from governor.evidence import redaction, telemetry  # noqa: E402
 from governor.evidence.scope import Scope  # noqa: E402
 from governor.evidence.timewindow import Window  # noqa: E402
@@ -114,9 +114,9 @@ def test_progress_is_reported_while_reading(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_rotated_backups_are_read_oldest_first(tmp_path: Path) -> None:
-    """The agent rotates its files by size (agent/rotating_file.py): an incident window spans
+    """The agent rotates its files by size (agent/export/rotating_file.py): an incident window spans
     `events.jsonl.N ... .1` and `events.jsonl`; the export reads them all, in the order written."""
-    from agent.rotating_file import RotatingFile
+    from agent.export.rotating_file import RotatingFile
 
     path = tmp_path / "events.jsonl"
     rf = RotatingFile(str(path), 4096, 3, name="events")

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = ROOT / "probes"
-DRAINERS = [ROOT / "agent" / f for f in ("kernel_metrics.py", "latency_metrics.py", "skipped_runs.py")]
+DRAINERS = [ROOT / "agent" / f for f in ("metrics/kernel.py", "metrics/latency.py", "kernel/skipped_runs.py")]
 
 DRAINED = "drained"
 # (probe, map) -> DRAINED, or the entry-removing C call that must exist and why it suffices
