@@ -63,7 +63,7 @@ class RunningAgent:
         # Scrapes drain the kernel's counter maps: remember what they took, so a test can still
         # count its own cgroup's entries exactly.
         self._drained: list[tuple[str, Any, int]] = []
-        self.agent.metrics.kernel.taps.append(lambda table, key, n: self._drained.append((table, key, n)))
+        self.agent.kernel_metrics.taps.append(lambda table, key, n: self._drained.append((table, key, n)))
 
     def kernel_count(self, probe: str, table: str, match: Callable[[Any], bool]) -> int:
         """Sum of a probe's in-kernel counter entries whose key matches: still in the map, or

@@ -18,7 +18,7 @@ N_CONNECTIONS = 23  # prime, as BCC's contributing guide asks: a count that cann
 
 def _spans_on_port(agent: RunningAgent, port: int, expect: int) -> list[dict]:
     def ready() -> list[dict] | None:
-        found = [s for s in agent.export.spans() if s["attrs"].get("server.port") == port]
+        found = [s for s in agent.spans() if s["attrs"].get("server.port") == port]
         return found if len(found) >= expect else None
 
     return wait_for(ready, what=f"{expect} spans for server port {port}")
@@ -207,7 +207,7 @@ def test_lost_records_are_exported_and_zero_under_normal_load(running_agent: Run
     # with nothing lost, received == emitted, the kernel's own count
     p = running_agent.agent.probes["tcp_lifecycle"]
     assert p.stat(1) == 0
-    wait_for(lambda: running_agent.agent.metrics.instruments.received_count("tcp_lifecycle") == p.stat(0),
+    wait_for(lambda: running_agent.agent.instruments.received_count("tcp_lifecycle") == p.stat(0),
              what="every emitted tcp record to be received")
 
 

@@ -133,7 +133,7 @@ def test_the_server_end_is_tiered_and_labelled_alike_in_every_family(units, tmp_
         assert _samples(agent, "bcgov_tcp_connections_total", outcome="failed") == 0
 
         def pg_spans() -> list[dict]:
-            return [s for s in agent.export.spans()
+            return [s for s in agent.spans()
                     if port in (s["attrs"].get("network.local.port"), s["attrs"].get("network.peer.port"))]
 
         spans = wait_for(lambda: len(got := pg_spans()) >= 2 * CLIENTS * TRANSACTIONS and got, what="pgbench spans")
@@ -143,6 +143,6 @@ def test_the_server_end_is_tiered_and_labelled_alike_in_every_family(units, tmp_
         assert all(a["bcgov.tier"] == "oltp" and a["network.local.port"] == port for a in servers)
         assert all(a["bcgov.peer.tier"] == "oltp" and "bcgov.tier" not in a for a in clients)
         # The refused connect came after pgbench: its span may be in a batch not yet written.
-        refused = wait_for(lambda: [s["attrs"] for s in agent.export.spans() if s["attrs"].get("network.peer.port") == closed_port],
+        refused = wait_for(lambda: [s["attrs"] for s in agent.spans() if s["attrs"].get("network.peer.port") == closed_port],
                            what="the refused connect's span")
         assert [a["bcgov.tcp.outcome"] for a in refused] == ["refused"]

@@ -46,7 +46,7 @@ def test_kernel_sends_no_record_for_sampled_out_connections(keep_nothing_agent: 
     assert refused["refused"]
 
     # The refused connect is kept: once its span is written, every earlier record has been read.
-    wait_for(lambda: [s for s in agent.export.spans() if s["attrs"].get("server.port") == refused["port"]],
+    wait_for(lambda: [s for s in agent.spans() if s["attrs"].get("server.port") == refused["port"]],
              what="the refused connection's span")
     wait_for(lambda: [r for r in agent.logs() if r["attributes"].get("server.port") == refused["port"]],
              what="the refused connection's log line")
@@ -58,9 +58,9 @@ def test_kernel_sends_no_record_for_sampled_out_connections(keep_nothing_agent: 
         assert _value(samples, "bcgov_tcp_connection_duration_seconds_count", cgroup=mine, direction=direction,
                       outcome="normal") == N
     # ... but none of the normal ones crossed the ring buffer: no span, no log line, no record.
-    assert not [s for s in agent.export.spans() if s["attrs"].get("server.port") == port]
+    assert not [s for s in agent.spans() if s["attrs"].get("server.port") == port]
     assert not [r for r in agent.logs() if r["attributes"].get("server.port") == port]
-    assert agent.agent.metrics.instruments.spans_sampled_out._user == 0  # user space never saw them
+    assert agent.agent.instruments.spans_sampled_out._user == 0  # user space never saw them
     sampled = _value(samples, "bcgov_agent_spans_sampled_out_total") - before
     # Exactly ours, unless other normal, fast connections closed on this node meanwhile (each of
     # those is sampled out too, and counted normal in its own cgroup).

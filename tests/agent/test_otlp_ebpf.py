@@ -44,7 +44,7 @@ def _on_port(receiver: OtlpReceiver, port: int) -> list[ReceivedSpan]:
 
 def _records_seen(agent) -> int:
     """Connection records taken off the ring buffer or counted lost in the kernel."""
-    return agent.metrics.instruments.received_count("tcp_lifecycle") + agent.lost()
+    return agent.instruments.received_count("tcp_lifecycle") + agent.lost()
 
 
 def _tcp(cgroup, n: int) -> int:

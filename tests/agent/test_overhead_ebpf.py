@@ -35,7 +35,7 @@ def _sample(agent: RunningAgent, name: str, labels: dict[str, str] | None = None
 
 def _caught_up(agent: RunningAgent) -> bool:
     probe = agent.agent.probes["tcp_lifecycle"]
-    return agent.agent.metrics.instruments.received_count("tcp_lifecycle") + probe.stat(STAT_LOST) >= probe.stat(STAT_EMITTED)
+    return agent.agent.instruments.received_count("tcp_lifecycle") + probe.stat(STAT_LOST) >= probe.stat(STAT_EMITTED)
 
 
 def test_over_budget_sheds_spans_and_keeps_kernel_counts_exact(budget_agent: RunningAgent, cgroup) -> None:

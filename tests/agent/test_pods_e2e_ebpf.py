@@ -245,7 +245,7 @@ def subset(attrs: dict[str, Any], want: dict[str, Any]) -> dict[str, tuple[Any, 
 
 def conn_spans(s: Scenario, server_ip: str, server_port: int, expect: int) -> list[dict[str, Any]]:
     def ready() -> list[dict[str, Any]] | None:
-        found = [sp for sp in s.agent.export.spans()
+        found = [sp for sp in s.agent.spans()
                  if sp["attrs"].get("server.address") == server_ip and sp["attrs"].get("server.port") == server_port]
         return found if len(found) >= expect else None
 

@@ -82,7 +82,7 @@ def holder_cgroup() -> Iterator[cgroups.TestCgroup]:
 
 
 def _spans_on(agent: RunningAgent, port: int) -> list[dict[str, Any]]:
-    return [s for s in agent.export.spans()
+    return [s for s in agent.spans()
             if port in (s["attrs"].get("network.local.port"), s["attrs"].get("network.peer.port"))]
 
 

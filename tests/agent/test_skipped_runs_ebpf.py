@@ -84,7 +84,7 @@ def test_every_connection_is_counted_next_to_a_neighbour_tracer(tcp_agent: Runni
     print(f"made {made}, skipped runs {misses}, of them closes (counted and recorded by the raw program) {skipped}")
     # every close has its span, the skipped ones too (records the ring buffer could not take are counted)
     total = made[ACTIVE] + made[PASSIVE]
-    wait_for(lambda: len([x for x in agent.export.spans() if x["attrs"].get("bcgov.cgroup.id") == cgroup.id]) + agent.agent.lost() >= total,
+    wait_for(lambda: len([x for x in agent.spans() if x["attrs"].get("bcgov.cgroup.id") == cgroup.id]) + agent.agent.lost() >= total,
              timeout=60, what=f"{total} spans of the workload (or lost records)")
     # no conns entry outlives its socket
     assert _conns_of(agent, cgroup.id) == []
@@ -139,7 +139,7 @@ def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
         # finished as the tracepoint program would have: a span each, with the endpoints it last saw
         port = json.loads(holder.stdout.readline())["port"]
         ends = wait_for(lambda: (lambda x: x if len(x) == 2 else None)(
-            [x for x in agent.export.spans() if x["attrs"].get("bcgov.cgroup.id") == cgroup.id]), timeout=60, what="two spans")
+            [x for x in agent.spans() if x["attrs"].get("bcgov.cgroup.id") == cgroup.id]), timeout=60, what="two spans")
         assert sorted(x["name"] for x in ends) == ["tcp accept", "tcp connect"]
         assert {x["attrs"]["server.port"] for x in ends} == {port}
         assert sorted(x["attrs"]["bcgov.tcp.retransmits"] for x in ends) == [0, 1]  # the repaired retransmit rides on one

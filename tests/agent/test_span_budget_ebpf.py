@@ -41,12 +41,12 @@ def _value(samples: list[Any], name: str, **labels: str) -> float:
 
 
 def _spans(agent: RunningAgent, port: int) -> list[dict[str, Any]]:
-    return [s for s in agent.export.spans() if s["attrs"].get("server.port") == port]
+    return [s for s in agent.spans() if s["attrs"].get("server.port") == port]
 
 
 def test_budget_sends_at_most_its_tokens_and_counts_every_record_not_sent(budget_agent: RunningAgent, cgroup) -> None:
     agent = budget_agent
-    sampling = agent.agent.kernel.sampling
+    sampling = agent.agent.kernel_sampling
     assert sampling is not None
     assert agent.agent.probes["tcp_lifecycle"].bpf["span_budget"][0].token_ns == 1_000_000  # 1000/s as configured
     lost_before = agent.agent.probes["tcp_lifecycle"].stat(STAT_LOST)
@@ -128,7 +128,7 @@ def _run_raw(prog_fd: int, *args: int) -> None:
 
 def test_a_repaired_close_is_held_to_the_same_budget(budget_agent: RunningAgent) -> None:
     agent = budget_agent
-    sampling = agent.agent.kernel.sampling
+    sampling = agent.agent.kernel_sampling
     assert sampling is not None
     bpf = agent.agent.probes["tcp_lifecycle"].bpf
     raw = bpf.funcs[b"bcgov_raw__inet_sock_set_state"].fd
@@ -175,7 +175,7 @@ WORKLOAD_BURST = 7
 
 def test_a_workloads_own_budget_holds_it_to_its_tokens_whatever_the_node_does(budget_agent: RunningAgent, cgroup) -> None:
     agent = budget_agent
-    sampling = agent.agent.kernel.sampling
+    sampling = agent.agent.kernel_sampling
     assert sampling is not None
     sampling.apply_budget(0)  # no node budget: only the workload's holds
     sampling.apply_workload_budget(HOUR, WORKLOAD_BURST)  # each workload's bucket starts full, no refill
