@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 DURATION ?= 30
 
-.PHONY: run test bench bootstrap probes image clean
+.PHONY: run test lint bench bootstrap probes image clean
 bootstrap:
 	@bash scripts/bootstrap.sh
 
@@ -12,8 +12,13 @@ run: bootstrap
 probes: bootstrap
 	$(PY) -m bcgov.cli agent probes
 
-test: bootstrap
+test: bootstrap lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff and mypy as pyproject.toml configures them (what they check, and why a rule is off)
+lint: bootstrap
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 bench: bootstrap
 	$(PY) -m bench $(BENCH_ARGS)

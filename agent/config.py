@@ -359,9 +359,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError("must be a mapping")
         return value
-    if t.startswith("list[str] | str"):  # a list of names, or one keyword such as "all"
-        if isinstance(value, str):
-            return value
+    if t.startswith("list[str] | str") and isinstance(value, str):  # a list of names, or one keyword such as "all"
+        return value
     if t.startswith("list"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("must be a list of names")

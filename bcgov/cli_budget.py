@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -63,7 +64,8 @@ def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--prometheus", metavar="URL", help="Prometheus-compatible API base URL (Prometheus, Mimir, VictoriaMetrics, Thanos)."),
         click.option("--scrape", "scrape_urls", metavar="URL", multiple=True,
-                     help=f"Scrape a /metrics URL directly (repeatable; each keeps its own instance label). Default with no source: {sources.DEFAULT_AGENT_URL}."),
+                     help="Scrape a /metrics URL directly (repeatable; each keeps its own instance label). "
+                          f"Default with no source: {sources.DEFAULT_AGENT_URL}."),
         click.option("--scrape-job", default=sources.DEFAULT_JOB, show_default=True, metavar="NAME",
                      help="The job label --scrape targets get, as in Prometheus' scrape config (tiers can match it)."),
         click.option("--bearer-token-file", type=click.Path(dir_okay=False), help="File holding a bearer token."),
@@ -74,7 +76,8 @@ def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--insecure-skip-verify", is_flag=True, help="Do not verify TLS certificates."),
         click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds per HTTP request."),
         click.option("--retries", type=click.IntRange(min=0, max=10), default=2, show_default=True, help="Retries on network errors and 429/5xx."),
-        click.option("--max-series", type=click.IntRange(min=1), default=Limits.max_series_total, show_default=True, help="Refuse inventories above this many series."),
+        click.option("--max-series", type=click.IntRange(min=1), default=Limits.max_series_total, show_default=True,
+                     help="Refuse inventories above this many series."),
         click.option("--backend", type=click.Choice(["auto", *cardinality.BACKENDS, "enumerate"]), default="auto", show_default=True,
                      help="The --prometheus backend's cardinality statistics API (auto: detected); 'enumerate' uses none and counts every series."),
         click.option("--enumerate-below", type=click.IntRange(min=0), default=Limits.enumerate_below, show_default=True, metavar="N",
@@ -126,7 +129,8 @@ def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tier", help="Only this tier."),
         click.option("--state-dir", type=click.Path(file_okay=False), help="History directory (default: $XDG_STATE_HOME/bcgov)."),
         click.option("--no-history", is_flag=True, help="Do not read or write the local history (no churn or growth)."),
-        click.option("--dashboards", type=click.Path(exists=True, file_okay=False), help="Grafana dashboards folder for label usage (default: ./dashboards if present)."),
+        click.option("--dashboards", type=click.Path(exists=True, file_okay=False),
+                     help="Grafana dashboards folder for label usage (default: ./dashboards if present)."),
         click.option("--query-log", type=click.Path(exists=True, dir_okay=False), help="Prometheus query_log_file for label usage."),
         click.option("--no-rules", is_flag=True, help="Do not read /api/v1/rules for label usage."),
     ]

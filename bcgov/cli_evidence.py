@@ -44,9 +44,11 @@ def evidence() -> None:
 @click.option("--pod", help="Only this pod.")
 @click.option("--prometheus", metavar="URL", help="Prometheus-compatible API base URL.")
 @click.option("--alertmanager", metavar="URL", help="Alertmanager base URL (v2 API).")
-@click.option("--spans-file", type=click.Path(dir_okay=False, path_type=Path), help="The agent's OTLP JSON lines (var/spans.jsonl; its rotated backups .1, .2, ... are read too).")
+@click.option("--spans-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The agent's OTLP JSON lines (var/spans.jsonl; its rotated backups .1, .2, ... are read too).")
 @click.option("--otlp-query", metavar="URL", help="A Tempo-compatible query API (its /api/search and /api/traces) to fetch the scope's spans from.")
-@click.option("--logs", "logs_file", type=click.Path(dir_okay=False, path_type=Path), help="The agent's JSON event log (its rotated backups .1, .2, ... are read too).")
+@click.option("--logs", "logs_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The agent's JSON event log (its rotated backups .1, .2, ... are read too).")
 @click.option("--budgets", "budgets_file", type=click.Path(dir_okay=False), help="Budgets YAML for budget-report.json.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds per HTTP request.")
 @click.option("--retries", type=click.IntRange(min=0, max=10), default=1, show_default=True, help="Retries on network errors.")

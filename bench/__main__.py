@@ -1,8 +1,9 @@
 """`python -m bench [--only NAME ...] [--quick] ...`: run the benchmarks, write bench/results/*.json.
 
 Default (all of them, about 15 minutes on a 2-core machine): storm with 5 rounds (without the agent, BCC's
-tcplife-bpfcc as the peer, the agent as shipped, with every connection a span, under a 0.25-core CPU budget) of 5 s runs at saturation, 2k, 5k and 10k conn/s; per-record replay of 20k records; governor at 100k
-series; evidence export over a 1 GB window of agent files (--evidence-mb). --quick: 2 rounds of 3 s and
+tcplife-bpfcc as the peer, the agent as shipped, with every connection a span, under a 0.25-core CPU
+budget) of 5 s runs at saturation, 2k, 5k and 10k conn/s; per-record replay of 20k records; governor at
+100k series; evidence export over a 1 GB window of agent files (--evidence-mb). --quick: 2 rounds of 3 s and
 10k records, one evidence round.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.common import BenchError, say, write_result
 

@@ -116,7 +116,7 @@ def start_agent(config_yaml: str) -> AgentProcess:
             "--metrics-addr", f"127.0.0.1:{port}", "--spans-file", str(workdir / "spans.jsonl"),
             "--log-file", str(workdir / "events.jsonl")]
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(workdir / "agent.log", "wb"))
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(workdir / "agent.log", "wb"))  # noqa: SIM115 (the agent writes it until it stops)
     agent = AgentProcess(proc, f"http://127.0.0.1:{port}", workdir, 0.0)
 
     def ready() -> bool:

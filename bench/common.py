@@ -12,8 +12,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 RESULTS_DIR = Path(__file__).with_name("results")
 
@@ -71,9 +72,9 @@ def percentiles(sorted_values: Sequence[float], qs: Iterable[float] = (0.5, 0.9,
 def write_result(name: str, data: dict[str, Any], out_dir: Path = RESULTS_DIR) -> Path:
     """bench/results/<YYYY-MM-DD>-<name>.json, with machine facts and the bcgov commit."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     path = out_dir / f"{day}-{name}.json"
-    doc = {"benchmark": name, "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    doc = {"benchmark": name, "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
            "commit": _commit(), "machine": machine(), **data}
     path.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return path

@@ -84,7 +84,7 @@ def one_size(series: int, workdir: Path) -> dict[str, Any]:
                              # One sample per series: keep it live for the whole run (the default 5 m
                              # lookback can end mid-run at 1M); query cost measured the same either way.
                              "--query.lookback-delta=1h"],
-                            stdout=subprocess.DEVNULL, stderr=open(workdir / "prometheus.log", "wb"))
+                            stdout=subprocess.DEVNULL, stderr=open(workdir / "prometheus.log", "wb"))  # noqa: SIM115 (Prometheus writes it until it stops)
     url = f"http://127.0.0.1:{port}"
     try:
         def loaded() -> int:
@@ -123,7 +123,7 @@ def one_size(series: int, workdir: Path) -> dict[str, Any]:
     return {
         "series": series, "live_series": live, "create_blocks_s": build_s,
         "report_s": summary([r["seconds"] for r in rep]), "analyze_s": summary([r["seconds"] for r in ana]),
-        "report_over_analyze": summary([a["seconds"] / b["seconds"] for a, b in zip(rep, ana)]),
+        "report_over_analyze": summary([a["seconds"] / b["seconds"] for a, b in zip(rep, ana, strict=True)]),
         "report_peak_rss_mb": summary([r["peak_rss_mb"] for r in rep]),
         "analyze_peak_rss_mb": summary([r["peak_rss_mb"] for r in ana]), "runs": runs,
     }

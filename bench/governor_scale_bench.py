@@ -31,8 +31,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from bench import governor_bench
 from bench.agent_proc import REPO
@@ -219,7 +220,7 @@ def prometheus_side(series: int, shape: str, repeats: int, workdir: Path, budget
         (workdir / "prometheus.yml").write_text(
             "global:\n  scrape_interval: 2m\n  scrape_timeout: 110s\nscrape_configs:\n"
             f"  - job_name: bench\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n")
-        log = open(workdir / "prometheus.log", "wb")
+        log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 (Prometheus writes it until it stops)
         prom = subprocess.Popen(["prometheus", f"--config.file={workdir / 'prometheus.yml'}", f"--web.listen-address=127.0.0.1:{port}",
                                  f"--storage.tsdb.path={data}", "--web.enable-admin-api", "--web.enable-lifecycle",
                                  "--query.lookback-delta=4h"],
@@ -260,7 +261,7 @@ def prometheus_side(series: int, shape: str, repeats: int, workdir: Path, budget
     return {"backend": "prometheus", "series": series, "shape": shape, "live_series": live, "first_scrape_s": load_s,
             "server_rss_mb": server_rss,
             "report_s": _stats(runs, "report", "seconds"), "analyze_s": _stats(runs, "analyze", "seconds"),
-            "report_over_analyze": summary([a["seconds"] / b["seconds"] for a, b in zip(rep, ana)]),
+            "report_over_analyze": summary([a["seconds"] / b["seconds"] for a, b in zip(rep, ana, strict=True)]),
             "report_peak_rss_mb": _stats(runs, "report", "peak_rss_mb"), "analyze_peak_rss_mb": _stats(runs, "analyze", "peak_rss_mb"),
             "runs": runs}
 
@@ -273,7 +274,7 @@ def vm_side(series: int, shape: str, repeats: int, workdir: Path, budgets: Path 
         data, _ = build_blocks(workdir, series, shape, ts)
         ref = {"analyze": ["promtool", "tsdb", "analyze", str(data)]}
     port = free_port()
-    log = open(workdir / "vm.log", "wb")
+    log = open(workdir / "vm.log", "wb")  # noqa: SIM115 (VictoriaMetrics writes it until it stops)
     vm = subprocess.Popen(["victoria-metrics", f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={workdir / 'vm-data'}",
                            "-search.latencyOffset=1s", "-search.maxStalenessInterval=1h",
                            f"-search.maxUniqueTimeseries={max(10_000_000, series * 2)}", "-loggerLevel=WARN"],
@@ -306,7 +307,7 @@ def vm_side(series: int, shape: str, repeats: int, workdir: Path, budgets: Path 
         rep = [r for r in runs if r["command"] == "report"]
         ana = [r for r in runs if r["command"] == "analyze"]
         out["analyze_s"] = _stats(runs, "analyze", "seconds")
-        out["report_over_analyze"] = summary([a["seconds"] / b["seconds"] for a, b in zip(rep, ana)])
+        out["report_over_analyze"] = summary([a["seconds"] / b["seconds"] for a, b in zip(rep, ana, strict=True)])
     return out
 
 

@@ -7,8 +7,8 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from bench.common import BenchError, free_port, wait_until
 

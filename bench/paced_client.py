@@ -20,7 +20,7 @@ LATE_S = 0.001  # a slot started more than 1 ms after its schedule counts as lat
 
 
 def _worker(host: str, port: int, rate: float, seconds: float, workers: int, index: int, t0: float,
-            out: "multiprocessing.Queue[dict]") -> None:
+            out: multiprocessing.Queue[dict]) -> None:
     lat: list[float] = []
     errors = late = 0
     n = int(rate * seconds)

@@ -28,7 +28,8 @@ def _mm(s: dict[str, Any] | None, fmt: str = "{:.2f}", scale: float = 1.0) -> st
 
 def storm_table(d: dict[str, Any]) -> list[str]:
     rates = [str(r) for r in d["params"]["rates"]]
-    out = ["| side / rate | conn/s without | conn/s ratio with/without | p99 ratio | agent CPU s / 10k conn | agent cores | records lost / emitted | spans sampled out | spans withheld (budget) | RSS steady MB |",
+    out = ["| side / rate | conn/s without | conn/s ratio with/without | p99 ratio | agent CPU s / 10k conn | agent cores "
+           "| records lost / emitted | spans sampled out | spans withheld (budget) | RSS steady MB |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for key, s in d["summary"].items():
         side, rate = key.split("/", 1)
@@ -185,7 +186,8 @@ def targets_table(storm: dict[str, Any] | None, rec: dict[str, Any] | None, gov:
                        f"agent {_mm(alls.get('agent_cpu_s_per_10k_conn'))}, peer {_mm(peer_sat.get('agent_cpu_s_per_10k_conn'))}; "
                        f"shipped defaults {_mm(sat.get('agent_cpu_s_per_10k_conn'))} | {yes(None if ac is None or pc is None else ac <= pc)} |")
             rss150 = sat.get("agent_rss_mb_steady")
-            out.append(f"| agent RSS steady, all probes, <= 150 MB | {_mm(rss150, '{:.0f}')} MB (peer {_mm(peer_sat.get('agent_rss_mb_steady'), '{:.0f}')} MB) | "
+            peer_rss = _mm(peer_sat.get("agent_rss_mb_steady"), "{:.0f}")
+            out.append(f"| agent RSS steady, all probes, <= 150 MB | {_mm(rss150, '{:.0f}')} MB (peer {peer_rss} MB) | "
                        f"{yes(None if not rss150 else rss150['max'] <= 150)} |")
         rss = sat.get("agent_rss_mb_steady")
         bcc = f"; BCC compile + load of every probe adds {rec['recording']['bcc_rss_mb']:.0f} MB" if rec else ""
@@ -239,7 +241,8 @@ def render(day: str | None) -> str:
     scale = _latest("governor-scale", day)
     parts = ["### Targets\n", "\n".join(targets_table(storm, rec, gov, skips, evidence, scale)) + "\n"]
     for title, doc, fn in (("Connection storm", storm, storm_table), ("Per-record cost", rec, record_table),
-                           ("Governor", gov, governor_table), ("Governor at scale: two phases", scale, governor_scale_table), ("Skipped runs next to a neighbour tracer", skips, skips_table),
+                           ("Governor", gov, governor_table), ("Governor at scale: two phases", scale, governor_scale_table),
+                           ("Skipped runs next to a neighbour tracer", skips, skips_table),
                            ("Evidence export", evidence, evidence_table)):
         if doc:
             parts.append(f"### {title} ({doc['utc']}, commit {doc['commit']}, {'quick' if doc.get('quick') else 'default'} run)\n")

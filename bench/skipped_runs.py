@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import say, summary as summarize
+from bench.common import say
+from bench.common import summary as summarize
 
 TESTS_AGENT = Path(__file__).resolve().parent.parent / "tests" / "agent"
 ACTIVE, PASSIVE = 1, 2
@@ -34,8 +35,7 @@ def _one(repair: bool, normal: int, timeouts: int) -> dict[str, Any]:
     from cgroups import test_cgroup  # noqa: E402 - the tests' real-cgroup helper
     from neighbour_tracer import neighbour_tracer  # noqa: E402
 
-    from agent.kernel import loader
-    from agent.kernel import preflight
+    from agent.kernel import loader, preflight
     from agent.kernel.skipped_runs import recursion_misses
     from agent.kernel.tracefs import Tracefs
     from probes import runqueue, tcp_lifecycle

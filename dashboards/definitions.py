@@ -1,5 +1,5 @@
 """The four bcgov dashboards. Metric names are the ones the agent and governor export
-(agent/metrics/kernel.py, agent/metrics/instruments.py, governor/service.py); workload-scoped agent metrics
+(the probes' declared families, probes/<name>.py SPEC.metrics; agent/metrics/instruments.py, governor/service.py); workload-scoped agent metrics
 carry the identity labels namespace, pod, workload, tier, and the PodMonitor adds node. Counters are
 queried by their stored sample names (`..._total`): that is what Prometheus keeps, whichever
 exposition format it scraped (tests/dashboards/test_dashboards_real.py runs every query against

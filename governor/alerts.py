@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from governor import errors, http, rules
 from governor.analysis import OVER, WARN, Report
@@ -36,7 +36,7 @@ class Alert:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _alert(name: str, tier: str, severity: str, summary: str, description: str, base: str, **extra: str) -> Alert:

@@ -8,14 +8,14 @@ in, so each can be tested alone and the report works without any of them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 from governor.budgets import GOVERNOR, UNCLASSIFIED, Budgets, Tier
 from governor.churn import ChurnStat
 from governor.growth import Growth
 from governor.inventory import Inventory, MetricInventory, Phases
-from governor.tiers import Classifier
 from governor.recommend import Recommendation, Unit, recommend, units_of
+from governor.tiers import Classifier
 from governor.usage import UsageIndex
 
 OK, WARN, OVER, UNBUDGETED = "ok", "warn", "over", "unbudgeted"

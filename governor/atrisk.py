@@ -15,7 +15,7 @@ more than that unit holds, which is why the biggest come first.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from governor import exposition
 from governor.budgets import Budgets

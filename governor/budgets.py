@@ -19,7 +19,7 @@ import dataclasses
 import importlib.resources
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -129,7 +129,7 @@ def parse(text: str, path: str = "<budgets>") -> Budgets:
     return Budgets(path, defaults, tiers)
 
 
-def _defaults(v: "_Validator", node: yaml.Node | None) -> Defaults:
+def _defaults(v: _Validator, node: yaml.Node | None) -> Defaults:
     d = Defaults()
     if node is None:
         return d
@@ -154,7 +154,7 @@ def _defaults(v: "_Validator", node: yaml.Node | None) -> Defaults:
     return dataclasses.replace(d, **kw)
 
 
-def _tier(v: "_Validator", name: str, node: yaml.Node, d: Defaults) -> Tier:
+def _tier(v: _Validator, name: str, node: yaml.Node, d: Defaults) -> Tier:
     field = f"tiers.{name}"
     m = v.mapping(node, field, {"max_series", "warn_ratio", "max_label_values", "match", "metrics", "labels"},
                   required={"max_series", "match"})
@@ -162,7 +162,8 @@ def _tier(v: "_Validator", name: str, node: yaml.Node, d: Defaults) -> Tier:
     if not match_m:
         raise BudgetError(v.path, _line(m["match"]), f"{field}.match", "needs metric_prefixes, jobs or namespaces")
     match = Match(
-        metric_prefixes=tuple(v.names(match_m["metric_prefixes"], f"{field}.match.metric_prefixes", _METRIC_NAME, "metric name prefixes")) if "metric_prefixes" in match_m else (),
+        metric_prefixes=tuple(v.names(match_m["metric_prefixes"], f"{field}.match.metric_prefixes", _METRIC_NAME,
+                                      "metric name prefixes")) if "metric_prefixes" in match_m else (),
         jobs=tuple(v.names(match_m["jobs"], f"{field}.match.jobs", None, "job names")) if "jobs" in match_m else (),
         namespaces=tuple(v.names(match_m["namespaces"], f"{field}.match.namespaces", None, "namespaces")) if "namespaces" in match_m else (),
     )
@@ -258,5 +259,7 @@ class _Validator:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names: Callable[[type], str] = lambda t: {int: "an integer", float: "a number", str: "a string"}.get(t, t.__name__)
+    def names(t: type) -> str:
+        return {int: "an integer", float: "a number", str: "a string"}.get(t, t.__name__)
+
     return " or ".join(names(k) for k in kind) if isinstance(kind, tuple) else names(kind)

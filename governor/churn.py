@@ -32,7 +32,7 @@ class Snapshot:
     values: dict[str, dict[str, set[int]]]  # metric -> label -> value hashes
 
     @classmethod
-    def of(cls, inventory: Inventory) -> "Snapshot":
+    def of(cls, inventory: Inventory) -> Snapshot:
         series: dict[str, set[int]] = {}
         values: dict[str, dict[str, set[int]]] = {}
         for name, m in inventory.metrics.items():

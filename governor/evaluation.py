@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from agent.pipeline.url_credentials import display_url
 from governor import analysis, churn, growth, usage

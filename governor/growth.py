@@ -4,7 +4,7 @@ from a least-squares line through the local history."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 MIN_POINTS = 3
 

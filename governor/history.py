@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from governor import errors
 from governor.churn import Snapshot
@@ -56,7 +56,7 @@ class History:
         except (OSError, sqlite3.Error) as exc:
             raise errors.HistoryError(f"cannot open history at {self.path} ({exc}); pass --state-dir DIR or --no-history") from exc
 
-    def __enter__(self) -> "History":
+    def __enter__(self) -> History:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
-
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 LabelSet = tuple[tuple[str, str], ...]
 
@@ -46,7 +46,7 @@ class MetricInventory:
     _value_counts: dict[str, collections.Counter[str]] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, name: str, series: Iterable[LabelSet], type: str | None = None, family: str | None = None) -> "MetricInventory":
+    def of(cls, name: str, series: Iterable[LabelSet], type: str | None = None, family: str | None = None) -> MetricInventory:
         s = frozenset(series)
         return cls(name=name, series=s, count=len(s), type=type, family=family)
 
@@ -89,7 +89,7 @@ class MetricInventory:
         """Series saved by removing `labels`: current count minus distinct series after removal."""
         return self.count - self.series_without(labels)
 
-    def subset(self, series: Iterable[LabelSet]) -> "MetricInventory":
+    def subset(self, series: Iterable[LabelSet]) -> MetricInventory:
         """The same metric restricted to `series` (used to split a metric across tiers)."""
         return MetricInventory.of(self.name, series, self.type, self.family)
 
@@ -132,7 +132,7 @@ class Inventory:
     collected_at: float
     head: dict[str, float] | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
-    phases: "Phases | None" = None  # how a Prometheus API inventory was collected
+    phases: Phases | None = None  # how a Prometheus API inventory was collected
 
     @property
     def total_series(self) -> int:
@@ -148,7 +148,7 @@ class Inventory:
         """Metrics whose count is a backend's estimate (not enumerated)."""
         return sorted(n for n, m in self.metrics.items() if m.estimated_from is not None)
 
-    def merged(self, other: "Inventory") -> "Inventory":
+    def merged(self, other: Inventory) -> Inventory:
         """Union of two inventories (several scrape targets): series sets of a metric are united."""
         metrics = dict(self.metrics)
         for name, m in other.metrics.items():

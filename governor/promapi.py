@@ -30,7 +30,8 @@ import json
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from agent.pipeline.url_credentials import display_url
 from governor import errors, exposition, http
@@ -179,7 +180,7 @@ class PrometheusSource:
         params = {"start": f"{at - NAMES_WINDOW_S:.3f}", "end": f"{at:.3f}"}
         return sorted(str(n) for n in self._api("label/__name__/values", params))
 
-    def collect(self, progress: Progress | None = None, budgets: "Budgets | None" = None) -> Inventory:
+    def collect(self, progress: Progress | None = None, budgets: Budgets | None = None) -> Inventory:
         """The inventory at one evaluation time (within `limits`). With `budgets` and a backend
         that keeps cardinality statistics, in two phases (governor.twophase): statistics first,
         then exact enumeration of the metrics at risk only; else every live series of every metric."""

@@ -11,7 +11,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 from governor.budgets import Budgets
 from governor.exposition import SHAPE_LABELS

@@ -18,7 +18,7 @@ set, so the number in the comment is what Prometheus will hold after the rule ta
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import yaml
 

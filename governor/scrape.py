@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from typing import Callable
+from collections.abc import Callable
 
 from agent.pipeline.url_credentials import display_url
 from governor import errors, exposition, http

@@ -15,7 +15,6 @@ from __future__ import annotations
 from governor.budgets import GOVERNOR, UNCLASSIFIED, Budgets
 from governor.inventory import Inventory, LabelSet, MetricInventory
 
-
 OWN_PREFIX = "bcgov_governor_"
 OWN_NAMES = frozenset({"ALERTS", "ALERTS_FOR_STATE"})
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from governor import atrisk, cardinality, errors, exposition
 from governor.budgets import Budgets

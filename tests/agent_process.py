@@ -10,10 +10,12 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+from servers import poll
 
 from probes import registry
-from servers import poll
 
 N_CONNECTIONS = 23  # prime, as BCC's contributing guide asks: a count that cannot happen by accident
 START_TIMEOUT_S = 120.0  # compiling seven probes on a busy 2-core machine

@@ -34,9 +34,10 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import servers
 import yaml
@@ -209,12 +210,12 @@ def start(tmp: Path) -> Iterator[RealStack]:
     from identity_standin_apiserver import StandInAPIServer, make_self_signed_cert, write_kubeconfig
     from prometheus_client import CollectorRegistry
 
-    from agent.kernel import preflight
     from agent.config import AgentConfig
-    from agent.identity.pod_enricher import IdentityEnricher
-    from agent.runtime import Agent, AgentParts
     from agent.export.spans import JsonlFileExporter
+    from agent.identity.pod_enricher import IdentityEnricher
+    from agent.kernel import preflight
     from agent.kernel.tracefs import Tracefs
+    from agent.runtime import Agent, AgentParts
 
     uid, container_id = str(uuid.uuid4()), secrets.token_hex(32)
     secret = f"planted-{secrets.token_hex(6)}"
@@ -236,7 +237,7 @@ def start(tmp: Path) -> Iterator[RealStack]:
                           span_budget_per_second=0.0)
         cfg.validate()
         log_path = tmp / "events.jsonl"
-        log_stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
+        log_stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)  # noqa: SIM115 (closed by the stack's callback below)
         stack.callback(log_stream.close)
         resource = {"service.name": "bcgov-agent", "host.name": NODE}
         parts = AgentParts(registry=registry, enricher=enricher, event_stream=log_stream,

@@ -23,9 +23,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import requests
 
@@ -112,7 +113,7 @@ def _spawn(argv_for_port: Callable[[int, Path], list[str]], tmp_path: Path, name
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
         server = _Process(proc, workdir, log_path, port)
 
-        def ready() -> bool:
+        def ready(proc: subprocess.Popen[bytes] = proc, server: _Process = server) -> bool:
             if proc.poll() is not None:
                 raise ServerError(f"{name} exited with {proc.returncode}")
             return requests.get(server.url + ready_path, timeout=1).status_code == 200

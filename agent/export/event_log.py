@@ -6,7 +6,8 @@ import json
 import sys
 import threading
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from agent.export.json_text import cached_fragment, finite_float, json_str
 from agent.export.otlp_logs import LogLine

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from agent.export.spans import SCOPE_NAME
 from agent.export.otlp_transport import LOGS, EncodedSender
+from agent.export.spans import SCOPE_NAME
 
 log = logging.getLogger("bcgov.agent.export.otlp_logs")
 

@@ -12,7 +12,8 @@ compare it to what the SDK's encoder makes of the same spans.
 from __future__ import annotations
 
 import struct
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from agent.export.spans import SCOPE_NAME, SpanData
 

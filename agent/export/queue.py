@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from agent.export.spans import SpanData, SpanExporter
 

@@ -11,13 +11,14 @@ import json
 import logging
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from agent.export.json_text import cached_fragment, finite_float, json_str
-from agent.export.rotating_file import RotatingFile
 from agent.export.otlp_transport import TRACES, EncodedSender
+from agent.export.rotating_file import RotatingFile
 
 log = logging.getLogger("bcgov.agent.export.spans")
 

@@ -22,9 +22,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 log = logging.getLogger("bcgov.agent.identity.block_devices")
 

@@ -228,9 +228,8 @@ def _systemd_unit(parts: list[str]) -> str | None:
         return None  # PID 1 itself: the host
     # The deepest .service wins: "system.slice/system-getty.slice/getty@tty1.service".
     for name in reversed(parts):
-        if name.endswith(".service") or name.endswith(".socket"):
-            if (unit := _stable_unit(name)) is not None:
-                return unit
+        if name.endswith((".service", ".socket")) and (unit := _stable_unit(name)) is not None:
+            return unit
     # Transient scopes (systemd-run, run-u123.scope) would mint a value per run: use their slice.
     for name in reversed(parts):
         if name.endswith(".slice") and not _INSTANCE_ID.search(name):

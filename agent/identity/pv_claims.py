@@ -18,7 +18,8 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from agent.identity import kube
 from agent.identity.errors import KubernetesConfigError
@@ -50,7 +51,7 @@ class PvClaims:
         self.api_calls = 0
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, **kw: Any) -> "PvClaims | None":
+    def connect(cls, kubeconfig: str | None = None, **kw: Any) -> PvClaims | None:
         """From the same configuration the pod watch uses; None (said once by the pod cache)
         when there is none."""
         try:

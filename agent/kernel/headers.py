@@ -65,7 +65,7 @@ class HeaderChoice:
         """One line for `bcgov agent probes` and the start-up log."""
         return f"{self.source} headers at {self.path}: {self.why}"
 
-    def apply(self, environ: "os._Environ[str] | dict[str, str]" = os.environ) -> None:
+    def apply(self, environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
         """Point BCC at the chosen tree: the bundled set, or the archive unpacked (BCC finds the others)."""
         if self.source == "bundled":
             environ[BCC_ENV] = self.path
@@ -112,7 +112,7 @@ class NodeTree:
         return None
 
 
-def inspect_node(where: Locations, environ: "os._Environ[str] | dict[str, str]" = os.environ) -> NodeTree:
+def inspect_node(where: Locations, environ: os._Environ[str] | dict[str, str] = os.environ) -> NodeTree:
     """The node's tree as BCC's default lookup sees it (the rules are in the module docstring)."""
     kdir = Path(where.modules_root) / where.release
     build, source = kdir / "build", kdir / "source"
@@ -143,7 +143,7 @@ def _version_note(tree: NodeTree, release: str) -> str:
             "fields only, which BCC lays out from tracefs)")
 
 
-def choose(where: Locations | None = None, environ: "os._Environ[str] | dict[str, str]" = os.environ) -> HeaderChoice:
+def choose(where: Locations | None = None, environ: os._Environ[str] | dict[str, str] = os.environ) -> HeaderChoice:
     """The first usable header set in the documented order; raises HeadersMissing with the fix."""
     w = where or Locations()
     chosen = environ.get(BCC_ENV)

@@ -10,8 +10,8 @@ missing_tracepoint, load_failed, layout_mismatch) and the verdict as ``bcgov_age
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector

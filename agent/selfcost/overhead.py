@@ -22,14 +22,15 @@ import os
 import platform
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.kernel.loader import LoadedProbe
-from agent.pipeline.router import SpanSampler
+from agent.pipeline.sampling import SpanSampler
 
 log = logging.getLogger("bcgov.agent.selfcost.overhead")
 

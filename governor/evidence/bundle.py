@@ -38,7 +38,7 @@ class FileInfo:
 class StreamWriter:
     """One bundle file written line by line; the sha256 is computed while writing."""
 
-    def __init__(self, bundle: "Bundle", name: str) -> None:
+    def __init__(self, bundle: Bundle, name: str) -> None:
         self._bundle, self._name = bundle, name
         self._path = bundle.staging / name
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ class StreamWriter:
         self._fh.close()
         self._bundle.files[self._name] = FileInfo(self._hash.hexdigest(), self._size)
 
-    def __enter__(self) -> "StreamWriter":
+    def __enter__(self) -> StreamWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

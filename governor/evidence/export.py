@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from agent.pipeline.redact import redact_text
 from governor import http
@@ -249,7 +250,7 @@ class _Run:
                 key = tuple(s.labels.get(k, "") for k in _IDENTITY_ATTRS)
                 if any(key):
                     self.seen.setdefault(key, set()).add(f"series/{name}")
-        rows = [{**dict(zip(_IDENTITY_ATTRS, map(str, key))), "seen_in": sorted(where)}
+        rows = [{**dict(zip(_IDENTITY_ATTRS, map(str, key), strict=True)), "seen_in": sorted(where)}
                 for key, where in sorted(self.seen.items(), key=lambda kv: tuple(map(str, kv[0])))]
         return {"scope": self.req.scope.labels(), "workloads": rows, "capped": len(self.seen) >= timeline.MAX_GROUPS,
                 "tiers": sorted({r["tier"] for r in rows if r["tier"]}),

@@ -8,8 +8,9 @@ import dataclasses
 import hashlib
 import json
 import tarfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Mapping
+from typing import IO, Any
 
 from governor.evidence import signing
 from governor.evidence.errors import VerifyError

@@ -22,7 +22,7 @@ def render_png(title: str, unit: str, series: list[Series], window: Window, aler
     from matplotlib.figure import Figure  # Figure without pyplot: no global state between plots
 
     def to_dt(t: float) -> dt.datetime:
-        return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(t, tz=dt.UTC)
 
     fig = Figure(figsize=(10, 4), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
@@ -39,7 +39,7 @@ def render_png(title: str, unit: str, series: list[Series], window: Window, aler
     ax.set_title(title)
     ax.set_ylabel(unit)
     ax.set_xlabel("time (UTC)")
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=dt.timezone.utc))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=dt.UTC))
     ax.grid(True, alpha=0.3)
     if not series:
         ax.text(0.5, 0.5, "no data in the window", transform=ax.transAxes, ha="center", va="center", color="grey")

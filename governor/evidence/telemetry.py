@@ -20,8 +20,9 @@ import glob
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from governor import errors as gov_errors
 from governor import http

@@ -13,7 +13,8 @@ the number of command lines counted per group, so memory does not grow with the 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from governor.evidence import markdown
 from governor.evidence.alerts import Alert
@@ -182,7 +183,7 @@ class Timeline:
         self._add(("reset-span", group_who, d), ts, "reset", f"connection reset ({d}), {who} (trace {trace})",
                   "spans.jsonl", f"connection reset ({d}), {group_who} (first trace {trace})")
 
-    def merge(self, other: "Timeline") -> None:
+    def merge(self, other: Timeline) -> None:
         """Add `other`'s groups (read in another process) to these."""
         for key, g in other._groups.items():
             if key[0] == "single":

@@ -38,7 +38,7 @@ def parse_time(text: str, now: float) -> float:
 
 def rfc3339(ts: float) -> str:
     """A Unix time as RFC 3339 UTC with milliseconds."""
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def choose_step(seconds: float) -> int:
@@ -58,7 +58,7 @@ class Window:
     step: int
 
     @classmethod
-    def parse(cls, since: str, until: str, now: float) -> "Window":
+    def parse(cls, since: str, until: str, now: float) -> Window:
         start, end = parse_time(since, now), parse_time(until, now)
         if end <= start:
             raise WindowError(f"--until ({rfc3339(end)}) must be after --since ({rfc3339(start)})")

@@ -7,9 +7,10 @@ import io
 import json
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from agent.identity.enricher import Enricher
 from probes.events import TcpConnection
@@ -119,18 +120,18 @@ def started_agent(tmp: Path, parts: Any = None, **config: Any) -> Iterator[Runni
     """A real agent started with `config` (AgentConfig fields) and `parts`: metrics on an
     ephemeral loopback port, spans (JSONL) and event lines under `tmp`. Stopped on exit, also
     when the test fails."""
-    from agent.kernel import preflight
     from agent.config import AgentConfig
-    from agent.runtime import Agent, AgentParts
     from agent.export.spans import JsonlFileExporter
+    from agent.kernel import preflight
     from agent.kernel.tracefs import Tracefs
+    from agent.runtime import Agent, AgentParts
 
     # Tests count every connection's span unless they test the span budget itself (test_span_budget_ebpf.py).
     config.setdefault("span_budget_per_second", 0.0)
     cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp / "spans.jsonl"), **config)
     cfg.validate()
     log_path = tmp / "events.jsonl"
-    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
+    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)  # noqa: SIM115 (the agent's event log: closed with the agent)
     parts = parts or AgentParts()
     parts.event_stream = stream
     parts.span_exporter = parts.span_exporter or JsonlFileExporter(cfg.spans_file, TEST_RESOURCE, "test")

@@ -7,7 +7,7 @@ the condition the agent must survive without losing count."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 # Each program spins over a per-CPU counter for `SPIN` rounds: long enough that interrupts and
 # softirqs land inside it. Only while a process of the test's cgroup is current, so the other

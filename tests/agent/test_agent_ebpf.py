@@ -8,8 +8,8 @@ import re
 
 import pytest
 from agent_harness import RunningAgent, wait_for
-from probes import tcp_lifecycle
 
+from probes import tcp_lifecycle
 
 pytestmark = pytest.mark.ebpf
 

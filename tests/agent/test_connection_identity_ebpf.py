@@ -13,21 +13,21 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 import cgroups
-from agent.identity.cgroups import CgroupPathCache
-from agent.identity.resolver import IdentityResolver, UnresolvedCounts
-from agent.identity.tiers import TierResolver
-from agent.identity.pod_enricher import IdentityEnricher
-from agent.runtime import AgentParts
+import pytest
 from agent_harness import RunningAgent, started_agent, wait_for
 from postgres_server import pgbench, postgres
+from prometheus_client.parser import text_string_to_metric_families
 from servers import free_port
+
+from agent.identity.cgroups import CgroupPathCache
+from agent.identity.pod_enricher import IdentityEnricher
+from agent.identity.resolver import IdentityResolver, UnresolvedCounts
+from agent.identity.tiers import TierResolver
+from agent.runtime import AgentParts
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.integration]
 
@@ -128,7 +128,7 @@ def test_the_server_end_is_tiered_and_labelled_alike_in_every_family(units, tmp_
 
         wait_for(agree, what="passive counter == duration histogram == kernel count, tier oltp")
         for name in ("bcgov_tcp_connections_total", "bcgov_tcp_connection_duration_seconds_count"):
-            wait_for(lambda: _samples(agent, name, direction="active", outcome="refused", **CLIENT) == 1,
+            wait_for(lambda name=name: _samples(agent, name, direction="active", outcome="refused", **CLIENT) == 1,
                      what=f"{name}: the refused connect as 'refused' for the client's unit")
         assert _samples(agent, "bcgov_tcp_connections_total", outcome="failed") == 0
 

@@ -9,12 +9,13 @@ import json
 import socket
 import types
 
+from agent_harness import connection
+
+from agent.identity.pod_enricher import LABELS, IdentityEnricher
 from agent.identity.pods import PodInfo
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from agent.identity.pod_enricher import LABELS, IdentityEnricher
 from agent.pipeline.router import ERROR_TYPES, connection_attributes, connection_json_members, network_type, server_port
-from agent_harness import connection
 from probes import tcp_lifecycle
 
 PG_CGROUP, WEB_CGROUP, HOST_CGROUP = 10, 11, 12
@@ -61,7 +62,7 @@ def _enricher() -> tuple[IdentityEnricher, UnresolvedCounts]:
 
 
 def _labels(values: tuple[str, ...]) -> dict[str, str]:
-    return dict(zip(LABELS, values))
+    return dict(zip(LABELS, values, strict=True))
 
 
 def test_the_server_end_takes_its_tier_from_its_listening_port() -> None:

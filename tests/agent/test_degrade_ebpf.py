@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent.kernel import preflight
 from agent.config import AgentConfig
-from agent.runtime import Agent, AgentParts
+from agent.kernel import preflight
 from agent.kernel.tracefs import Tracefs
+from agent.runtime import Agent, AgentParts
 from bcgov.cli import cli
 from probes import registry
 

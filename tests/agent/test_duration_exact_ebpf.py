@@ -7,8 +7,9 @@ must name spans the agent really wrote."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from agent_harness import CgroupIdentity, RunningAgent, started_agent, wait_for

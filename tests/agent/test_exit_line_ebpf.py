@@ -15,9 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import agent_process
+import pytest
 from servers import free_port, poll
 
 pytestmark = pytest.mark.ebpf

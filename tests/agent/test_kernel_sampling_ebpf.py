@@ -5,8 +5,9 @@ and every skipped record is counted in bcgov_agent_spans_sampled_out_total."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from agent_harness import CgroupIdentity, RunningAgent, started_agent, wait_for

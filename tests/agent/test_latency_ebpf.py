@@ -9,17 +9,19 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from agent_harness import RunningAgent, wait_for
 from prometheus_client import CollectorRegistry, generate_latest
 
+from agent.identity.pod_enricher import IdentityEnricher
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from agent.identity.pod_enricher import IdentityEnricher
-from agent.metrics.latency import LatencyCollector
+from agent.metrics.collectors import ProbeMetrics
+from probes import registry
+from probes.families import HistogramFamily
 from probes.block_io import OPS
 
 pytestmark = pytest.mark.ebpf
@@ -132,7 +134,7 @@ def test_run_queue_latency_carries_the_workload_of_its_cgroup(running_agent: Run
                                 UnresolvedCounts(), node="test")
     reg = CollectorRegistry()
     # a second collector over the session agent's probes: it drains what the agent's would have
-    reg.register(LatencyCollector(running_agent.agent.probes, IdentityEnricher(resolver)))
+    reg.register(ProbeMetrics(registry.ALL, running_agent.agent.probes, IdentityEnricher(resolver), kinds=(HistogramFamily,)))
     text = generate_latest(reg).decode()
     (sample,) = [s for s in _samples(text, "bcgov_runqueue_latency_seconds_count") if s[0]["workload"] == "etl-runner.service"]
     assert sample[0] == {"namespace": "", "pod": "", "workload": "etl-runner.service", "tier": ""}

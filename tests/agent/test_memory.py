@@ -43,8 +43,7 @@ def _compiler_private_kb() -> int:
 
 @pytest.mark.ebpf
 def test_a_process_that_compiled_a_probe_gives_back_memory_and_compiles_again() -> None:
-    from agent.kernel import loader
-    from agent.kernel import preflight
+    from agent.kernel import loader, preflight
     from agent.kernel.tracefs import Tracefs
     from probes import registry
 

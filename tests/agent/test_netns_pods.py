@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from netns_pods import LEDGER_DIR, PodNetwork
 
 pytestmark = pytest.mark.ebpf  # root: network namespaces and cgroups

@@ -13,12 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import agent_process
+import pytest
+from servers import free_port
+
 from agent.kernel import headers as kernel_headers
 from probes import registry
-from servers import free_port
 
 pytestmark = pytest.mark.ebpf
 

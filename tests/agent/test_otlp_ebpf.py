@@ -21,10 +21,10 @@ N_UP, N_DOWN, N_BACK, N_AT_STOP = 5, 7, 3, 2  # connections per phase; each make
 
 
 def _agent(receiver: OtlpReceiver, log_path: Path):  # -> Agent
-    from agent.kernel import preflight
     from agent.config import AgentConfig
-    from agent.runtime import Agent, AgentParts
+    from agent.kernel import preflight
     from agent.kernel.tracefs import Tracefs
+    from agent.runtime import Agent, AgentParts
 
     cfg = AgentConfig(
         metrics_addr="off", otlp_endpoint=receiver.endpoint, otlp_protocol=receiver.protocol,
@@ -34,7 +34,7 @@ def _agent(receiver: OtlpReceiver, log_path: Path):  # -> Agent
         span_budget_per_second=0.0,
     )
     cfg.validate()
-    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
+    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)  # noqa: SIM115 (the agent's event log: closed with the agent)
     return Agent(cfg, Tracefs(preflight.check()), AgentParts(event_stream=stream))
 
 

@@ -51,7 +51,7 @@ def test_every_line_arrives_as_a_log_record_with_the_same_content(receiver: Otlp
     lines = [json.loads(l) for l in local.getvalue().splitlines()]
     got = sorted(receiver.logs(), key=lambda r: r.time_ns)
     assert len(lines) == len(got) == N
-    for i, (line, rec) in enumerate(zip(lines, got)):
+    for i, (line, rec) in enumerate(zip(lines, got, strict=True)):
         assert rec.time_ns == T0_NS + i * 1000 and line["time"].startswith("2027-01-15T08:00:00.1234")
         assert rec.body == line["body"] and rec.attributes == line["attributes"]
         assert rec.severity_text == line["severity"] and rec.severity_number == SEVERITY_NUMBER[line["severity"]]

@@ -20,17 +20,17 @@ N = 7  # connections; each makes a client and a server span, and a log line for 
 
 
 def test_log_records_arrive_with_the_trace_ids_of_their_spans(receiver: OtlpReceiver, cgroup, tmp_path: Path) -> None:
-    from agent.kernel import preflight
     from agent.config import AgentConfig
-    from agent.runtime import Agent, AgentParts
+    from agent.kernel import preflight
     from agent.kernel.tracefs import Tracefs
+    from agent.runtime import Agent, AgentParts
 
     cfg = AgentConfig(metrics_addr="off", otlp_endpoint=receiver.endpoint, otlp_protocol=receiver.protocol,
                       probes=["tcp_lifecycle"], otlp_timeout_seconds=2.0, node_name="node-logs-test", logs="both",
                       span_budget_per_second=0)  # every connection a span: other traffic on the machine must not shed ours
     cfg.validate()
     log_path = tmp_path / "events.jsonl"
-    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)
+    stream = io.TextIOWrapper(open(log_path, "ab", buffering=0), encoding="utf-8", line_buffering=True)  # noqa: SIM115 (the agent's event log: closed with the agent)
     agent = Agent(cfg, Tracefs(preflight.check()), AgentParts(event_stream=stream))
     try:
         agent.start()

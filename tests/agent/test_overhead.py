@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.config import AgentConfig, ConfigError
+from agent.pipeline.sampling import SpanSampler
 from agent.selfcost.overhead import BpfStats, CpuBudget, read_fdinfo
-from agent.pipeline.router import SpanSampler
 from probes.events import TcpConnection
 
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from agent_harness import RunningAgent, started_agent, wait_for
 from cgroups import WORKLOAD
 
-from agent.metrics.kernel import STAT_EMITTED, STAT_LOST
+from probes.families import STAT_EMITTED, STAT_LOST
 
 pytestmark = pytest.mark.ebpf
 

@@ -8,16 +8,16 @@ import json
 from typing import Any
 
 import pytest
+from agent_harness import connection as _conn
 from prometheus_client import CollectorRegistry
 
-from agent.pipeline.clock import MonotonicToWall
-from agent.identity.enricher import Enricher
-from agent.identity.cache import EnrichmentCache
 from agent.export.event_log import MAX_PENDING, EventLog, iso_ns, json_object
-from agent.metrics.instruments import Instruments
-from agent.pipeline.router import EventPipeline, connection_attributes, connection_json_members
 from agent.export.spans import IdSource, SpanData, SpanEvent, otlp_json_line, otlp_json_request
-from agent_harness import connection as _conn
+from agent.identity.cache import EnrichmentCache
+from agent.identity.enricher import Enricher
+from agent.metrics.instruments import Instruments
+from agent.pipeline.clock import MonotonicToWall
+from agent.pipeline.router import EventPipeline, connection_attributes, connection_json_members
 
 
 class _Identity(Enricher):
@@ -76,7 +76,7 @@ def test_log_lines_carry_the_span_attributes_and_ids_and_nothing_is_lost_at_clos
     p.flush()
     lines = [json.loads(x) for x in log.getvalue().splitlines()]
     assert len(lines) == len(spans) == len(CONNECTIONS)
-    for line, span in zip(lines, spans):
+    for line, span in zip(lines, spans, strict=True):
         assert line["attributes"] == span.attributes
         assert (line["trace_id"], line["span_id"]) == (span.trace_id_hex, span.span_id_hex)
         assert line["time"] == iso_ns(span.end_ns)

@@ -38,10 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from agent_harness import RunningAgent, started_agent, wait_for
 from netns_pods import PodNetwork, PodSandbox
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent / "identity"))
 from identity_standin_apiserver import StandInAPIServer, make_self_signed_cert, write_kubeconfig  # noqa: E402

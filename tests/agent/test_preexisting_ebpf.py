@@ -9,13 +9,13 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import cgroups
 import pytest
 from agent_harness import RunningAgent, started_agent, wait_for
-import cgroups
-from probes import tcp_lifecycle
 
 pytestmark = pytest.mark.ebpf
 

@@ -31,7 +31,7 @@ class _RefusesAtomics:
 
 
 def _plan(spec: ProbeSpec) -> loader.ProbePlan:
-    return loader.ProbePlan(spec, missing=(), defines=("HAVE_X",), enabled_optional=(), missing_optional=())
+    return loader.ProbePlan(spec, missing=(), defines=("HAVE_X",), missing_optional=())
 
 
 def test_a_refused_build_is_loaded_again_with_the_fallback_and_the_loss_logged(caplog: pytest.LogCaptureFixture) -> None:

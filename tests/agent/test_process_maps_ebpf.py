@@ -9,7 +9,7 @@ import os
 import pytest
 from agent_harness import RunningAgent, wait_for
 
-from agent.metrics.kernel import STAT_MAP_FULL
+from probes.families import STAT_MAP_FULL
 
 pytestmark = pytest.mark.ebpf
 

@@ -8,15 +8,14 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from agent_harness import wait_for
 from prometheus_client import CollectorRegistry
 
-from agent.kernel import loader
-from agent.kernel import preflight
 from agent.identity.enricher import Enricher
-from agent.metrics.instruments import Instruments
+from agent.kernel import loader, preflight
 from agent.kernel.readers import RingBufferReader
 from agent.kernel.tracefs import Tracefs
-from agent_harness import wait_for
+from agent.metrics.instruments import Instruments
 from probes import registry
 
 pytestmark = pytest.mark.ebpf

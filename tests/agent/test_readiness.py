@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.config import AgentConfig, ConfigError
-from agent.metrics.server import MetricsServer
 from agent.metrics.readiness import ProbeState, Readiness
+from agent.metrics.server import MetricsServer
 
 STATES = [
     ProbeState("tcp_lifecycle", True),
@@ -49,7 +49,8 @@ def test_readyz_and_metrics_name_each_down_probe_and_why(requires: object, code:
     server = MetricsServer("127.0.0.1", 0, registry, ready=lambda: (readiness.ready(), readiness.body()))
     server.start()
     try:
-        base = "http://%s:%d" % server.address
+        host, port = server.address
+        base = f"http://{host}:{port}"
         status, body = _get(base + "/readyz")
         assert status == code
         assert "oom: down" in body and "missing_tracepoint: kernel lacks tracepoint oom:mark_victim" in body

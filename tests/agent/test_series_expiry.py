@@ -4,18 +4,19 @@ resolver and IdentityEnricher, real prometheus_client instruments, the guard and
 from __future__ import annotations
 
 import types
-from typing import Any
 import uuid
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from agent.identity.pod_enricher import IdentityEnricher
 from agent.identity.pods import PodCache, PodInfo
 from agent.identity.resolver import IdentityResolver
 from agent.identity.tiers import TierResolver
-from agent.identity.pod_enricher import IdentityEnricher
-from agent.metrics.latency import LatencyCollector
+from agent.metrics.collectors import ProbeMetrics
+from probes import registry
 from agent.metrics.series_expiry import GoneSeries, PodSeriesExpiry
 from agent.metrics.series_guard import OVERFLOW, GuardedView, SeriesGuard
 
@@ -85,13 +86,13 @@ def test_series_of_expired_pods_are_dropped_and_their_slots_reused() -> None:
     }
     for i, p in enumerate(cluster.values(), start=1):
         pods.apply("ADDED", p)
-        table.paths[i] = f"/kubepods.slice/kubepods-pod{p.uid.replace('-', '_')}.slice/cri-containerd-{'%064x' % i}.scope"
+        table.paths[i] = f"/kubepods.slice/kubepods-pod{p.uid.replace('-', '_')}.slice/cri-containerd-{i:064x}.scope"
     by_cgroup = dict(enumerate(cluster, start=1))
 
     reg = CollectorRegistry()
     guard = SeriesGuard(budgets={DURATION: 3})
-    latency = LatencyCollector({}, enricher, guard=guard)
-    durations = latency.duration
+    latency = ProbeMetrics(registry.ALL, {}, enricher, guard=guard)
+    durations = latency.state(DURATION)
     reg.register(_Durations(durations))
     expiry = PodSeriesExpiry(pods, guard, [latency])
     view = GuardedView(reg, guard, [expiry.run])
@@ -122,7 +123,7 @@ def test_series_of_expired_pods_are_dropped_and_their_slots_reused() -> None:
     # Freed slots take new label sets instead of the overflow series.
     new = _pod("pg-1", "StatefulSet", "pg", "10.42.0.20")
     pods.apply("ADDED", new)
-    table.paths[9] = f"/kubepods.slice/kubepods-pod{new.uid.replace('-', '_')}.slice/cri-containerd-{'%064x' % 9}.scope"
+    table.paths[9] = f"/kubepods.slice/kubepods-pod{new.uid.replace('-', '_')}.slice/cri-containerd-{9:064x}.scope"
     drained("passive", 9)
     assert _counts(view)[("pg-1", "pg", "passive")] == 1.0
     assert guard.overflow_count(DURATION) == 0

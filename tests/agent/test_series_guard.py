@@ -13,7 +13,8 @@ from prometheus_client.registry import Collector
 
 from agent.config import AgentConfig, ConfigError
 from agent.identity.enricher import Enricher
-from agent.metrics.latency import LatencyCollector
+from agent.metrics.collectors import ProbeMetrics
+from probes import registry
 from agent.metrics.series_guard import OVERFLOW, GuardedView, SeriesGuard
 
 
@@ -116,7 +117,7 @@ def test_duration_histogram_folds_at_the_source_and_the_view_merges_nothing_twic
 
     reg = CollectorRegistry()
     guard = SeriesGuard(default_budget=10, budgets={"bcgov_tcp_connection_duration_seconds": 2})
-    durations = LatencyCollector({}, ByPeer(), guard=guard).duration
+    durations = ProbeMetrics(registry.ALL, {}, ByPeer(), guard=guard).state("bcgov_tcp_connection_duration_seconds")
     reg.register(_Durations(durations))
     for i in range(7):  # drained kernel deltas: one connection of (i + 1) ms each
         slots = [0] * durations.slot_count

@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import socket
 import types
-import uuid
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from agent_harness import wait_for
@@ -57,15 +57,15 @@ def _refused(ip: str) -> None:
 
 @pytest.fixture
 def guarded_agent(tmp_path: Path) -> Iterator[tuple[object, object, Clock, str]]:
-    from agent.kernel import preflight
     from agent.config import AgentConfig
     from agent.identity.cgroups import CgroupPathCache
+    from agent.identity.pod_enricher import IdentityEnricher
     from agent.identity.pods import PodCache
     from agent.identity.resolver import IdentityResolver
     from agent.identity.tiers import TierResolver
-    from agent.identity.pod_enricher import IdentityEnricher
-    from agent.runtime import Agent, AgentParts
+    from agent.kernel import preflight
     from agent.kernel.tracefs import Tracefs
+    from agent.runtime import Agent, AgentParts
 
     clock = Clock()
     pods = PodCache("node-a", grace_period=GRACE, clock=clock)

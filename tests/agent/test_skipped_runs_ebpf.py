@@ -13,15 +13,15 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from agent_harness import CgroupIdentity, RunningAgent, started_agent, wait_for
 from neighbour_tracer import neighbour_tracer
 
-from agent.runtime import AgentParts
 from agent.kernel.skipped_runs import recursion_misses
+from agent.runtime import AgentParts
 
 pytestmark = pytest.mark.ebpf
 
@@ -67,7 +67,7 @@ def test_every_connection_is_counted_next_to_a_neighbour_tracer(tcp_agent: Runni
         made[ACTIVE] += NORMAL + TIMEOUTS + 1
         made[PASSIVE] += NORMAL + 1
         for direction, n in made.items():
-            wait_for(lambda: _counts(agent, cgroup.id, direction)[0] == n, timeout=60,
+            wait_for(lambda direction=direction, n=n: _counts(agent, cgroup.id, direction)[0] == n, timeout=60,
                      what=f"{n} closes counted for direction {direction}")
         if sum(recursion_misses(probes).values()) > misses_before:
             break
@@ -155,7 +155,7 @@ def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
     assert bpf["conns"][bpf["conns"].Key(fake_sk)].flags & 1  # F_ESTABLISHED
     _run_raw(raw, fake_sk, TCP_ESTABLISHED, TCP_CLOSE)
     assert bpf["conns"].Key(fake_sk) not in bpf["conns"]
-    assert [a - b for a, b in zip(_repairs(agent), before)] == [3, 1, 1, 1, 1, 1]
+    assert [a - b for a, b in zip(_repairs(agent), before, strict=True)] == [3, 1, 1, 1, 1, 1]
 
 
 # --- runqueue: wakeups whose tracepoint run was skipped ---------------------------------------
@@ -184,7 +184,7 @@ def test_skipped_wakeups_are_marked_by_the_raw_program(runqueue_agent: RunningAg
                                 capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     # repairs read before misses (and after them at the start): a fix is never counted without its skip
-    marked, unknown = (a - b for a, b in zip(_wakeup_repairs(agent), (marked0, unknown0)))
+    marked, unknown = (a - b for a, b in zip(_wakeup_repairs(agent), (marked0, unknown0), strict=True))
     misses = _wakeup_misses(agent) - misses0
     print(f"sched_wakeup runs skipped {misses}: marked by the raw program {marked}, task never seen {unknown}")
     assert misses > 0

@@ -7,14 +7,15 @@ connection (always sent) keep their spans; with the budget off every connection 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from agent_harness import CgroupIdentity, RunningAgent, started_agent, wait_for
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from agent.metrics.kernel import STAT_LOST
+from probes.families import STAT_LOST
 
 pytestmark = pytest.mark.ebpf
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import io
 import json
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
-from agent.pipeline.clock import MonotonicToWall
-from agent.identity.enricher import Enricher
-from agent.export.event_log import EventLog
-from agent.metrics.instruments import Instruments
-from agent.pipeline.router import EventPipeline
-from agent.export.queue import SpanQueue
-from agent.export.spans import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, IdSource, JsonlFileExporter, SpanData, otlp_json_request
 from agent_harness import connection as _conn
 from prometheus_client import CollectorRegistry, generate_latest
+
+from agent.export.event_log import EventLog
+from agent.export.queue import SpanQueue
+from agent.export.spans import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, IdSource, JsonlFileExporter, SpanData, otlp_json_request
+from agent.identity.enricher import Enricher
+from agent.metrics.instruments import Instruments
+from agent.pipeline.clock import MonotonicToWall
+from agent.pipeline.router import EventPipeline
 
 
 class _Memory:

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.kernel import headers as kernel_headers
-from agent.kernel import loader
-from agent.kernel import preflight
+from agent.kernel import loader, preflight
 from agent.kernel.tracefs import Tracefs, TracefsMissing, find_root
 from probes import registry
 

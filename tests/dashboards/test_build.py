@@ -7,13 +7,12 @@ import json
 import pathlib
 import re
 
+import dashboard_json
 import pytest
 from click.testing import CliRunner
 
 from bcgov import cli as bcgov_cli
 from dashboards import build, common
-
-import dashboard_json
 
 DASHBOARDS = dashboard_json.committed()
 RUNBOOKS = {p.stem for p in (dashboard_json.ROOT / "runbooks").glob("*.md")}

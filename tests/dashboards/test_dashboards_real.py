@@ -17,11 +17,11 @@ import math
 import re
 from typing import Any
 
+import dashboard_json
 import pytest
+import realstack
 import requests
 
-import dashboard_json
-import realstack
 from dashboards import common
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.integration]
@@ -200,7 +200,6 @@ def test_a_real_spans_trace_to_metrics_link_finds_its_workloads_series(real_stac
     query Grafana builds from the span's attributes finds the pod's connection series in the
     Prometheus that scraped the agent, joined on the labels the agent really exports."""
     import yaml
-
     from test_provisioning import PROV_DIR, expanded, grafana_tags
 
     doc = yaml.safe_load((PROV_DIR / "datasources" / "bcgov.yaml").read_text())

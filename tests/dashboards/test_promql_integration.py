@@ -6,15 +6,12 @@ comes back as HTTP 400, which fails the test with Prometheus' own message."""
 
 from __future__ import annotations
 
-import pathlib
 import re
 
+import dashboard_json
 import pytest
 import requests
-
 import servers
-
-import dashboard_json
 
 pytestmark = pytest.mark.integration
 

@@ -12,14 +12,13 @@ import io
 import re
 from typing import Any
 
+import dashboard_json
 import pytest
 import requests
+import servers
 import yaml
 
 from dashboards import build, common, provisioning
-
-import dashboard_json
-import servers
 
 PROV_DIR = dashboard_json.ROOT / "dashboards" / "provisioning"
 T0_NS = 1_800_000_000 * 10**9
@@ -61,12 +60,13 @@ def test_three_datasources_with_the_uids_they_link_by() -> None:
 
 def test_prometheus_exemplars_open_tempo_under_the_agents_exemplar_label() -> None:
     from agent.metrics.exemplars import DurationExemplars
+    from probes.tcp_lifecycle import DURATION_SLOTS, DurationKey
 
     dest = by_type(committed("datasources/bcgov.yaml"))["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
     assert [d["datasourceUid"] for d in dest] == [provisioning.UID_TEMPO]
     ex = DurationExemplars()
-    ex.remember(("a",), 1_500_000, "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
-    ((_, _, exemplar),) = ex.take()
+    ex.remember(DurationKey(1, 0, 0, 0), 1_500_000, "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    ((_, _, exemplar),) = ex.take(DURATION_SLOTS)
     assert dest[0]["name"] in exemplar.labels and exemplar.labels[dest[0]["name"]] == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
@@ -92,10 +92,11 @@ def _agent_enricher():
     """The agent's own IdentityEnricher over fixed cgroup paths and pods (the resolver, owners and
     label rules are the real ones)."""
     import types
+
+    from agent.identity.pod_enricher import IdentityEnricher
     from agent.identity.pods import PodInfo
     from agent.identity.resolver import IdentityResolver, UnresolvedCounts
     from agent.identity.tiers import TierResolver
-    from agent.identity.pod_enricher import IdentityEnricher
 
     pods = {uid: PodInfo(uid, "payments", _POD_NAMES[kind][0], "node-a", (), types.MappingProxyType({}), kind,
                          _POD_NAMES[kind][1], types.MappingProxyType({}), "Running") for kind, uid in _UIDS.items()}
@@ -129,15 +130,16 @@ def test_trace_to_metrics_joins_each_workload_kinds_span_to_its_own_series() -> 
     """The span's attributes and the metric's labels come from the agent's own code: for every kind
     (a Deployment's pod label is "" in metrics, while its span names the pod) each tag's attribute
     equals the label it maps to, and every mapped label is one the duration histogram carries."""
-    from agent.metrics.latency import LatencyCollector
+    from agent.metrics.collectors import ProbeMetrics
+    from probes import registry
 
     tags = by_type(committed("datasources/bcgov.yaml"))["tempo"]["jsonData"]["tracesToMetrics"]["tags"]
     e, cgroups = _agent_enricher()
-    family_labels = LatencyCollector({}, e).duration.label_names
+    family_labels = ProbeMetrics(registry.ALL, {}, e).state("bcgov_tcp_connection_duration_seconds").label_names
     assert {t["value"] for t in tags} <= set(family_labels)
     for cg in cgroups:
         attrs = e.workload_attributes(cg, 4242)
-        labels = dict(zip(e.label_names, e.workload_labels(cg)))
+        labels = dict(zip(e.label_names, e.workload_labels(cg), strict=True))
         assert labels["workload"], cg  # every kind has a workload to join on
         joined = {t["value"]: attrs[t["key"]] for t in tags if t["key"] in attrs}
         assert "workload" in joined, (cg, attrs)  # the join never falls back to every series
@@ -171,15 +173,17 @@ def test_the_dashboards_loki_links_use_the_same_agent_stream() -> None:
 
 @pytest.mark.integration
 def test_trace_to_metrics_queries_run_in_a_real_prometheus(tmp_path) -> None:
-    """A Deployment's connection as the agent exports it (its LatencyCollector's histogram), scraped
+    """A Deployment's connection as the agent exports it (its ProbeMetrics' histogram), scraped
     by a real Prometheus; the query Grafana builds from that connection's span attributes finds it."""
     from prometheus_client import CollectorRegistry, generate_latest
-    from agent.metrics.latency import LatencyCollector
+
+    from agent.metrics.collectors import ProbeMetrics
+    from probes import registry
 
     tempo = by_type(committed("datasources/bcgov.yaml"))["tempo"]["jsonData"]
     e, _ = _agent_enricher()
     deployment = list(_UIDS).index("Deployment")
-    durations = LatencyCollector({}, e).duration
+    durations = ProbeMetrics(registry.ALL, {}, e).state("bcgov_tcp_connection_duration_seconds")
     slots = [0] * durations.slot_count
     slots[(10_000).bit_length()] = 7  # 7 connections of ~10 ms
     durations.add(("active", "normal", *e.workload_labels(deployment)), slots, 70_000_000)

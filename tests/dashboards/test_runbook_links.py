@@ -7,12 +7,11 @@ from __future__ import annotations
 import pathlib
 import re
 
+import dashboard_json
 import pytest
+import runbook_links
 
 from dashboards import common
-
-import dashboard_json
-import runbook_links
 
 RUNBOOKS = sorted((dashboard_json.ROOT / "runbooks").glob("*.md"))
 PANELS = runbook_links.panels_by_uid(dashboard_json.committed())

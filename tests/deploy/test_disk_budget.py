@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 import container_flags
 import manifests
+import pytest
+
 from agent import config as agent_config
 
 MARGIN = 0.75  # the files may use at most this share of the emptyDir (the rest: anything else in var)
@@ -51,8 +51,8 @@ def test_shipped_config_files_fit_their_emptydir_with_margin(tmp_path: Path) -> 
 
 
 def test_with_a_collector_the_shipped_config_writes_no_spans_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.runtime import Agent, AgentParts
     from agent.export.spans import OtlpExporter
+    from agent.runtime import Agent, AgentParts
 
     monkeypatch.chdir(tmp_path)  # the shipped spans_file is relative: var/spans.jsonl here
     cfg = _shipped(tmp_path)

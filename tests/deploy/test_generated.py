@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import manifests
 import pytest
 import yaml
 
 from agent import config as agent_config
 from governor import budgets
-
-import manifests
 
 GENERATE = manifests.generator()
 

@@ -10,14 +10,13 @@ import os
 import re
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 import agent_process
 import container_flags
 import manifests
+import pytest
 from servers import free_port
 
 DOCKERFILE = (manifests.BASE / "Dockerfile").read_text()
@@ -167,7 +166,7 @@ def test_host_ca_certificates_stay_out_of_the_image(agent_image: str) -> None:
                     "-c", f"grep -rlF {patterns} / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; true").stdout
     files = found.split()
     assert any(f.endswith("certifi/cacert.pem") for f in files), files  # the search works
-    for ln, ca in zip(lines, host_cas):
+    for ln, ca in zip(lines, host_cas, strict=True):
         hits = _podman("run", "--rm", *container_flags.HOST_FLAGS, "--network", "none", "--entrypoint", "sh",
                        agent_image, "-c", f"grep -rlF -e '{ln}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; true")
         assert hits.stdout.split() == [], f"{ca} is in the image: {hits.stdout}"

@@ -7,10 +7,9 @@ import pathlib
 from typing import Any
 
 import kubernetes_validate
+import manifests
 import pytest
 import yaml
-
-import manifests
 
 K8S_VERSION = "1.30"
 OBJECTS = manifests.objects()

@@ -3,11 +3,11 @@ exactly the documented capabilities, read-only RBAC on exactly the resources ide
 
 from __future__ import annotations
 
-from typing import Any, Iterator
-
-import pytest
+from collections.abc import Iterator
+from typing import Any
 
 import manifests
+import pytest
 
 # The agent's capabilities, each justified in agent-daemonset.yaml's comments.
 AGENT_CAPABILITIES = {"BPF", "PERFMON", "SYS_RESOURCE", "SYS_ADMIN", "DAC_READ_SEARCH"}

@@ -16,9 +16,10 @@ import http.server
 import json
 import shlex
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tests.servers import serve_http
 

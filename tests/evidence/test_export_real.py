@@ -15,8 +15,9 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -26,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import realstack  # noqa: E402
+
 from governor.evidence import csvout, markdown  # noqa: E402
 from tests import servers  # noqa: E402
 
@@ -40,7 +42,7 @@ MUST_HAVE_DATA = ("tcp_connections", "tcp_resets", "tcp_duration_quantiles", "oo
 
 
 def rfc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def run_bcgov(*args: str) -> subprocess.CompletedProcess[str]:
@@ -105,7 +107,7 @@ def test_csvs_hold_what_prometheus_returns(bundle: dict[str, Any]) -> None:
         assert got.keys() == want.keys(), stem
         for legend, points in want.items():
             assert [t for t, _ in got[legend]] == [t for t, _ in points], (stem, legend)
-            assert all(_same(a, b) for (_, a), (_, b) in zip(got[legend], points)), (stem, legend, got[legend], points)
+            assert all(_same(a, b) for (_, a), (_, b) in zip(got[legend], points, strict=True)), (stem, legend, got[legend], points)
     for stem in MUST_HAVE_DATA:
         promql, got = csvout.parse((out / "series" / f"{stem}.csv").read_text())
         assert f'namespace="{realstack.NAMESPACE}"' in promql, promql

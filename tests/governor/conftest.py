@@ -4,8 +4,8 @@ it (one per module: its first scrape costs ~5 s), budgets files and a CLI runner
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import click
 import pytest
@@ -16,8 +16,9 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put 
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests import servers  # noqa: E402
 import population  # noqa: E402
+
+from tests import servers  # noqa: E402
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import population
 import pytest
 
-import population
 from governor import analysis, budgets, churn, growth, history, remediation, usage
 from governor.inventory import Inventory, MetricInventory, label_set
 from governor.scrape import parse_exposition

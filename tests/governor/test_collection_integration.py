@@ -6,8 +6,8 @@ classified on its own. Real Prometheus scraping a real exporter, with series tha
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -15,8 +15,9 @@ import hashlib
 import http.server
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -136,7 +137,7 @@ def oracle(file_server: int, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         for f in FILES:
             prom.wait_for_first_scrape(job_of(f))
         for f in [*REFUSED, *EDGES]:  # scraped once, whatever the outcome
-            servers.poll(lambda: all(servers._rfc3339_to_unix(t["lastScrape"]) > 0 for t in prom.targets(job_of(f))),
+            servers.poll(lambda f=f: all(servers._rfc3339_to_unix(t["lastScrape"]) > 0 for t in prom.targets(job_of(f))),
                          servers.SCRAPE_TIMEOUT_S, f"a scrape of {f}", prom.log_tail)
         yield prom
 

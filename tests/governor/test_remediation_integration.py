@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import population
 import pytest
 import yaml
 
-import population
 from governor.promapi import PrometheusSource
 from tests import servers
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import population
 import pytest
 
-import population
 from governor.promapi import PrometheusSource
 from tests import servers
 

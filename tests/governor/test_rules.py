@@ -74,7 +74,8 @@ def cases(b: budgets.Budgets) -> list[dict]:
     c.append(_case("BcgovGovernorScrapeFailure", [('bcgov_governor_tier_series{tier="stream"}', "1x30")], "10m",
                    [({**st, "severity": "warning"}, "The governor has no fresh series count for tier stream (stale for 1s, or missing)")], b))
     pf = {"tier": "platform", "severity": "warning"}
-    c.append(_case("BcgovAgentProbeDown", [('bcgov_agent_probe_up{probe="tcp",instance="n1"}', "0x30"), ('bcgov_agent_probe_up{probe="oom",instance="n1"}', "1x30")], "15m",
+    c.append(_case("BcgovAgentProbeDown", [('bcgov_agent_probe_up{probe="tcp",instance="n1"}', "0x30"),
+                                           ('bcgov_agent_probe_up{probe="oom",instance="n1"}', "1x30")], "15m",
                    [({**pf, "probe": "tcp", "instance": "n1"}, "Probe tcp is not running on n1")], b))
     c.append(_case("BcgovAgentProbeDown", [('bcgov_agent_probe_up{probe="tcp",instance="n1"}', "1x30")], "15m", [], b))
     c.append(_case("BcgovAgentEventsLost", [('bcgov_agent_events_lost_total{probe="tcp",instance="n1"}', "0+60x30")], "20m",

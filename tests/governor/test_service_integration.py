@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import population
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import population
 from governor import alerts, budgets, http, service
 from governor.scrape import ScrapeSource
 from tests import servers

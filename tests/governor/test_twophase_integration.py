@@ -14,13 +14,14 @@ import http.server
 import json
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
-
 import scale_population as pop
+
 from tests import servers
 
 pytestmark = pytest.mark.integration

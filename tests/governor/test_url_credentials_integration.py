@@ -66,10 +66,10 @@ def test_the_governor_service_logs_a_dead_source_and_alertmanager_masked(caplog:
     """`bcgov governor run`: its evaluation-failure and alert-push-failure log lines quote URLs."""
     import logging
 
+    import population
+
     from governor import alerts, budgets, http, service
     from governor.scrape import ScrapeSource
-
-    import population
 
     caplog.set_level(logging.WARNING)
     dead = ScrapeSource(f"http://user:{SECRET}@127.0.0.1:{servers.free_port()}/metrics", http.HttpOptions(retries=0))

@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
+import scale_population as pop
 import yaml
 
-import scale_population as pop
 from tests import servers
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,6 @@ import pathlib
 from collections.abc import Iterator
 
 import pytest
-
 from identity_helpers import CgroupTree, load_fixture
 from identity_standin_apiserver import StandInAPIServer, make_self_signed_cert, write_kubeconfig
 

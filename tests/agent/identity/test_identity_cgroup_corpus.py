@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from identity_helpers import FIXTURES
 
 from agent.identity.containers import ContainerRef, cgroup_path_of, parse_cgroup_path
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from identity_helpers import FIXTURES
 
 CORPUS: list[dict[str, Any]] = yaml.safe_load((FIXTURES / "cgroup_corpus.yaml").read_text())
 SOURCES = {"coroot", "datadog", "beyla", "kepler"}  # named in the corpus header, with their commits

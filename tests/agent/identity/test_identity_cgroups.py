@@ -7,12 +7,12 @@ import os
 import pathlib
 
 import pytest
+from identity_fixtures import cgroup_tree  # noqa: F401  (pytest fixtures)
+from identity_helpers import CgroupTree, FakeClock
 
 from agent.identity.cgroups import CgroupPathCache, find_cgroup2_root
 from agent.identity.containers import ContainerRef, parse_cgroup_path
 from agent.identity.errors import CgroupRootError
-from identity_fixtures import cgroup_tree  # noqa: F401  (pytest fixtures)
-from identity_helpers import CgroupTree, FakeClock
 
 CID = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d"
 UID = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"

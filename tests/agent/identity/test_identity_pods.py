@@ -12,11 +12,11 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
-from agent.identity.pods import PodCache
 from identity_fixtures import standin, standin_cert  # noqa: F401  (pytest fixtures)
 from identity_helpers import FakeClock, load_fixture, wait_for
 from identity_standin_apiserver import StandInAPIServer
+
+from agent.identity.pods import PodCache
 
 POD_LIST = load_fixture("pods.json")
 UID = {p["metadata"]["name"]: p["metadata"]["uid"] for p in POD_LIST["items"]}

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import prometheus_client
 import pytest
+from identity_fixtures import cgroup_tree, standin, standin_cert  # noqa: F401  (pytest fixtures)
+from identity_helpers import CgroupTree, FakeClock, load_fixture
 
 from agent.identity.cgroups import CgroupPathCache
 from agent.identity.pods import PodCache
 from agent.identity.resolver import Identity, IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from identity_fixtures import cgroup_tree, standin, standin_cert  # noqa: F401  (pytest fixtures)
-from identity_helpers import CgroupTree, FakeClock, load_fixture
 
 PODS = {p["metadata"]["name"]: p for p in load_fixture("pods.json")["items"]}
 TIERS = TierResolver({"namespaces": {"spark": "batch"}})

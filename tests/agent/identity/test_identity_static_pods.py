@@ -9,13 +9,13 @@ import copy
 from collections.abc import Iterator
 
 import pytest
+from identity_fixtures import standin, standin_cert  # noqa: F401  (pytest fixtures)
+from identity_helpers import load_fixture, wait_for
+from identity_standin_apiserver import StandInAPIServer
 
 from agent.identity.pods import PodCache
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from identity_fixtures import standin, standin_cert  # noqa: F401  (pytest fixtures)
-from identity_helpers import load_fixture, wait_for
-from identity_standin_apiserver import StandInAPIServer
 
 CONFIG_HASH = "0123456789abcdef0123456789abcdef"  # the kubelet's uid for the static pod
 MIRROR_UID = "5f0c3a1e-7b2d-4c9e-8a61-2d4e6f8a0b1c"  # the API server's uid for its mirror
