@@ -30,7 +30,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from agent.export.otlp_transport import LOGS, EncodedSender
-from agent.export.spans import SCOPE_NAME
+from agent.export.span_model import SCOPE_NAME
 
 log = logging.getLogger("bcgov.agent.export.otlp_logs")
 

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from agent.export.spans import SCOPE_NAME, SpanData
+from agent.export.span_model import SCOPE_NAME, SpanData
 
 _FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack

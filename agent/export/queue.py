@@ -17,7 +17,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-from agent.export.spans import SpanData, SpanExporter
+from agent.export.span_model import SpanData, SpanExporter
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,95 +1,34 @@
-"""Spans for finished connections, built from kernel facts, and the exporters that ship them.
-
-Spans are synthesised after the fact with kernel timestamps, so the tracer API (which stamps
-"now" and tracks context) is bypassed: a `SpanData` is built directly and exported either as
-OTLP JSON lines (default, no collector needed) or with the OTel SDK's OTLP exporters.
+"""The exporters that ship spans (agent/export/span_model.py): OTLP JSON lines to a rotating file
+(default, no collector needed), or OTLP over gRPC/HTTP through the OTel SDK's transport with the
+request bytes written by agent/export/otlp_proto.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any
 
 from agent.export.json_text import cached_fragment, finite_float, json_str
+from agent.export.otlp_proto import export_request
 from agent.export.otlp_transport import TRACES, EncodedSender
 from agent.export.rotating_file import RotatingFile
 
+# The model's names, still imported from here by the pipeline, runtime and probe modules being
+# rewritten alongside; new code imports agent.export.span_model.
+from agent.export.span_model import KIND_CLIENT as KIND_CLIENT
+from agent.export.span_model import KIND_SERVER as KIND_SERVER
+from agent.export.span_model import SCOPE_NAME, SpanData
+from agent.export.span_model import STATUS_ERROR as STATUS_ERROR
+from agent.export.span_model import STATUS_OK as STATUS_OK
+from agent.export.span_model import STATUS_UNSET as STATUS_UNSET
+from agent.export.span_model import IdSource as IdSource
+from agent.export.span_model import SpanEvent as SpanEvent
+from agent.export.span_model import SpanExporter as SpanExporter
+
 log = logging.getLogger("bcgov.agent.export.spans")
-
-KIND_SERVER, KIND_CLIENT = 2, 3          # OTLP SpanKind
-STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
-SCOPE_NAME = "bcgov.agent"
-
-
-@dataclass(slots=True)
-class SpanEvent:
-    """A point in time on a span (a retransmit, a reset)."""
-
-    name: str
-    time_ns: int
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class SpanData:
-    """One finished span with wall-clock times in Unix nanoseconds."""
-
-    trace_id: int
-    span_id: int
-    name: str
-    kind: int
-    start_ns: int
-    end_ns: int
-    attributes: dict[str, Any]
-    events: list[SpanEvent] = field(default_factory=list)
-    status_code: int = STATUS_UNSET
-    status_message: str = ""
-    # The last `json_tail_keys` attributes (the workload's and peer's, the same for every record
-    # of a workload) already encoded as OTLP JSON attribute objects, comma-joined: the JSON
-    # encoder writes them once per workload instead of once per span (EventPipeline._span).
-    json_tail: str = ""
-    json_tail_keys: int = 0
-
-    @property
-    def trace_id_hex(self) -> str:
-        return f"{self.trace_id:032x}"
-
-    @property
-    def span_id_hex(self) -> str:
-        return f"{self.span_id:016x}"
-
-
-class IdSource:
-    """Random, non-zero W3C trace and span ids; seedable for tests.
-
-    Unseeded, ids come from a Mersenne Twister seeded with 32 bytes from os.urandom, as the OTel
-    SDK's own RandomIdGenerator does: trace ids must be unique and well spread (W3C Trace Context
-    asks for randomness, not secrecy; they are no credential), and a getrandbits call costs a
-    fraction of the os.urandom syscall that SystemRandom makes for every id (which, under load,
-    also gives up the GIL to the other threads)."""
-
-    def __init__(self, seed: int | None = None) -> None:
-        self._rng = random.Random(seed if seed is not None else int.from_bytes(os.urandom(32), "big"))
-
-    def trace_id(self) -> int:
-        return self._rng.getrandbits(128) or 1
-
-    def span_id(self) -> int:
-        return self._rng.getrandbits(64) or 1
-
-
-class SpanExporter(Protocol):
-    """Ships batches of spans; returns False on failure (the queue counts the loss)."""
-
-    def export(self, spans: Sequence[SpanData]) -> bool: ...
-
-    def shutdown(self) -> None: ...
 
 
 def _any_value(v: Any) -> dict[str, Any]:
@@ -102,48 +41,6 @@ def _any_value(v: Any) -> dict[str, Any]:
     if isinstance(v, (list, tuple)):
         return {"arrayValue": {"values": [_any_value(x) for x in v]}}
     return {"stringValue": str(v)}
-
-
-def otlp_attributes(attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    """Attributes in the OTLP JSON shape."""
-    return [{"key": k, "value": _any_value(v)} for k, v in attrs.items()]
-
-
-def otlp_json_request(spans: Sequence[SpanData], resource: dict[str, Any], scope_version: str) -> dict[str, Any]:
-    """An ExportTraceServiceRequest in the OTLP JSON encoding (hex ids, string int64s)."""
-    return {
-        "resourceSpans": [
-            {
-                "resource": {"attributes": otlp_attributes(resource)},
-                "scopeSpans": [
-                    {
-                        "scope": {"name": SCOPE_NAME, "version": scope_version},
-                        "spans": [
-                            {
-                                "traceId": s.trace_id_hex,
-                                "spanId": s.span_id_hex,
-                                "name": s.name,
-                                "kind": s.kind,
-                                "startTimeUnixNano": str(s.start_ns),
-                                "endTimeUnixNano": str(s.end_ns),
-                                "attributes": otlp_attributes(s.attributes),
-                                "events": [
-                                    {
-                                        "timeUnixNano": str(e.time_ns),
-                                        "name": e.name,
-                                        "attributes": otlp_attributes(e.attributes),
-                                    }
-                                    for e in s.events
-                                ],
-                                "status": {"code": s.status_code, **({"message": s.status_message} if s.status_message else {})},
-                            }
-                            for s in spans
-                        ],
-                    }
-                ],
-            }
-        ]
-    }
 
 
 _json_any = json.JSONEncoder(separators=(",", ":")).encode
@@ -205,7 +102,8 @@ def _json_span(s: SpanData) -> str:
 
 
 def otlp_json_line(spans: Sequence[SpanData], resource: dict[str, Any], scope_version: str) -> str:
-    """`otlp_json_request` as compact JSON text, built from cached fragments (several times
+    """An ExportTraceServiceRequest in the OTLP JSON encoding (hex ids, string int64s) as compact
+    JSON text, built from cached fragments (several times
     cheaper than building the dicts and dumping them, and the export thread competes with the
     ring buffer readers for the GIL)."""
     head = (
@@ -266,8 +164,6 @@ class OtlpExporter:
 
     def request_bytes(self, spans: Sequence[SpanData]) -> bytes:
         """The serialized ExportTraceServiceRequest for `spans`."""
-        from agent.export.otlp_proto import export_request
-
         return export_request(spans, self._resource_attrs, self._version)
 
     def export(self, spans: Sequence[SpanData]) -> bool:

@@ -13,7 +13,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from agent.export.otlp_proto import export_request
-from agent.export.spans import KIND_SERVER, SCOPE_NAME, STATUS_ERROR, SpanData, SpanEvent
+from agent.export.span_model import KIND_SERVER, SCOPE_NAME, STATUS_ERROR, SpanData, SpanEvent
 
 
 def _sdk_request(spans: list[SpanData], resource: Resource, version: str) -> ExportTraceServiceRequest:

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import io
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from agent_harness import connection as _conn
+from otlp_json_reference import otlp_json_request
 from prometheus_client import CollectorRegistry
 
 from agent.export.event_log import MAX_PENDING, EventLog, iso_ns, json_object
-from agent.export.spans import IdSource, SpanData, SpanEvent, otlp_json_line, otlp_json_request
+from agent.export.span_model import IdSource, SpanData, SpanEvent
+from agent.export.spans import otlp_json_line
 from agent.identity.cache import EnrichmentCache
 from agent.identity.enricher import Enricher
 from agent.metrics.instruments import Instruments
 from agent.pipeline.clock import MonotonicToWall
-from agent.pipeline.router import EventPipeline, connection_attributes, connection_json_members
+from agent.pipeline.router import EventPipeline
+from probes import tcp_lifecycle
+from probes.tcp_lifecycle import connection_attributes, connection_json_members
 
 
 class _Identity(Enricher):
@@ -40,14 +45,15 @@ class _Identity(Enricher):
         return {"bcgov.peer.tier": "oltp"} if port == 5432 else {}
 
 
-def _pipeline(enricher: Enricher, own_pid: int | None = None) -> tuple[EventPipeline, list[SpanData], io.StringIO, CollectorRegistry]:
+def _pipeline(enricher: Enricher, own_pid: int | None = None) -> tuple[SimpleNamespace, list[SpanData], io.StringIO, CollectorRegistry]:
+    """tcp_lifecycle's handler bound to in-memory outputs; `flush` writes the batched log lines."""
     reg = CollectorRegistry()
     spans: list[SpanData] = []
     log = io.StringIO()
     fixed = MonotonicToWall(lambda: 0, lambda: 1_000_000_000, resample_every_ns=10**18, samples=1)
-    p = EventPipeline(fixed, enricher, Instruments(reg, enricher), spans.append, EventLog(log, batched=True), IdSource(seed=5),
-                      own_pid=own_pid)
-    return p, spans, log, reg
+    instruments, event_log = Instruments(reg, enricher), EventLog(log, batched=True)
+    p = EventPipeline(fixed, enricher, instruments, spans.append, event_log, IdSource(seed=5), own_pid=own_pid)
+    return SimpleNamespace(handle=p.handler(tcp_lifecycle.SPEC), flush=event_log.flush, instruments=instruments), spans, log, reg
 
 
 CONNECTIONS = [
@@ -140,7 +146,7 @@ def test_the_agents_own_connections_are_counted_not_traced() -> None:
     assert len(log.getvalue().splitlines()) == 1
     assert reg.get_sample_value("bcgov_agent_own_connections_total") == 1.0
     # Only the traced connection leaves an exemplar (the kernel counts both durations).
-    ((labels, _, ex),) = p._instruments.duration_exemplars.take()
+    ((labels, _, ex),) = p.instruments.duration_exemplars.take()
     assert labels == ("active", "normal", "payments") and ex.labels["trace_id"] == spans[0].trace_id_hex
 
 

@@ -6,17 +6,22 @@ import io
 import json
 import threading
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 from agent_harness import connection as _conn
+from otlp_json_reference import otlp_json_request
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.export.event_log import EventLog
 from agent.export.queue import SpanQueue
-from agent.export.spans import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, IdSource, JsonlFileExporter, SpanData, otlp_json_request
+from agent.export.span_model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, IdSource, SpanData
+from agent.export.spans import JsonlFileExporter
 from agent.identity.enricher import Enricher
 from agent.metrics.instruments import Instruments
 from agent.pipeline.clock import MonotonicToWall
 from agent.pipeline.router import EventPipeline
+from agent.pipeline.sampling import SpanSampler
+from probes import tcp_lifecycle
 
 
 class _Memory:
@@ -34,13 +39,14 @@ class _Memory:
         pass
 
 
-def _pipeline() -> tuple[EventPipeline, list[SpanData], io.StringIO, CollectorRegistry]:
+def _pipeline() -> tuple[SimpleNamespace, list[SpanData], io.StringIO, CollectorRegistry]:
     reg = CollectorRegistry()
     spans: list[SpanData] = []
     log = io.StringIO()
     fixed = MonotonicToWall(lambda: 0, lambda: 1_000_000_000, resample_every_ns=10**18, samples=1)
-    p = EventPipeline(fixed, Enricher(), Instruments(reg, Enricher()), spans.append, EventLog(log), IdSource(seed=1))
-    return p, spans, log, reg
+    instruments = Instruments(reg, Enricher())
+    p = EventPipeline(fixed, Enricher(), instruments, spans.append, EventLog(log), IdSource(seed=1))
+    return SimpleNamespace(handle=p.handler(tcp_lifecycle.SPEC), instruments=instruments), spans, log, reg
 
 
 def test_client_span_attributes_events_and_wall_clock() -> None:
@@ -58,7 +64,7 @@ def test_client_span_attributes_events_and_wall_clock() -> None:
     assert line["trace_id"] == s.trace_id_hex and line["span_id"] == s.span_id_hex
     # The kernel counts the duration; the pipeline notes the span as the exemplar of the kernel's
     # slot for it: 2 us -> bit length 2.
-    ((labels, slot, ex),) = p._instruments.duration_exemplars.take()
+    ((labels, slot, ex),) = p.instruments.duration_exemplars.take()
     assert (labels, slot) == (("active", "normal"), 2)
     assert ex.labels == {"trace_id": s.trace_id_hex, "span_id": s.span_id_hex} and ex.value == 2e-6
 
@@ -111,13 +117,13 @@ def test_file_exporter_writes_one_request_per_line(tmp_path) -> None:
 
 
 def test_sampling_keeps_failures_resets_and_slow_ones_and_counts_the_rest() -> None:
-    from agent.pipeline.router import SpanSampler
-
     reg = CollectorRegistry()
     spans: list[SpanData] = []
     fixed = MonotonicToWall(lambda: 0, lambda: 0, resample_every_ns=10**18, samples=1)
-    p = EventPipeline(fixed, Enricher(), Instruments(reg, Enricher()), spans.append, EventLog(io.StringIO()),
-                      IdSource(seed=3), sampler=SpanSampler(ratio=0.0, slow_seconds=1.0))
+    instruments = Instruments(reg, Enricher())
+    pipeline = EventPipeline(fixed, Enricher(), instruments, spans.append, EventLog(io.StringIO()),
+                             IdSource(seed=3), sampler=SpanSampler(ratio=0.0, slow_seconds=1.0))
+    p = SimpleNamespace(handle=pipeline.handler(tcp_lifecycle.SPEC), instruments=instruments)
     p.handle(_conn(retransmits=0, retransmit_ns=()))               # normal, fast: sampled out
     p.handle(_conn(outcome="refused", established_ns=0))           # failed: kept
     p.handle(_conn(outcome="reset", reset_received=True))          # reset: kept
@@ -127,13 +133,11 @@ def test_sampling_keeps_failures_resets_and_slow_ones_and_counts_the_rest() -> N
     text = generate_latest(reg).decode()
     assert "bcgov_agent_spans_sampled_out_total 1.0" in text
     # Exemplars only from kept spans: the sampled-out connection has none.
-    exemplar_ids = {ex.labels["trace_id"] for _, _, ex in p._instruments.duration_exemplars.take()}
+    exemplar_ids = {ex.labels["trace_id"] for _, _, ex in p.instruments.duration_exemplars.take()}
     assert exemplar_ids and exemplar_ids <= {s.trace_id_hex for s in spans}
 
 
 def test_sample_ratio_is_roughly_honoured() -> None:
-    from agent.pipeline.router import SpanSampler
-
     s = SpanSampler(ratio=0.25)
     kept = sum(s.keep(_conn(sock=i, retransmits=0, retransmit_ns=())) for i in range(4000))
     assert 800 < kept < 1200
