@@ -23,14 +23,14 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.kernel.loader import LoadedProbe
-from agent.pipeline.sampling import SpanSampler
+if TYPE_CHECKING:
+    from agent.kernel.loader import LoadedProbe
 
 log = logging.getLogger("bcgov.agent.selfcost.overhead")
 
@@ -167,6 +167,13 @@ class BpfCostCollector(Collector):
         yield runs
 
 
+class SheddableSpans(Protocol):
+    """What the budget turns down: the share (0..1) of normal, fast connections whose spans are
+    kept. The pipeline's span sampler is one; the budget knows nothing else of the pipeline."""
+
+    shed_keep: float
+
+
 class CpuBudget:
     """Holds the agent's own CPU near `budget_cores` by shedding span work.
 
@@ -182,7 +189,7 @@ class CpuBudget:
     def __init__(
         self,
         budget_cores: float,
-        sampler: SpanSampler,
+        sampler: SheddableSpans,
         read_cpu_seconds: Callable[[], float] = time.process_time,
         monotonic: Callable[[], float] = time.monotonic,
         registry: CollectorRegistry | None = None,
