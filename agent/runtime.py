@@ -22,9 +22,8 @@ from agent.identity.enricher import Enricher
 from agent.export.event_log import EventLog
 from agent.export.otlp_logs import LogExportCounters, OtlpLogExporter
 from agent.metrics.instruments import Instruments
-from agent.metrics.kernel import STAT_LOST, KernelCollector
+from agent.metrics.collectors import ProbeMetrics
 from agent.kernel.sampling import KernelSpanSampling, SpanBudgetCollector
-from agent.metrics.latency import LatencyCollector
 from agent.metrics.server import MetricsServer
 from agent.selfcost.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
 from agent.pipeline.router import EventPipeline, SpanSampler
@@ -34,12 +33,13 @@ from agent.metrics.readiness import ProbeState, Readiness
 from agent.export.rotating_file import RotatingFile, RotationCollector
 from agent.metrics.series_expiry import PodSeriesExpiry
 from agent.metrics.series_guard import GuardedView, SeriesGuard
-from agent.kernel.skipped_runs import SkippedClosesCollector, SkippedRunsCollector, skipped_total
+from agent.kernel.skipped_runs import SkippedRunsCollector, skipped_total
 from agent.export.queue import SpanQueue, SpanQueueStats
 from agent.export.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
 from agent.summary import Summary
 from agent.kernel.tracefs import Tracefs
 from probes import registry as probe_registry
+from probes.families import STAT_LOST
 from probes.spec import ProbeSpec
 
 log = logging.getLogger("bcgov.agent")
@@ -92,7 +92,7 @@ class Agent:
         self.guard = SeriesGuard(config.series_budget_default, config.series_budgets)
         self.instruments = Instruments(self.parts.registry, self.parts.enricher, self.guard)
         self.exposition = GuardedView(self.parts.registry, self.guard)  # what /metrics serves
-        self.kernel_metrics: KernelCollector | None = None
+        self.kernel_metrics: ProbeMetrics | None = None
         self.summary = Summary()
         self.probes: dict[str, loader.LoadedProbe] = {}
         self.reports: list[ProbeReport] = []
@@ -169,16 +169,13 @@ class Agent:
             self.kernel_sampling = sampling
             # After the attach, so a connection is either in this list or seen opening.
             preexisting.learn(tcp)
-        kernel = KernelCollector(self.probes, self.config.probes, p.enricher, self.instruments.received_count, self.guard)
-        self.kernel_metrics = kernel
-        p.registry.register(kernel)
-        skipped_closes = SkippedClosesCollector(self.probes, p.enricher, self.guard, kernel.taps)
-        p.registry.register(skipped_closes)
         # PVC labels need the API: only where the pod watch found a Kubernetes configuration
         claims = PvClaims.connect(self.config.kubeconfig) if getattr(p.enricher, "pods", None) is not None else None
-        latency = LatencyCollector(self.probes, p.enricher, BlockDeviceResolver(claims=claims), guard=self.guard,
-                                   duration_exemplars=self.instruments.duration_exemplars)
-        p.registry.register(latency)
+        kernel = ProbeMetrics(p.specs, self.probes, p.enricher, known=self.config.probes,
+                              received=self.instruments.received_count, guard=self.guard,
+                              devices=BlockDeviceResolver(claims=claims), exemplars=self.instruments.duration_exemplars)
+        self.kernel_metrics = kernel
+        p.registry.register(kernel)
         p.registry.register(self.guard)
         p.registry.register(SkippedRunsCollector(self.probes))
         self.readiness = Readiness([ProbeState(r.name, r.up, r.code, r.reason) for r in self.reports],
@@ -187,7 +184,7 @@ class Agent:
         housekeeping = []
         pods = getattr(p.enricher, "pods", None)  # the pod watch, when identity has one
         if pods is not None:
-            housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel, latency, skipped_closes]).run)
+            housekeeping.append(PodSeriesExpiry(pods, self.guard, [kernel]).run)
         self.exposition = GuardedView(p.registry, self.guard, housekeeping)
         self._start_overhead_accounting()
         if self.probes:  # every compile is done: give back what the compiler held (agent/selfcost/memory.py)

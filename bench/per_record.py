@@ -45,7 +45,7 @@ def record(connections: int) -> tuple[list[bytes], dict[str, Any]]:
     from agent.kernel import loader
     from agent.kernel import preflight
     from agent.config import AgentConfig
-    from agent.metrics.kernel import STAT_EMITTED, STAT_LOST
+    from probes.families import STAT_EMITTED, STAT_LOST
     from agent.selfcost.overhead import BpfCostCollector, BpfStats
     from agent.kernel.tracefs import Tracefs
     from probes import registry

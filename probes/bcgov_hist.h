@@ -7,16 +7,17 @@
  *
  * Slot s counts latencies of d microseconds with bit_length(d) == s: slot 0 is d < 1 us, slot s
  * is 2^(s-1) <= d < 2^s us, so every value in slot s is below 2^s us, its Prometheus `le`. The last
- * slot collects everything from 2^(BCGOV_HIST_SLOTS-2) us (~16.8 s) up: it is exported only in +Inf.
- * Keep in step with probes/latency_hist.py (HIST_SLOTS) and probes/tcp_lifecycle.py (DURATION_SLOTS).
+ * slot collects everything from 2^(BCGOV_HIST_SLOTS-2) us (~16.8 s at 26 slots) up: it is exported
+ * only in +Inf. The same function in Python is probes/latency_hist.py `hist_slot`
+ * (tests/probes/test_shared_keys.py compiles this one and compares them).
  */
 #ifndef BCGOV_HIST_H
 #define BCGOV_HIST_H
 
-/* A probe may set its own slot count (tcp_lifecycle: connections outlive 16.8 s) by defining
- * BCGOV_HIST_SLOTS before including this header; block_io and runqueue keep 26. */
+/* The slot count comes from the probe's spec (probes/latency_hist.py hist_defines: 26 for block_io
+ * and runqueue, tcp_lifecycle's own for connections that outlive 16.8 s), never from here. */
 #ifndef BCGOV_HIST_SLOTS
-#define BCGOV_HIST_SLOTS 26
+#error "BCGOV_HIST_SLOTS is passed by the agent from the probe's spec (probes/latency_hist.py hist_defines)"
 #endif
 
 struct bcgov_hist {

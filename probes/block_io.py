@@ -1,12 +1,13 @@
 """block_io: block request latency per device, operation and cgroup (see block_io.bpf.c).
 
 No records: the histograms live in the kernel map `block_io_latency` and are drained at scrape
-time by agent/metrics/latency.py.
+time by the agent (agent/metrics/collectors.py), as declared in SPEC.metrics.
 """
 
 from __future__ import annotations
 
-from probes.latency_hist import Hist
+from probes import families as f
+from probes.latency_hist import Hist, hist_defines
 from probes.spec import Optional, ProbeSpec
 
 #: `op` values of the map key, as in block_io.bpf.c.
@@ -31,4 +32,14 @@ SPEC = ProbeSpec(
         ),
     ),
     layouts={"block_io_latency": Hist},
+    defines=hist_defines(),
+    metrics=(
+        f.HistogramFamily(
+            "bcgov_block_io_latency_seconds",
+            "Block request latency from issue to completion, measured in the kernel, by device and workload.",
+            "block_io_latency",
+            (f.BlockDevice("dev", ("device",), dev_major_minor), f.EnumLabel("op", "op", OPS, default="other"),
+             f.BlockDevice("dev", ("mount", "pvc", "pvc_namespace"), dev_major_minor), f.WorkloadLabels()),
+        ),
+    ),
 )

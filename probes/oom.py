@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 
+from probes import families as f
 from probes.events import OomKill
 from probes.records import c_string
 from probes.spec import ProbeSpec
@@ -51,4 +52,11 @@ SPEC = ProbeSpec(
     layouts={"layout": OomRecord},
     ring_buffer="events",
     decoder=decode,
+    # OOM kills are rare and each one matters: the pod is named whatever its workload kind.
+    metrics=(
+        f.CounterFamily(
+            "bcgov_oom_kills", "OOM killer victims, counted in the kernel; pod shown for every workload kind.", "oom_kills",
+            (f.WorkloadLabels(cgroup=f.KEY, per_pod=True),),
+        ),
+    ),
 )

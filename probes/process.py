@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
+from probes import families as f
 from probes.events import ProcessExec, ProcessExit
 from probes.records import c_string
 from probes.spec import FieldFeature, ProbeSpec
@@ -61,6 +63,15 @@ def exit_status(exit_kind: int, code: int) -> tuple[str, int | None, int | None]
     return kind, None, None
 
 
+def exit_status_label(key: Any) -> str:
+    """`status` of a `process_exits` key (struct exit_info): ok or error by the exit code's low
+    byte, else signaled or unknown."""
+    kind, code, _ = exit_status(key.kind, key.code)
+    if kind == "exited":
+        return "ok" if code == 0 else "error"
+    return kind
+
+
 def decode(raw: bytes) -> ProcessExec | ProcessExit:
     """Decode an exec or exit record, told apart by their leading `kind`."""
     kind = int.from_bytes(raw[:4], "little")
@@ -113,4 +124,12 @@ SPEC = ProbeSpec(
     ring_buffer="events",
     decoder=decode,
     defines=(f"ARGS_MAX={ARGS_MAX}",),
+    metrics=(
+        f.CounterFamily("bcgov_process_execs", "Successful execs, counted in the kernel.", "process_execs",
+                        (f.WorkloadLabels(cgroup=f.KEY),)),
+        f.CounterFamily(
+            "bcgov_process_exits", "Process exits by status (ok, error, signaled, unknown), counted in the kernel.",
+            "process_exits", (f.ComputedLabel("status", exit_status_label),),
+        ),
+    ),
 )

@@ -11,7 +11,10 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
+
+if TYPE_CHECKING:
+    from probes.families import Declaration
 
 PROBES_DIR = Path(__file__).resolve().parent
 
@@ -56,6 +59,10 @@ class ProbeSpec:
     # (define, what it costs): when the kernel refuses the program as built, the loader tries once
     # more with this define, which leaves out a feature the kernel may lack, and logs what is lost
     fallback: tuple[str, str] | None = None
+    # the metric families its maps feed and the lookups their labels use (probes/families.py:
+    # CounterFamily, HistogramFamily, IndexedCounter, StatCounter, PortOwners), collected generically
+    # by agent/metrics/collectors.py
+    metrics: tuple[Declaration, ...] = ()
 
     @property
     def source_path(self) -> Path:

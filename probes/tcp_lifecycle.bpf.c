@@ -14,9 +14,21 @@
  */
 #include "bcgov_common.h"
 /* Connections outlive the 26 slots' ~16.8 s: 32 slots give finite buckets up to 2^30 us (~17.9
- * min). Set by probes/tcp_lifecycle.py (DURATION_SLOTS); the fallback keeps a bare compile working. */
-#ifndef BCGOV_HIST_SLOTS
-#define BCGOV_HIST_SLOTS 32
+ * min). BCGOV_HIST_SLOTS, RTX_SLOTS and the codes below are shared with Python and come from
+ * probes/tcp_lifecycle.py as -D defines (SPEC.defines): one source, never typed here.
+ *   DIR_ACTIVE, DIR_PASSIVE: conn direction (DIRECTIONS)
+ *   OWNER_CONNECT (the connect() caller), OWNER_LISTENER (the process that called listen() on the
+ *   local port), OWNER_IO (the first process that sent or received on the socket): OWNER_SOURCES
+ *   F_ESTABLISHED, F_RESET_RECEIVED, F_RESET_SENT, F_BYTES_KNOWN, F_BEFORE_AGENT (opened before the
+ *   agent: learnt from sock_diag, start not observed): record flags
+ *   OUTCOME_NORMAL, OUTCOME_RESET, OUTCOME_REFUSED, OUTCOME_TIMEOUT: the span's outcomes, shared by
+ *   the counter and the duration histogram so the two always agree (OUTCOMES) */
+#if !defined(BCGOV_HIST_SLOTS) || !defined(RTX_SLOTS) || !defined(DIR_ACTIVE) || !defined(DIR_PASSIVE) \
+    || !defined(OWNER_CONNECT) || !defined(OWNER_LISTENER) || !defined(OWNER_IO) \
+    || !defined(F_ESTABLISHED) || !defined(F_RESET_RECEIVED) || !defined(F_RESET_SENT) \
+    || !defined(F_BYTES_KNOWN) || !defined(F_BEFORE_AGENT) \
+    || !defined(OUTCOME_NORMAL) || !defined(OUTCOME_RESET) || !defined(OUTCOME_REFUSED) || !defined(OUTCOME_TIMEOUT)
+#error "tcp_lifecycle's shared codes are passed by the agent from probes/tcp_lifecycle.py (SPEC.defines)"
 #endif
 #include "bcgov_hist.h"
 
@@ -27,29 +39,6 @@
 #define TCP_CLOSE_WAIT 8
 #define TCP_LISTEN 10
 
-#define DIR_ACTIVE 1
-#define DIR_PASSIVE 2
-
-#define OWNER_CONNECT 1   /* the connect() caller */
-#define OWNER_LISTENER 2  /* the process that called listen() on the local port */
-#define OWNER_IO 3        /* the first process that sent or received on the socket */
-
-#define F_ESTABLISHED 1
-#define F_RESET_RECEIVED 2
-#define F_RESET_SENT 4
-#define F_BYTES_KNOWN 8
-#define F_BEFORE_AGENT 16  /* opened before the agent: learnt from sock_diag, start not observed */
-
-/* The span's outcomes, shared by the counter and the duration histogram so the two always agree
- * (probes/tcp_lifecycle.py OUTCOMES). 2 was "failed" (refused or timed out) and is no longer used. */
-#define OUTCOME_NORMAL 0
-#define OUTCOME_RESET 1
-#define OUTCOME_REFUSED 3
-#define OUTCOME_TIMEOUT 4
-
-#ifndef RTX_SLOTS
-#define RTX_SLOTS 4
-#endif
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 256
 #endif

@@ -3,24 +3,67 @@
 from __future__ import annotations
 
 import ctypes
+from typing import NamedTuple
 
+from probes import families as f
 from probes.events import TcpConnection
+from probes.latency_hist import hist_defines
 from probes.records import c_string, ip_from_bytes, struct_of
 from probes.spec import FieldFeature, Optional, ProbeSpec
 
+# The codes below are the C's too: `shared_defines` passes each as -D<NAME>=<value> (the C has no
+# copy; it refuses to compile without them).
 RTX_SLOTS = 4
-DIRECTIONS = {1: "active", 2: "passive"}
+DIR_ACTIVE, DIR_PASSIVE = 1, 2
+DIRECTIONS = {DIR_ACTIVE: "active", DIR_PASSIVE: "passive"}
+OWNER_CONNECT, OWNER_LISTENER, OWNER_IO = 1, 2, 3
 # 4: the process holding the socket's descriptor when the agent started (agent/kernel/preexisting.py)
-OWNER_SOURCES = {1: "connect", 2: "listener", 3: "io", 4: "fd"}
+OWNER_SOURCES = {OWNER_CONNECT: "connect", OWNER_LISTENER: "listener", OWNER_IO: "io", 4: "fd"}
 F_ESTABLISHED, F_RESET_RECEIVED, F_RESET_SENT, F_BYTES_KNOWN, F_BEFORE_AGENT = 1, 2, 4, 8, 16
 # Outcome codes of the in-kernel maps' keys (cgroup_id, direction, outcome, port): the span's
 # outcomes, so bcgov_tcp_connections_total, the duration histogram and the span always agree.
-OUTCOMES = {0: "normal", 1: "reset", 3: "refused", 4: "timeout"}
+# 2 was "failed" (refused or timed out) and is no longer used.
+OUTCOME_NORMAL, OUTCOME_RESET, OUTCOME_REFUSED, OUTCOME_TIMEOUT = 0, 1, 3, 4
+OUTCOMES = {OUTCOME_NORMAL: "normal", OUTCOME_RESET: "reset", OUTCOME_REFUSED: "refused", OUTCOME_TIMEOUT: "timeout"}
 KERNEL_OUTCOMES = OUTCOMES  # tcp_connections and tcp_connections_before_agent
 DURATION_OUTCOMES = OUTCOMES  # tcp_connection_durations
 #: Log2 slots of the duration histogram (BCGOV_HIST_SLOTS in tcp_lifecycle.bpf.c): finite buckets
 #: up to 2^30 us (~17.9 min), longer connections only in +Inf.
 DURATION_SLOTS = 32
+
+
+def shared_defines() -> tuple[str, ...]:
+    """The -D defines giving tcp_lifecycle.bpf.c the codes it shares with this module."""
+    codes = {
+        "RTX_SLOTS": RTX_SLOTS, "DIR_ACTIVE": DIR_ACTIVE, "DIR_PASSIVE": DIR_PASSIVE,
+        "OWNER_CONNECT": OWNER_CONNECT, "OWNER_LISTENER": OWNER_LISTENER, "OWNER_IO": OWNER_IO,
+        "F_ESTABLISHED": F_ESTABLISHED, "F_RESET_RECEIVED": F_RESET_RECEIVED, "F_RESET_SENT": F_RESET_SENT,
+        "F_BYTES_KNOWN": F_BYTES_KNOWN, "F_BEFORE_AGENT": F_BEFORE_AGENT,
+        "OUTCOME_NORMAL": OUTCOME_NORMAL, "OUTCOME_RESET": OUTCOME_RESET, "OUTCOME_REFUSED": OUTCOME_REFUSED,
+        "OUTCOME_TIMEOUT": OUTCOME_TIMEOUT,
+    }
+    return tuple(f"{name}={value}" for name, value in codes.items()) + hist_defines(DURATION_SLOTS)
+
+
+class DurationKey(NamedTuple):
+    """A `struct conn_count_key` built in user space (raw kernel codes, as the map's key): the
+    pipeline remembers a kept span's exemplar under it, and the collector labels it with the same
+    decoders as the drained `tcp_connection_durations` keys, so the two label sets cannot differ."""
+
+    direction: int
+    outcome: int
+    cgroup_id: int
+    port: int
+
+
+def duration_key(direction: str, outcome: str, cgroup_id: int, server_port: int | None) -> DurationKey:
+    """The duration map's key of a decoded connection (its direction and outcome names, its
+    cgroup, the listening port of a passive end or None)."""
+    return DurationKey(_DIRECTION_CODES.get(direction, 0), _OUTCOME_CODES.get(outcome, -1), cgroup_id, server_port or 0)
+
+
+_DIRECTION_CODES = {v: k for k, v in DIRECTIONS.items()}
+_OUTCOME_CODES = {v: k for k, v in OUTCOMES.items()}
 
 
 class TcpCloseRecord(ctypes.Structure):
@@ -85,6 +128,61 @@ def decode(raw: bytes) -> TcpConnection:
     )
 
 
+# Labels of the (cgroup_id, direction, outcome, port) maps: the port (a passive end's listening
+# port, else 0) gives the server's tier.
+_CONNECTION_LABELS: tuple[f.Label, ...] = (
+    f.EnumLabel("direction", "direction", DIRECTIONS),
+    f.EnumLabel("outcome", "outcome", OUTCOMES),
+    f.WorkloadLabels(port="port"),
+)
+#: Local port -> the one cgroup listening on it (0: several do), for the 4-tuple counters of
+#: tcp_retransmit and tcp_reset: their local end is labelled as that process.
+LISTENER_CGROUP = "listener_cgroup"
+
+METRICS: tuple[f.Declaration, ...] = (
+    f.CounterFamily(
+        "bcgov_tcp_connections", "Finished TCP connections by direction and outcome, counted in the kernel.",
+        "tcp_connections", _CONNECTION_LABELS,
+    ),
+    f.CounterFamily(
+        "bcgov_tcp_connections_before_agent",
+        "Finished TCP connections that were open when the agent started (learnt through sock_diag; "
+        "no duration), counted in the kernel.",
+        "tcp_connections_before_agent", _CONNECTION_LABELS,
+    ),
+    f.IndexedCounter(
+        "bcgov_tcp_connections_opened", "TCP connections opened (SYN sent or received), counted in the kernel.",
+        "tcp_opens", "direction", DIRECTIONS,
+    ),
+    f.StatCounter(
+        "bcgov_tcp_untracked_closes",
+        "TCP closes of connections the probe never saw open and the start-up socket list did not name "
+        "(opened between that list and the probe's attach, or map full); no record sent.",
+        f.STAT_UNTRACKED,
+    ),
+    f.HistogramFamily(
+        "bcgov_tcp_connection_duration_seconds",
+        "Duration of finished TCP connections, from SYN to close, measured in the kernel (every connection, "
+        "also when its record is lost); exemplars carry a kept span's trace_id.",
+        "tcp_connection_durations", _CONNECTION_LABELS, slots=DURATION_SLOTS, exemplars=True,
+    ),
+    # What the raw tracepoint repaired after a skipped tracepoint run ("Skipped runs" in the C).
+    f.CounterFamily(
+        "bcgov_tcp_skipped_closes",
+        "TCP connections whose close the kernel skipped running the probe for (another BPF program was running "
+        "on the CPU), finished by the probe's raw tracepoint instead (also in bcgov_tcp_connections_total).",
+        "tcp_skipped_closes", (f.EnumLabel("direction", "direction", DIRECTIONS), f.WorkloadLabels()),
+    ),
+    f.IndexedCounter(
+        "bcgov_agent_skip_repairs", "Fixes made by a probe's raw tracepoint after the kernel skipped its tracepoint program.",
+        "tcp_skip_repairs", "repair",
+        dict(enumerate(("close_finished", "open_tracked", "established_marked", "retransmit_counted",
+                        "reset_received_marked", "reset_sent_marked"))),
+        probe_label=True,
+    ),
+    f.PortOwners(LISTENER_CGROUP, "listeners", lambda v: int(v.owner.cgroup_id)),
+)
+
 SPEC = ProbeSpec(
     name="tcp_lifecycle",
     summary="one record per finished TCP connection; opens and closes counted in the kernel",
@@ -105,7 +203,7 @@ SPEC = ProbeSpec(
     layouts={"layout": TcpCloseRecord},
     ring_buffer="events",
     decoder=decode,
-    defines=(f"RTX_SLOTS={RTX_SLOTS}", f"BCGOV_HIST_SLOTS={DURATION_SLOTS}"),
+    defines=shared_defines(),
     # repairs what a skipped tracepoint run leaves wrong (tcp_lifecycle.bpf.c, "Skipped runs")
     raw_tracepoints=(
         ("inet_sock_set_state", "bcgov_raw__inet_sock_set_state", ""),
@@ -115,4 +213,5 @@ SPEC = ProbeSpec(
     ),
     # The span budget's token buckets need BPF atomic fetch and compare-and-swap (Linux 5.12+).
     fallback=("BCGOV_NO_ATOMIC_FETCH", "no span budget on this kernel (BPF atomics need Linux 5.12+): every record is sent"),
+    metrics=METRICS,
 )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from probes import families as f
 from probes.records import ip_from_bytes, sockaddr_endpoint
 from probes.spec import FieldFeature, ProbeSpec
+from probes.tcp_lifecycle import LISTENER_CGROUP
 
 DIRECTIONS = {1: "sent", 2: "received"}
 ADDR_TUPLE, ADDR_SOCKADDR = 0, 1
@@ -42,6 +44,18 @@ def decode_key(key: object) -> ResetTuple:
     )
 
 
+def local_end(key: object) -> tuple[str, int]:
+    """(address, port) of this host's end of a `struct reset_key`."""
+    t = decode_key(key)
+    return t.local_addr, t.local_port
+
+
+def remote_end(key: object) -> tuple[str, int]:
+    """(address, port) of the remote end of a `struct reset_key`."""
+    t = decode_key(key)
+    return t.remote_addr, t.remote_port
+
+
 SPEC = ProbeSpec(
     name="tcp_reset",
     summary="TCP resets sent and received, counted per 4-tuple in the kernel, read at scrape time",
@@ -49,5 +63,12 @@ SPEC = ProbeSpec(
     field_features=(
         FieldFeature("tcp:tcp_send_reset", "saddr", "SEND_RESET_SOCKADDR", "[28]"),
         FieldFeature("tcp:tcp_send_reset", "reason", "NEED_ENUM_SK_RST_REASON", "sk_rst_reason"),
+    ),
+    metrics=(
+        f.CounterFamily(
+            "bcgov_tcp_resets", "TCP resets sent and received, counted in the kernel.", "tcp_resets",
+            (f.EnumLabel("direction", "direction", DIRECTIONS), f.LocalEndpoint(local_end, owners=LISTENER_CGROUP),
+             f.PeerEndpoint(remote_end)),
+        ),
     ),
 )

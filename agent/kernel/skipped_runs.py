@@ -12,22 +12,21 @@ have sent had every run happened.
 Exported as `bcgov_agent_bpf_recursion_misses_total{probe,program}`; `program` names the hook:
 `sock:inet_sock_set_state` for a tracepoint program, `raw:inet_sock_set_state` for a raw one.
 A kernel without the field (before 5.12) exports nothing for it: absent, not zero.
+
+What a probe's raw tracepoint repaired after a skipped run is declared in its spec, like its other
+families (tcp_lifecycle: bcgov_tcp_skipped_closes_total and bcgov_agent_skip_repairs_total; runqueue:
+bcgov_agent_skip_repairs_total), and collected with them (agent/metrics/collectors.py).
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.identity.enricher import Enricher
-from agent.metrics.kernel import _Cumulative, _summed, drain
 from agent.kernel.loader import LoadedProbe
 from agent.selfcost.overhead import program_fds, read_fdinfo
-from agent.metrics.series_guard import SeriesGuard
-from probes import tcp_lifecycle
 
 FDINFO_DIR = "/proc/self/fdinfo"
 FIELD = "recursion_misses"
@@ -84,70 +83,3 @@ class SkippedRunsCollector(Collector):
         for (probe, program), n in sorted(recursion_misses(self._probes, self._fdinfo).items()):
             fam.add_metric([probe, program], float(n))
         yield fam
-
-
-#: probe -> (its per-CPU repair counter array, the name of each slot), as in the probes' C
-REPAIRS = {
-    "tcp_lifecycle": ("tcp_skip_repairs", ("close_finished", "open_tracked", "established_marked", "retransmit_counted",
-                                           "reset_received_marked", "reset_sent_marked")),
-    "runqueue": ("wakeup_repairs", ("wakeup_marked", "wakeup_task_unknown")),
-}
-
-
-class SkippedClosesCollector(Collector):
-    """What tcp_lifecycle's raw tracepoint repaired after a skipped tracepoint run, read at scrape:
-
-    - `bcgov_tcp_skipped_closes_total{direction, <workload labels>}`: connections whose close run
-      the kernel skipped, which the raw program then finished (counted in bcgov_tcp_connections_total,
-      duration in the histogram, record from the endpoints of their last state change), by owner;
-    - `bcgov_agent_skip_repairs_total{probe, repair}`: what the probes' raw programs fixed
-      (tcp_lifecycle: skipped closes finished, opens tracked, ESTABLISHED marked, retransmits and resets
-      counted on the span; runqueue: wakeups marked,
-      and wakeups of a task never seen before, which cannot be).
-    """
-
-    def __init__(self, probes: Mapping[str, LoadedProbe], enricher: Enricher, guard: SeriesGuard | None = None,
-                 taps: list[Callable[[str, Any, int], None]] | None = None) -> None:
-        self._probes = probes
-        self._enricher = enricher
-        self._closes = _Cumulative(
-            "bcgov_tcp_skipped_closes",
-            "TCP connections whose close the kernel skipped running the probe for (another BPF program was running "
-            "on the CPU), finished by the probe's raw tracepoint instead (also in bcgov_tcp_connections_total).",
-            ["direction", *enricher.label_names], guard or SeriesGuard(),
-        )
-        #: shared with KernelCollector.taps: raw drained entries, for tests that count one cgroup exactly
-        self.taps = taps if taps is not None else []
-        self._lock = threading.Lock()
-
-    def forget(self, released: Mapping[str, Iterable[Any]]) -> None:
-        """Drop the series of pods the guard released (PodSeriesExpiry)."""
-        with self._lock:
-            if self._closes.name in released:
-                self._closes.forget(released[self._closes.name])
-
-    def collect(self) -> Iterable[Metric]:
-        with self._lock:
-            p = self._probes.get("tcp_lifecycle")
-            if p is not None and p.bpf is not None:
-                entries = drain(p.bpf["tcp_skipped_closes"])
-                for tap in self.taps:
-                    for k, n in entries:
-                        tap("tcp_skipped_closes", k, n)
-                self._closes.add_all(_summed(
-                    ((tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown"), *self._enricher.workload_labels(k.cgroup_id)), n)
-                    for k, n in entries))
-                yield self._closes.family()
-            repairs = CounterMetricFamily(
-                "bcgov_agent_skip_repairs",
-                "Fixes made by a probe's raw tracepoint after the kernel skipped its tracepoint program.",
-                labels=["probe", "repair"],
-            )
-            for name, (table, slots) in REPAIRS.items():
-                q = self._probes.get(name)
-                if q is None or q.bpf is None:
-                    continue
-                counts = q.bpf[table]
-                for idx, slot in enumerate(slots):
-                    repairs.add_metric([name, slot], float(sum(counts[idx])))
-            yield repairs

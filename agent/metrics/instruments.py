@@ -1,6 +1,6 @@
 """Metrics the agent counts in user space: its own pipeline counters, and the exemplars (kept
 spans' ids) for the connection-duration histogram the kernel keeps. Kernel-counted metrics are in
-kernel_metrics.py and latency_metrics.py."""
+agent/metrics/collectors.py."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class Instruments:
     """prometheus_client instruments registered on the registry the agent was given."""
 
     def __init__(self, registry: CollectorRegistry, enricher: Enricher, guard: SeriesGuard | None = None) -> None:
-        # bcgov_tcp_connection_duration_seconds is counted in the kernel (LatencyCollector); the
+        # bcgov_tcp_connection_duration_seconds is counted in the kernel (agent/metrics/collectors.py); the
         # pipeline only notes the kept spans whose ids become its buckets' exemplars.
         self.duration_exemplars = DurationExemplars()
         self.spans_dropped = Counter(

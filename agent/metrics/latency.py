@@ -1,53 +1,42 @@
-"""Latency histograms kept in the kernel (block_io, runqueue, tcp_lifecycle's connection
-durations), exported at scrape time.
+"""Latency histograms kept in the kernel, as Prometheus histograms (the histogram half of
+agent/metrics/collectors.py).
 
-The probes add every observation to a log2 histogram per label set in a BPF map
-(probes/bcgov_hist.h). Each scrape drains those maps with lookup-and-delete batches into
+Probes add every observation to a log2 histogram per label set in a BPF map (probes/bcgov_hist.h,
+declared as a `HistogramFamily`). Each scrape drains those maps with lookup-and-delete batches into
 cumulative per-label state here, so the kernel maps hold only what changed since the last scrape
 and the exported buckets, counts and sums only ever grow. With a `SeriesGuard`, label sets are
 admitted at the source, so this state holds at most budget + 1 label sets per family, and
-`forget` drops those of expired pods (agent/metrics/series_expiry.py). Connection-duration buckets carry
-the latest kept span's trace_id/span_id as their exemplar (agent/metrics/exemplars.py).
+`forget` drops those of expired pods (agent/metrics/series_expiry.py). A family declared with
+exemplars carries the latest kept span's trace_id/span_id per bucket (agent/metrics/exemplars.py).
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 from typing import Any, Iterable, Mapping, Sequence
 
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.samples import Exemplar
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from agent.identity.block_devices import BlockDeviceResolver
-from agent.identity.enricher import Enricher
-from agent.metrics.exemplars import DurationExemplars
-from agent.metrics.kernel import drain_entries
-from agent.kernel.loader import LoadedProbe
 from agent.metrics.series_guard import LabelValues, SeriesGuard
-from probes import tcp_lifecycle
-from probes.block_io import OPS, dev_major_minor
 from probes.latency_hist import HIST_SLOTS
 
 #: The last kernel slot is the overflow: it only counts towards +Inf.
 FINITE_SLOTS = HIST_SLOTS - 1
-
-BLOCK_IO_DEVICE_LABELS = ("device", "op", "mount", "pvc", "pvc_namespace")
-
 
 def slot_upper_bound_seconds(slot: int) -> float:
     """The `le` of a log2 slot: every latency in slot s is below 2^s microseconds."""
     return (1 << slot) / 1e6
 
 
+@functools.lru_cache(maxsize=None)
 def bucket_bounds(slot_count: int) -> tuple[str, ...]:
     """The `le` labels of a histogram of `slot_count` log2 slots; the last slot is +Inf only."""
     return tuple(floatToGoString(slot_upper_bound_seconds(s)) for s in range(slot_count - 1)) + ("+Inf",)
 
 
 BUCKET_BOUNDS: tuple[str, ...] = bucket_bounds(HIST_SLOTS)
-_BOUNDS = {HIST_SLOTS: BUCKET_BOUNDS, tcp_lifecycle.DURATION_SLOTS: bucket_bounds(tcp_lifecycle.DURATION_SLOTS)}
 
 
 def cumulative_buckets(
@@ -56,9 +45,9 @@ def cumulative_buckets(
     """Per-slot counts (slot_count of them) -> Prometheus cumulative (le, count) pairs ending at
     +Inf; a slot with an exemplar gives an (le, count, exemplar) triple."""
     if len(slots) != slot_count:
-        raise ValueError(f"expected {slot_count} log2 slots, got {len(slots)}: BCGOV_HIST_SLOTS in the probe and "
-                         "probes/latency_hist.py (HIST_SLOTS) or probes/tcp_lifecycle.py (DURATION_SLOTS) disagree")
-    bounds = _BOUNDS.get(slot_count) or bucket_bounds(slot_count)
+        raise ValueError(f"expected {slot_count} log2 slots, got {len(slots)}: BCGOV_HIST_SLOTS of the probe and "
+                         "its HistogramFamily's slots (HIST_SLOTS by default, probes/latency_hist.py) disagree")
+    bounds = bucket_bounds(slot_count)
     out: list[tuple[Any, ...]] = []
     running = 0
     for i, (le, n) in enumerate(zip(bounds, slots)):
@@ -116,95 +105,3 @@ class HistogramState:
             buckets = cumulative_buckets(self.slots[labels], self.slot_count, self.exemplars.get(labels))
             fam.add_metric(list(labels), buckets, self.sum_ns[labels] / 1e9)
         return fam
-
-
-DURATION = "bcgov_tcp_connection_duration_seconds"
-
-
-class LatencyCollector(Collector):
-    """bcgov_block_io_latency_seconds, bcgov_runqueue_latency_seconds and
-    bcgov_tcp_connection_duration_seconds from the kernel maps."""
-
-    def __init__(
-        self,
-        probes: Mapping[str, LoadedProbe],
-        enricher: Enricher,
-        devices: BlockDeviceResolver | None = None,
-        guard: SeriesGuard | None = None,
-        duration_exemplars: DurationExemplars | None = None,
-    ) -> None:
-        self._probes = probes
-        self._enricher = enricher
-        self._devices = devices or BlockDeviceResolver()
-        self._lock = threading.Lock()
-        self._exemplars = duration_exemplars
-        self.duration = HistogramState(
-            DURATION,
-            "Duration of finished TCP connections, from SYN to close, measured in the kernel (every connection, "
-            "also when its record is lost); exemplars carry a kept span's trace_id.",
-            ["direction", "outcome", *enricher.label_names],
-            guard,
-            tcp_lifecycle.DURATION_SLOTS,
-        )
-        self._block = HistogramState(
-            "bcgov_block_io_latency_seconds",
-            "Block request latency from issue to completion, measured in the kernel, by device and workload.",
-            [*BLOCK_IO_DEVICE_LABELS, *enricher.label_names],
-            guard,
-        )
-        self._runq = HistogramState(
-            "bcgov_runqueue_latency_seconds",
-            "Time runnable tasks waited for a CPU, measured in the kernel, by workload.",
-            enricher.label_names,
-            guard,
-        )
-
-    def forget(self, released: Mapping[str, Iterable[LabelValues]]) -> None:
-        """Drop released label sets (by family name) from the cumulative state."""
-        with self._lock:
-            for state in (self._block, self._runq, self.duration):
-                state.forget(released.get(state.name, ()))
-
-    def collect(self) -> Iterable[Metric]:
-        with self._lock:  # scrapes may overlap; draining must not
-            block = self._probes.get("block_io")
-            if block is not None and block.bpf is not None:
-                yield self._block_io(block)
-            runq = self._probes.get("runqueue")
-            if runq is not None and runq.bpf is not None:
-                yield self._runqueue(runq)
-            tcp = self._probes.get("tcp_lifecycle")
-            if tcp is not None and tcp.bpf is not None:
-                yield self._durations(tcp)
-
-    def _block_io(self, p: LoadedProbe) -> Metric:
-        e = self._enricher
-        for k, v in drain_entries(p.bpf["block_io_latency"]):
-            dev = self._devices.describe(*dev_major_minor(k.dev))
-            labels = (dev.device, OPS.get(k.op, "other"), dev.mount, dev.pvc, dev.pvc_namespace,
-                      *e.workload_labels(k.cgroup_id))
-            self._block.add(labels, v.slots, v.sum_ns)
-        return self._block.family()
-
-    def _runqueue(self, p: LoadedProbe) -> Metric:
-        e = self._enricher
-        for k, v in drain_entries(p.bpf["runqueue_latency"]):
-            # batch reads give a u64 key as an int, item reads as c_ulong
-            self._runq.add(e.workload_labels(int(getattr(k, "value", k))), v.slots, v.sum_ns)
-        return self._runq.family()
-
-    def _durations(self, p: LoadedProbe) -> Metric:
-        e = self._enricher
-        for k, v in drain_entries(p.bpf["tcp_connection_durations"]):
-            labels = (
-                tcp_lifecycle.DIRECTIONS.get(k.direction, "unknown"),
-                tcp_lifecycle.DURATION_OUTCOMES.get(k.outcome, "unknown"),
-                *e.workload_labels(k.cgroup_id, k.port or None),
-            )
-            self.duration.add(labels, v.slots, v.sum_ns)
-        # After the drain: a kept span's connection was counted in the kernel before its record
-        # was read, so its label set is held by now.
-        if self._exemplars is not None:
-            for labels, slot, exemplar in self._exemplars.take():
-                self.duration.attach_exemplar(labels, slot, exemplar)
-        return self.duration.family()

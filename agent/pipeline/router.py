@@ -28,6 +28,7 @@ from agent.export.spans import (
 )
 from probes.events import OomKill, ProcessExec, ProcessExit, TcpConnection
 from probes.process import ARG_LEN
+from probes.tcp_lifecycle import duration_key
 
 ERROR_TYPES = {"refused": "connection_refused", "timeout": "connect_timeout", "reset": "connection_reset"}
 _BODIES = {o: f"tcp connection {o}" for o in ("normal", "reset", "refused", "timeout")}
@@ -288,7 +289,8 @@ class EventPipeline:
         self._submit_span(span)
         trace_id, span_id = f"{span.trace_id:032x}", f"{span.span_id:016x}"
         if not ev.before_agent:  # no duration of its own: it is in no histogram bucket
-            self._exemplars.remember((ev.direction, ev.outcome, *workload_labels), ev.duration_ns, trace_id, span_id)
+            self._exemplars.remember(duration_key(ev.direction, ev.outcome, ev.cgroup_id, server_port(ev)),
+                                     ev.duration_ns, trace_id, span_id)
         # The line's attributes are the span's: the same members in the same order, encoded
         # from the connection's fields and the workload's and peer's cached JSON.
         members = connection_json_members(ev)

@@ -126,19 +126,22 @@ def test_duration_histogram_has_its_own_slot_count_with_buckets_past_16_seconds(
 def test_exemplars_go_to_the_kernels_slot_of_their_duration() -> None:
     from agent.metrics.exemplars import DurationExemplars
     from agent.metrics.latency import HistogramState
-    from probes.tcp_lifecycle import DURATION_SLOTS
+    from probes.latency_hist import hist_slot
+    from probes.tcp_lifecycle import DURATION_SLOTS, DurationKey
 
+    key = DurationKey(direction=1, outcome=0, cgroup_id=7, port=0)
     store = DurationExemplars(max_pending=3)
     # 999 ns -> 0 us: slot 0; 1000 ns -> 1 us: slot 1; 3 us -> slot 2; 4 us -> slot 3; 2 h -> the overflow slot
     for i, ns in enumerate((999, 1000, 3000)):
-        store.remember(("active", "normal"), ns, f"{i:032x}", f"{i:016x}")
-    store.remember(("active", "normal"), 4000, "f" * 32, "f" * 16)   # a 4th key: over max_pending, skipped
-    store.remember(("active", "normal"), 2500, "e" * 32, "e" * 16)   # same slot as 3000: the latest wins
-    taken = {slot: ex.labels["trace_id"][0] for _, slot, ex in store.take()}
-    assert taken == {0: "0", 1: "0", 2: "e"} and store.take() == []
-    store.remember(("active", "normal"), 7200 * 10**9, "a" * 32, "a" * 16)
-    ((_, slot, ex),) = store.take()
-    assert slot == DURATION_SLOTS - 1 and ex.value == 7200.0
+        store.remember(key, ns, f"{i:032x}", f"{i:016x}")
+    store.remember(key, 4000, "f" * 32, "f" * 16)   # a 4th key: over max_pending, skipped
+    store.remember(key, 2500, "e" * 32, "e" * 16)   # same slot as 3000: the latest wins
+    taken = {slot: ex.labels["trace_id"][0] for _, slot, ex in store.take(DURATION_SLOTS)}
+    assert taken == {0: "0", 1: "0", 2: "e"} and store.take(DURATION_SLOTS) == []
+    assert [hist_slot(ns, DURATION_SLOTS) for ns in (999, 1000, 3000, 2500)] == [0, 1, 2, 2]  # the store's slots
+    store.remember(key, 7200 * 10**9, "a" * 32, "a" * 16)
+    ((taken_key, slot, ex),) = store.take(DURATION_SLOTS)
+    assert taken_key == key and slot == DURATION_SLOTS - 1 == hist_slot(7200 * 10**9, DURATION_SLOTS) and ex.value == 7200.0
 
     state = HistogramState("d_seconds", "d", ["direction", "outcome"], slot_count=DURATION_SLOTS)
     kernel = [0] * DURATION_SLOTS
@@ -149,3 +152,15 @@ def test_exemplars_go_to_the_kernels_slot_of_their_duration() -> None:
     state.attach_exemplar(("active", "normal"), DURATION_SLOTS - 1, ex)
     inf = [s for s in state.family().samples if s.labels.get("le") == "+Inf"]
     assert [(s.value, s.exemplar) for s in inf] == [(1.0, ex)]
+
+
+def test_slots_of_two_histograms_share_one_remembered_duration() -> None:
+    """Two durations past the 26-slot overflow stay apart for a 32-slot histogram, and fold into
+    one (the latest) for a 26-slot one."""
+    from agent.metrics.exemplars import DurationExemplars
+
+    store = DurationExemplars()
+    store.remember("k", 20 * 10**9, "1" * 32, "1" * 16)   # 20 s: slot 25 of 32, the overflow of 26
+    store.remember("k", 40 * 10**9, "2" * 32, "2" * 16)   # 40 s: slot 26 of 32
+    ((_, slot, ex),) = store.take(HIST_SLOTS)
+    assert slot == HIST_SLOTS - 1 and ex.labels["trace_id"] == "2" * 32

@@ -1,6 +1,8 @@
 """Maps cannot leak: every keyed map a probe writes is LRU, drained by the agent at scrape, or has a
 path in the C that removes its entries. A new BPF_HASH fails here until its policy is written down
-(and checked): a leaking non-LRU hash fills one day and then refuses every later insert."""
+(and checked): a leaking non-LRU hash fills one day and then refuses every later insert. "Drained"
+is what the probe's spec declares: a CounterFamily or HistogramFamily over the map, which the agent
+reads with lookup-and-delete (agent/metrics/collectors.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from probes import registry
+from probes.families import DRAINED as DRAINED_KINDS
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = ROOT / "probes"
-DRAINERS = [ROOT / "agent" / f for f in ("metrics/kernel.py", "metrics/latency.py", "kernel/skipped_runs.py")]
 
 DRAINED = "drained"
 # (probe, map) -> DRAINED, or the entry-removing C call that must exist and why it suffices
@@ -58,7 +62,8 @@ def test_every_keyed_map_is_lru_drained_or_emptied(probe: str, name: str, kind: 
     policy = POLICY.get((probe, name))
     assert policy is not None, f"{probe}.bpf.c: hash map {name} has no policy: make it LRU, drain it, or delete its entries"
     if policy == DRAINED:
-        assert any(f'"{name}"' in f.read_text() for f in DRAINERS), f"{name} is not drained by the agent"
+        declared = {d.table for d in registry.get(probe).metrics if isinstance(d, DRAINED_KINDS)}
+        assert name in declared, f"{name} is not drained by the agent: no CounterFamily/HistogramFamily of {probe} reads it"
     else:
         assert policy in (PROBES / f"{probe}.bpf.c").read_text(), f"{probe}.bpf.c never calls {policy}"
 
@@ -67,3 +72,12 @@ def test_maps_that_leaked_are_now_lru() -> None:
     # A skipped completion or last switch-out left these entries behind for good.
     lru = {(p, n) for p, n, k in _maps() if k == "lru"}
     assert {("block_io", "inflight"), ("runqueue", "tasks")} <= lru
+
+
+def test_every_drained_family_reads_a_hash_its_probe_declares() -> None:
+    hashes = {(p, n) for p, n, k in _maps() if k == "hash"}
+    for spec in registry.ALL:
+        for d in spec.metrics:
+            if isinstance(d, DRAINED_KINDS):
+                assert (spec.name, d.table) in hashes, f"{spec.name} declares {d.name} over {d.table}, not a BPF_HASH of it"
+                assert POLICY.get((spec.name, d.table)) == DRAINED, f"{d.table} is drained but its policy says otherwise"
