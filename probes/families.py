@@ -20,8 +20,9 @@ field), `WorkloadLabels` (a cgroup id, expanded to the enricher's label names), 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Union
+from typing import Any
 
 from probes.latency_hist import HIST_SLOTS
 
@@ -115,7 +116,7 @@ class ComputedLabel:
         return self.value(key)
 
 
-Label = Union[EnumLabel, WorkloadLabels, LocalEndpoint, PeerEndpoint, BlockDevice, ComputedLabel]
+Label = EnumLabel | WorkloadLabels | LocalEndpoint | PeerEndpoint | BlockDevice | ComputedLabel
 
 
 # ---- families ---------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class PortOwners:
     owner: Callable[[Any], int]
 
 
-Family = Union[CounterFamily, HistogramFamily, IndexedCounter, StatCounter]
-Declaration = Union[Family, PortOwners]
+Family = CounterFamily | HistogramFamily | IndexedCounter | StatCounter
+Declaration = Family | PortOwners
 #: Families whose map entries are deleted as they are read (tests/probes/test_map_policy.py).
 DRAINED = (CounterFamily, HistogramFamily)

@@ -13,9 +13,10 @@ exemplars carries the latest kept span's trace_id/span_id per bucket (agent/metr
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
@@ -30,7 +31,7 @@ def slot_upper_bound_seconds(slot: int) -> float:
     return (1 << slot) / 1e6
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bucket_bounds(slot_count: int) -> tuple[str, ...]:
     """The `le` labels of a histogram of `slot_count` log2 slots; the last slot is +Inf only."""
     return tuple(floatToGoString(slot_upper_bound_seconds(s)) for s in range(slot_count - 1)) + ("+Inf",)
@@ -50,7 +51,7 @@ def cumulative_buckets(
     bounds = bucket_bounds(slot_count)
     out: list[tuple[Any, ...]] = []
     running = 0
-    for i, (le, n) in enumerate(zip(bounds, slots)):
+    for i, (le, n) in enumerate(zip(bounds, slots, strict=True)):
         running += n
         ex = exemplars.get(i) if exemplars else None
         out.append((le, float(running), ex) if ex is not None else (le, float(running)))

@@ -173,7 +173,7 @@ def test_the_c_slot_function_is_hist_slot(tmp_path: Path, slots: int) -> None:
     got = [int(x) for x in out.split()]
     want = [hist_slot(v, slots) for v in values]
     assert len(got) == len(values)
-    diff = [(v, g, w) for v, g, w in zip(values, got, want) if g != w]
+    diff = [(v, g, w) for v, g, w in zip(values, got, want, strict=True) if g != w]
     assert not diff, f"C and Python slots differ (value, C, Python): {diff[:5]}"
 
 
