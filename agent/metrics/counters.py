@@ -8,7 +8,7 @@ label sets per family, and `forget` drops the ones of expired pods (agent/metric
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from prometheus_client.core import CounterMetricFamily
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Hashable
+from collections.abc import Hashable
 
 from prometheus_client.samples import Exemplar
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, Metric

@@ -9,7 +9,8 @@ The same `KeyLabels` labels a drained map key and a key the pipeline remembered 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from agent.identity.block_devices import BlockDeviceResolver
 from agent.identity.enricher import Enricher
