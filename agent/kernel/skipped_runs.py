@@ -20,7 +20,7 @@ bcgov_agent_skip_repairs_total), and collected with them (agent/metrics/collecto
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
