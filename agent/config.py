@@ -285,8 +285,8 @@ def _read_yaml(path: str) -> tuple[Any, yaml.Node | None]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
     dup = _duplicate_key(node)
     if dup is not None:
         raise ConfigError(f"{path} line {dup.start_mark.line + 1}: key {dup.value!r} appears twice in one mapping; "
@@ -301,7 +301,7 @@ def load(path: str | None, overrides: dict[str, Any]) -> AgentConfig:
     lines: dict[str, int] = {}
     if path:
         data, node = _read_yaml(path)
-        if isinstance(data, dict) and "agent" in data:
+        if isinstance(data, dict) and "agent" in data and isinstance(node, yaml.MappingNode):  # a dict is a mapping node
             beside = [k for k in data if k != "agent"]
             if beside:
                 raise ConfigError(

@@ -51,7 +51,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def summary(values: Sequence[float]) -> dict[str, float | int | None]:
+def summary(values: Sequence[float | None]) -> dict[str, float | int | None]:
     """Median, min and max of raw samples (None when there are none)."""
     vals = [v for v in values if v is not None]
     if not vals:

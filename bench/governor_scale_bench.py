@@ -347,7 +347,7 @@ def run(prometheus_sizes: list[int], vm_sizes: list[int], repeats: int, shape: s
                 side = prometheus_side if backend == "prometheus" else vm_side
                 args = (n, shape, repeats, Path(d), budgets) + ((analyze_ref,) if backend == "victoriametrics" else ())
                 try:
-                    out.append(side(*args))  # type: ignore[operator]
+                    out.append(side(*args))  # type: ignore[arg-type]  # args fit the side chosen above
                 except Exception as exc:  # noqa: BLE001 - one size failing must not lose the others' figures
                     say(f"  {backend} {n}: failed: {exc!r}")
                     out.append({"backend": backend, "series": n, "shape": shape, "error": repr(exc)[-500:]})

@@ -62,7 +62,7 @@ def run() -> dict[str, Any]:
                         hole.close()
                     if ok:
                         raise RuntimeError("an export to a dead collector succeeded")
-                row = {"what": "failing_export", "protocol": protocol, "timeout_s": timeout, "collector": kind,
+                row: dict[str, Any] = {"what": "failing_export", "protocol": protocol, "timeout_s": timeout, "collector": kind,
                        "blocked_s_median": round(statistics.median(times), 3), "blocked_s_max": round(max(times), 3)}
                 say(str(row))
                 rows.append(row)

@@ -87,7 +87,8 @@ def _delta(after: dict, before: dict, name: str, **match: str) -> float:
 def agent_cost(before: dict, after: dict, made: int, seconds: float) -> dict[str, Any]:
     """What the agent spent on one load window, from two drained snapshots."""
     cpu = after["cpu_s"] - before["cpu_s"]
-    probes = sorted({dict(labels).get("probe") for (n, labels) in after["metrics"] if n == "bcgov_agent_bpf_runs_total"})
+    probes = sorted({p for (n, labels) in after["metrics"]
+                     if n == "bcgov_agent_bpf_runs_total" and (p := dict(labels).get("probe")) is not None})
     bpf = {}
     for p in probes:
         runs = _delta(after, before, "bcgov_agent_bpf_runs_total", probe=p)

@@ -65,7 +65,7 @@ def evaluate(report: Report | None, budgets: Budgets, stale_tiers: set[str], run
         elif tr.status in (WARN, OVER):
             # OVER without exceeding max_series means a per-metric or per-label cap: still a warning.
             out.append(_alert("BcgovTierBudgetWarning", name, "warning",
-                              f"Tier {name} has {tr.series} series ({tr.usage * 100:.0f}% of its budget of {tier.max_series})"
+                              f"Tier {name} has {tr.series} series ({(tr.usage or 0.0) * 100:.0f}% of its budget of {tier.max_series})"
                               + (f"; {tr.problems[0]}" if tr.problems else ""), desc["BcgovTierBudgetWarning"], base))
         g = tr.growth
         if tr.series <= tier.max_series and g is not None and g.seconds_to_budget is not None and g.seconds_to_budget <= rules.PREDICT_HORIZON_SECONDS:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import re
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,7 @@ class _Validator:
         if not ok:
             raise self.fail(node, field, problem)
 
-    def mapping(self, node: yaml.Node, field: str, allowed: set[str] | None, required: set[str] = frozenset()) -> dict[str, yaml.Node]:
+    def mapping(self, node: yaml.Node, field: str, allowed: set[str] | None, required: AbstractSet[str] = frozenset()) -> dict[str, yaml.Node]:
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, field or "(top level)", "must be a mapping of keys to values")
         out: dict[str, yaml.Node] = {}

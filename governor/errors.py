@@ -9,8 +9,8 @@ from __future__ import annotations
 MAX_DETAIL = 300
 
 
-def bounded(text: str, limit: int = MAX_DETAIL) -> str:
-    """`text` on one line, cut to `limit` characters."""
+def bounded(text: object, limit: int = MAX_DETAIL) -> str:
+    """`text` (or an exception, or anything with a str()) on one line, cut to `limit` characters."""
     one_line = " ".join(str(text).split())
     return one_line if len(one_line) <= limit else one_line[: limit - 3] + "..."
 

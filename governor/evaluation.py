@@ -95,7 +95,7 @@ def _evaluate(source: Source, budgets: Budgets, history: History | None, usage_o
         if previous is not None:
             churn_stats = churn.compute(previous, inv)
         split = Classifier(budgets).split(inv)
-        tiers = {t: (sum(m.count for m in split.get(t, {}).values()), b.max_series) for t, b in budgets.tiers.items()}
+        tiers: dict[str, tuple[int, int | None]] = {t: (sum(m.count for m in split.get(t, {}).values()), b.max_series) for t, b in budgets.tiers.items()}
         for extra in (UNCLASSIFIED, GOVERNOR):
             if split.get(extra):
                 tiers[extra] = (sum(m.count for m in split[extra].values()), None)

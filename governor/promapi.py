@@ -257,7 +257,7 @@ class PrometheusSource:
         match = f'{{__name__="{name}"}}'
         labels = [lb for lb in self._api("labels", {"match[]": match, "start": f"{at - NAMES_WINDOW_S:.3f}", "end": f"{at:.3f}"})
                   if lb != "__name__"]
-        best, values = "", []
+        best, values = "", list[str]()
         for lb in labels:
             v = self.label_values(lb, match, at)
             if len(v) > len(values):

@@ -18,7 +18,7 @@ set, so the number in the comment is what Prometheus will hold after the rule ta
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import yaml
 
@@ -101,7 +101,7 @@ def _comment(a: Action) -> str:
             f"({human_bytes(a.memory_bytes_saved)}); tier {', '.join(a.tiers)}; type {a.type or 'unknown'}")
 
 
-def _yaml_with_comments(key: str, items: list[tuple[str, object]], header: list[str], extra: list[str]) -> str:
+def _yaml_with_comments(key: str, items: Sequence[tuple[str, object]], header: list[str], extra: list[str]) -> str:
     """A YAML list under `key` whose items each follow a `# comment` line."""
     lines = header + extra + [f"{key}:" if items else f"{key}: []"]
     for comment, item in items:

@@ -12,6 +12,8 @@ or alert) and would otherwise be counted inside the very budgets they report on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from governor.budgets import GOVERNOR, UNCLASSIFIED, Budgets
 from governor.inventory import Inventory, LabelSet, MetricInventory
 
@@ -50,7 +52,7 @@ class Classifier:
         d = dict(labels)
         explicit = d.get(self.tier_label)
         if explicit in self.tiers:
-            return explicit  # type: ignore[return-value]
+            return explicit
         by_name = self.by_metric_name(metric)
         if by_name:
             return by_name
@@ -95,7 +97,7 @@ class Classifier:
                 if by_name:
                     return by_name
                 continue
-            values = counts.get(label, {})
+            values: Mapping[str, int] = counts.get(label, {})
             hits = {v: n for v, n in values.items() if (v in self.tiers if mapping is None else v in mapping)}
             if not hits:
                 continue

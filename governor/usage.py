@@ -110,7 +110,8 @@ def _walk_exprs(node: Any, panel_type: str | None) -> Iterator[tuple[str, tuple[
     if isinstance(node, dict):
         if isinstance(node.get("type"), str) and ("targets" in node or "panels" in node):
             panel_type = node["type"]  # a panel (or row): its targets are shown this way
-        legend = node.get("legendFormat") if isinstance(node.get("legendFormat"), str) else ""
+        legend_format = node.get("legendFormat")
+        legend = legend_format if isinstance(legend_format, str) else ""
         shown = tuple(_LEGEND.findall(legend)) + ((_ANY_LABEL,) if panel_type == "table" else ())
         for k, v in node.items():
             if k in ("expr", "query") and isinstance(v, str):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 # The str encoder json.dumps itself uses (ensure_ascii), so cached text equals json.dumps output.
-json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 # Bounded (LRU, in C): a node with many distinct peers must not grow the agent without end.
 FRAGMENT_CACHE_MAX = 16384

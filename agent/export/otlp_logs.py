@@ -68,28 +68,6 @@ class LogExportCounters:
         self.exported.inc(n)
 
 
-def _any_value(v: Any) -> Any:
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
-
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, (list, tuple)):
-        return AnyValue(array_value=ArrayValue(values=[_any_value(x) for x in v]))
-    if v is None:
-        return AnyValue()
-    return AnyValue(string_value=v if isinstance(v, str) else json.dumps(v, default=str))
-
-
-def _key_values(attrs: dict[str, Any]) -> list[Any]:
-    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-
-    return [KeyValue(key=k, value=_any_value(v)) for k, v in attrs.items()]
-
-
 def _id(hex_text: str | None, size: int) -> bytes:
     if not hex_text:
         return b""
@@ -100,33 +78,8 @@ def _id(hex_text: str | None, size: int) -> bytes:
     return raw if len(raw) == size else b""
 
 
-def export_request(lines: Sequence[LogLine], resource: dict[str, Any], scope_version: str) -> Any:
-    """The ExportLogsServiceRequest (opentelemetry-proto message) for `lines`: the reference that
-    `encode_request`, the one the exporter sends, is tested against."""
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
-    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
-    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-
-    records = []
-    for line in lines:
-        try:
-            attrs = json.loads(line.attributes_json)
-        except ValueError:
-            attrs = {"bcgov.attributes_json": line.attributes_json}
-        records.append(LogRecord(
-            time_unix_nano=line.time_ns, observed_time_unix_nano=line.time_ns,
-            severity_number=SEVERITY_NUMBER.get(line.severity.upper(), 0), severity_text=line.severity,
-            body=AnyValue(string_value=line.body), attributes=_key_values(attrs if isinstance(attrs, dict) else {}),
-            trace_id=_id(line.trace_id, 16), span_id=_id(line.span_id, 8),
-        ))
-    scope = ScopeLogs(scope=InstrumentationScope(name=SCOPE_NAME, version=scope_version), log_records=records)
-    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(resource=Resource(attributes=_key_values(resource)),
-                                                                scope_logs=[scope])])
-
-
 def encode_request(lines: Sequence[LogLine], resource: dict[str, Any], scope_version: str) -> bytes:
-    """`export_request(...)` serialized, written directly in protobuf's wire format with the span
+    """An ExportLogsServiceRequest for `lines`, written directly in protobuf's wire format with the span
     encoder's cached attribute encodings (agent/export/otlp_proto.py): building the messages costs ~60 us
     a record, too much at thousands of lines a second. Field numbers: opentelemetry/proto/logs/v1
     /logs.proto; tests check both give the same message."""

@@ -186,6 +186,8 @@ def _match_container(name: str) -> tuple[Runtime | None, str | None]:
 def _parse_container(parts: list[str]) -> ContainerRef | None:
     """The innermost container cgroup outside Kubernetes (sub-cgroups below it are ignored)."""
     found: ContainerRef | None = None
+    runtime: Runtime | None
+    cid: str | None
     for i, name in enumerate(parts):
         if i >= 1 and parts[i - 1] == "docker" and (m := _BARE_ID.match(name)):
             runtime, cid = "docker", m.group(1)  # Docker's cgroupfs driver: /docker/<id>

@@ -69,14 +69,15 @@ class PodWatcher:
         self._owners = owners
         self._watch: Any = None
 
-    def list(self) -> tuple[list[Any], str]:
+    def list(self) -> tuple[list[Any], str | None]:
         """List this node's pods; returns (PodInfo list, resourceVersion)."""
         from agent.identity.pods import pod_info_from_api
 
         resp = self._core.list_pod_for_all_namespaces(field_selector=self._selector, _request_timeout=30)
-        return [pod_info_from_api(p, self._owners) for p in resp.items], resp.metadata.resource_version
+        version = resp.metadata.resource_version if resp.metadata is not None else None
+        return [pod_info_from_api(p, self._owners) for p in resp.items], version
 
-    def watch(self, resource_version: str, cache: PodCache, stopping: threading.Event) -> str:
+    def watch(self, resource_version: str | None, cache: PodCache, stopping: threading.Event) -> str | None:
         """Apply watch events to the cache until the server ends the watch; return the last
         resourceVersion. Raises ApiException (410 included) or a connection error."""
         from kubernetes import watch

@@ -221,6 +221,7 @@ class IdentityResolver:
         )
 
     def _non_pod(self, ref: ContainerRef, port: int | None) -> Identity:
+        workload: str | None
         if ref.lxc_name is not None:
             workload, kind = f"lxc/{ref.lxc_name}", "LXC"
         elif ref.runtime == "systemd":

@@ -115,8 +115,8 @@ class TierResolver:
                     return tier
         if namespace and namespace in self._namespaces:
             return self._namespaces[namespace]
-        if port is not None and (tier := self._ports.get(port)) is not None:
-            return tier
+        if port is not None and (port_tier := self._ports.get(port)) is not None:
+            return port_tier
         return self.for_ports(declared_ports)
 
     def for_ports(self, ports: Iterable[int]) -> str | None:

@@ -28,14 +28,15 @@ def render_png(title: str, unit: str, series: list[Series], window: Window, aler
     ax = fig.add_subplot(1, 1, 1)
     for i, s in enumerate(sorted(series, key=lambda s: s.legend())):
         xs, ys = [to_dt(t) for t, _ in s.points], [v for _, v in s.points]
-        ax.plot(xs, ys, label=s.legend() if i < MAX_LEGEND else None, linewidth=1.4)
+        # matplotlib plots datetimes through its date units; its stubs only know floats
+        ax.plot(xs, ys, label=s.legend() if i < MAX_LEGEND else None, linewidth=1.4)  # type: ignore[arg-type]
     shaded = set()
     for a in alerts:
         end = a.ends if a.ends is not None else window.end
         label = f"alert: {a.name}" if a.name not in shaded else None
         shaded.add(a.name)
-        ax.axvspan(to_dt(max(a.starts, window.start)), to_dt(min(end, window.end)), color="red", alpha=0.15, label=label)
-    ax.set_xlim(to_dt(window.start), to_dt(window.end))
+        ax.axvspan(to_dt(max(a.starts, window.start)), to_dt(min(end, window.end)), color="red", alpha=0.15, label=label)  # type: ignore[arg-type]
+    ax.set_xlim(to_dt(window.start), to_dt(window.end))  # type: ignore[arg-type]
     ax.set_title(title)
     ax.set_ylabel(unit)
     ax.set_xlabel("time (UTC)")

@@ -169,12 +169,12 @@ class Timeline:
                 self._span_failed_row(*item)
         for ts, name, attrs in s.events:
             if name == "tcp.reset":
-                item = (s.trace_id, ts, _who(s.attributes), str(attrs.get("bcgov.tcp.reset.direction", "?")),
-                        _who(s.attributes, pid=False))
+                reset = (s.trace_id, ts, _who(s.attributes), str(attrs.get("bcgov.tcp.reset.direction", "?")),
+                         _who(s.attributes, pid=False))
                 if len(self._span_resets) < MAX_PENDING_RESETS:
-                    self._span_resets.append(item)
+                    self._span_resets.append(reset)
                 else:
-                    self._span_reset(*item)
+                    self._span_reset(*reset)
 
     def _span_failed_row(self, outcome: str, trace: str, ts: float, who: str, group_who: str, addr: str, port: str) -> None:
         self._failed(outcome, trace, ts, who, group_who, addr, port, "spans.jsonl")

@@ -99,8 +99,9 @@ def test_bad_logs_settings_are_one_clear_line(logs: str, endpoint: str | None, m
 def test_the_wire_encoder_writes_what_opentelemetry_proto_builds() -> None:
     """encode_request (what is sent) parses to the very message opentelemetry-proto's classes build."""
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from otlp_logs_reference import export_request
 
-    from agent.export.otlp_logs import encode_request, export_request
+    from agent.export.otlp_logs import encode_request
 
     sent: list = []
     log = EventLog(None, sink=sent.append)
