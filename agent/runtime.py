@@ -10,23 +10,26 @@ from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.registry import Collector
 
 from agent.kernel import loader
 from agent.selfcost import memory
-from agent.kernel import preexisting
 from agent.identity.block_devices import BlockDeviceResolver
 from agent.pipeline.clock import MonotonicToWall
 from agent.export.collector_health import CollectorHealth
 from agent.config import AgentConfig
 from agent.identity.enricher import Enricher
+from agent.identity.errors import IdentityError
 from agent.export.event_log import EventLog
 from agent.export.otlp_logs import LogExportCounters, OtlpLogExporter
 from agent.metrics.instruments import Instruments
-from agent.metrics.collectors import ProbeMetrics
+from agent.kernel import preexisting
 from agent.kernel.sampling import KernelSpanSampling, SpanBudgetCollector
+from agent.metrics.collectors import ProbeMetrics
 from agent.metrics.server import MetricsServer
 from agent.selfcost.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
-from agent.pipeline.router import EventPipeline, SpanSampler
+from agent.pipeline.router import EventPipeline
+from agent.pipeline.sampling import SpanSampler
 from agent.identity.pv_claims import PvClaims
 from agent.kernel.readers import RingBufferReader
 from agent.metrics.readiness import ProbeState, Readiness
@@ -35,7 +38,8 @@ from agent.metrics.series_expiry import PodSeriesExpiry
 from agent.metrics.series_guard import GuardedView, SeriesGuard
 from agent.kernel.skipped_runs import SkippedRunsCollector, skipped_total
 from agent.export.queue import SpanQueue, SpanQueueStats
-from agent.export.spans import IdSource, JsonlFileExporter, OtlpExporter, SpanExporter
+from agent.export.span_model import IdSource, SpanExporter
+from agent.export.spans import JsonlFileExporter, OtlpExporter
 from agent.summary import Summary
 from agent.kernel.tracefs import Tracefs
 from probes import registry as probe_registry
@@ -43,6 +47,13 @@ from probes.families import STAT_LOST
 from probes.spec import ProbeSpec
 
 log = logging.getLogger("bcgov.agent")
+
+LOG_FLUSH_AGE_S = 0.05  # how long an event log line may wait in memory (plus up to one poll timeout)
+
+
+class AgentStartError(Exception):
+    """The agent cannot start as configured (e.g. the identity settings); the message names the
+    fix and is one line, printed by the CLI as `bcgov: <message>`."""
 
 
 def version() -> str:
@@ -71,7 +82,9 @@ class AgentParts:
     """Collaborators that tests and embedders may replace; defaults are built from the config."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    enricher: Enricher = field(default_factory=Enricher)
+    # None: built from the config at start (pod identity from the Kubernetes API when `identity`
+    # is on, as `bcgov agent run` does; stopped with the agent); tests pass their own.
+    enricher: Enricher | None = field(default_factory=Enricher)
     span_exporter: SpanExporter | None = None
     event_stream: TextIO | None = None
     clock: MonotonicToWall = field(default_factory=MonotonicToWall)
@@ -80,6 +93,38 @@ class AgentParts:
     # Connections of this process are counted (bcgov_agent_own_connections_total), not traced:
     # the CLI sets its own pid, so its OTLP exports do not each make a span; None traces all.
     own_pid: int | None = None
+    # How long start() waits for the first pod list of an identity it builds: events seen before
+    # it would name no pod.
+    pod_list_wait_s: float = 10.0
+
+
+@dataclass
+class ProbeServices:
+    """What a probe's `on_attached` hook (probes/spec.py) may use and set."""
+
+    config: AgentConfig
+    sampler: SpanSampler
+    instruments: Instruments
+    # set by sample_spans_in_kernel: the span budgets in force and what they withheld
+    span_budget: KernelSpanSampling | None = None
+
+    def sample_spans_in_kernel(self, probe: loader.LoadedProbe) -> list[Collector]:
+        """For a probe whose program samples and budgets spans before it sends a record (maps
+        `span_sampling`, `span_budget`, `span_budget_by_cgroup`, `tcp_sampled_out`,
+        `tcp_span_budget`, `tcp_spans_withheld`; agent/kernel/sampling.py): the sampler's keep
+        ratio follows into the kernel, the configured budgets apply; returns the budget's collector."""
+        sampling = KernelSpanSampling(probe)
+        self.sampler.subscribe(sampling.apply)
+        self.instruments.spans_sampled_out.kernel = sampling.sampled_out
+        sampling.apply_budget(self.config.span_budget_per_second, self.config.span_budget_burst)
+        sampling.apply_workload_budget(self.config.span_budget_per_workload_per_second)
+        self.span_budget = sampling
+        return [SpanBudgetCollector(sampling)]
+
+    def learn_open_connections(self, probe: loader.LoadedProbe) -> None:
+        """Fill the probe's `preexisting` map with the connections open now (sock_diag;
+        agent/kernel/preexisting.py), so their close makes a record too."""
+        preexisting.learn(probe)
 
 
 class Agent:
@@ -90,10 +135,11 @@ class Agent:
         self.tracefs = tracefs
         self.parts = parts or AgentParts()
         self.guard = SeriesGuard(config.series_budget_default, config.series_budgets)
-        self.instruments = Instruments(self.parts.registry, self.parts.enricher, self.guard)
+        self.instruments: Instruments  # made by start(), once identity is known
+        self._own_enricher: Enricher | None = None  # built by start() from the config: stopped by stop()
         self.exposition = GuardedView(self.parts.registry, self.guard)  # what /metrics serves
         self.kernel_metrics: ProbeMetrics | None = None
-        self.summary = Summary()
+        self.summary = Summary(self.parts.specs)
         self.probes: dict[str, loader.LoadedProbe] = {}
         self.reports: list[ProbeReport] = []
         self.readiness = Readiness([], self.config.ready_requires)
@@ -119,9 +165,14 @@ class Agent:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Load every configured probe (each may fail alone), then start readers and servers."""
+        """Load every configured probe (each may fail alone), then start readers and servers.
+        Raises AgentStartError when identity cannot be set up as configured, OSError when an
+        output file cannot be created."""
         self._started_at = time.monotonic()
         p = self.parts
+        if p.enricher is None:
+            p.enricher = self._own_enricher = self._identity()
+        self.instruments = Instruments(p.registry, p.enricher, self.guard)
         resource = {
             "service.name": "bcgov-agent", "service.version": version(), "host.name": _hostname(),
             "k8s.node.name": self.config.resolved_node_name(),
@@ -153,22 +204,16 @@ class Agent:
         p.registry.register(RotationCollector(rotating))
         self.pipeline = EventPipeline(
             p.clock, p.enricher, self.instruments, self._span_queue.submit, self._event_log, p.ids,
-            observers=[self.summary.observe],
             sampler=self.sampler,
             own_pid=p.own_pid,
         )
         self._load_probes()
-        tcp = self.probes.get("tcp_lifecycle")
-        if tcp is not None and tcp.bpf is not None:
-            sampling = KernelSpanSampling(tcp)
-            self.sampler.subscribe(sampling.apply)
-            self.instruments.spans_sampled_out.kernel = sampling.sampled_out
-            sampling.apply_budget(self.config.span_budget_per_second, self.config.span_budget_burst)
-            sampling.apply_workload_budget(self.config.span_budget_per_workload_per_second)
-            p.registry.register(SpanBudgetCollector(sampling))
-            self.kernel_sampling = sampling
-            # After the attach, so a connection is either in this list or seen opening.
-            preexisting.learn(tcp)
+        services = ProbeServices(self.config, self.sampler, self.instruments)
+        for probe in self.probes.values():
+            if probe.plan.spec.on_attached is not None:
+                for collector in probe.plan.spec.on_attached(probe, services):
+                    p.registry.register(collector)
+        self.kernel_sampling = services.span_budget
         # PVC labels need the API: only where the pod watch found a Kubernetes configuration
         claims = PvClaims.connect(self.config.kubeconfig) if getattr(p.enricher, "pods", None) is not None else None
         kernel = ProbeMetrics(p.specs, self.probes, p.enricher, known=self.config.probes,
@@ -191,9 +236,16 @@ class Agent:
             freed = memory.release_compiler_memory()
             log.info("probes loaded; RSS %d MB after giving back %d MB the compiler held",
                      freed.rss_after_kb // 1024, (freed.trimmed_kb + freed.paged_out_kb) // 1024)
+        event_log = self._event_log
         for probe in self.probes.values():
-            if probe.plan.spec.ring_buffer:
-                reader = RingBufferReader(probe, self.pipeline.handle, self.instruments, after_batch=self.pipeline.end_of_batch)
+            spec = probe.plan.spec
+            if spec.ring_buffer:
+                observe = self.summary.observer(spec)
+                handle = self.pipeline.handler(spec, [observe] if observe is not None else [])
+                # Log lines are held and written once the oldest is LOG_FLUSH_AGE_S old, checked
+                # after each poll: a busy node pays one write per ~50 ms, not one per poll.
+                reader = RingBufferReader(probe, handle, self.instruments,
+                                          after_batch=lambda: event_log.flush(LOG_FLUSH_AGE_S))
                 reader.start()
                 self._readers.append(reader)
         hp = self.config.metrics_host_port()
@@ -202,6 +254,24 @@ class Agent:
             self._server = MetricsServer(hp[0], hp[1], self.exposition, ready=lambda: (readiness.ready(), readiness.body()))
             self._server.start()
             log.info("serving metrics on http://%s:%d/metrics", *self._server.address)
+
+    def _identity(self) -> Enricher:
+        """Pod identity from the Kubernetes API when `identity` is on (cgroup identity when no API
+        is configured), after waiting up to `pod_list_wait_s` for the first pod list; else none."""
+        if not self.config.identity:
+            return Enricher()
+        from agent.identity.pod_enricher import IdentityEnricher
+
+        try:
+            enricher = IdentityEnricher.for_node(self.parts.registry, self.config.node_name, self.config.kubeconfig,
+                                                 self.config.tiers)
+        except IdentityError as exc:
+            raise AgentStartError(str(exc)) from exc
+        wait_s = self.parts.pod_list_wait_s
+        if enricher.pods is not None and not enricher.wait_synced(wait_s):
+            log.warning("no pod list from the Kubernetes API within %gs; starting anyway, pods get named once it "
+                        "arrives (check the API server address and RBAC: list/watch pods)", wait_s)
+        return enricher
 
     def _start_overhead_accounting(self) -> None:
         reg = self.parts.registry
@@ -282,6 +352,8 @@ class Agent:
             self._event_log.close()
         if self._bpf_stats:
             self._bpf_stats.restore()
+        if self._own_enricher is not None:
+            self._own_enricher.stop()
 
     # -- status ----------------------------------------------------------------------------
     def lost(self) -> int:

@@ -90,7 +90,7 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
         spans_file: str | None, duration: float | None, log_file: str | None, probes: tuple[str, ...],
         kubeconfig: str | None, node_name: str | None) -> None:
     """Run the agent until Ctrl-C, SIGTERM or --duration."""
-    from agent.runtime import Agent, AgentParts
+    from agent.runtime import Agent, AgentParts, AgentStartError
 
     interactive = sys.stderr.isatty()
     _setup_logging(json_logs=not interactive)
@@ -118,26 +118,16 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    parts = AgentParts(own_pid=os.getpid())  # the agent's own export connections are not traced
-    enricher = None
-    if cfg.identity:
-        from agent.identity.errors import IdentityError
-        from agent.identity.pod_enricher import IdentityEnricher
-
-        try:
-            enricher = IdentityEnricher.for_node(parts.registry, cfg.node_name, cfg.kubeconfig, cfg.tiers)
-        except IdentityError as exc:
-            click.echo(f"bcgov: {exc}", err=True)
-            sys.exit(2)
-        parts.enricher = enricher
-        # Events seen before the first pod list would name no pod: wait for it, but not forever.
-        if enricher.pods is not None and not enricher.wait_synced(POD_LIST_WAIT_S):
-            logging.getLogger("bcgov.agent").warning(
-                "no pod list from the Kubernetes API within %gs; starting anyway, pods get named once it "
-                "arrives (check the API server address and RBAC: list/watch pods)", POD_LIST_WAIT_S)
+    # The agent's own export connections are not traced; identity comes from the config (the
+    # runtime waits up to POD_LIST_WAIT_S for the first pod list: events before it name no pod).
+    parts = AgentParts(own_pid=os.getpid(), enricher=None, pod_list_wait_s=POD_LIST_WAIT_S)
     agent_ = Agent(cfg, tracefs, parts)
     try:
         agent_.start()
+    except AgentStartError as exc:
+        agent_.stop()
+        click.echo(f"bcgov: {exc}", err=True)
+        sys.exit(2)
     except OSError as exc:
         agent_.stop()
         click.echo(f"bcgov: {_file_problem(cfg, exc)}", err=True)
@@ -160,8 +150,6 @@ def run(config_path: str | None, metrics_addr: str | None, otlp_endpoint: str | 
             agent_.run(stop)
     finally:
         agent_.stop()
-        if enricher is not None:
-            enricher.stop()
     # received + lost + skipped = emitted: a run the kernel skipped (another BPF program was running
     # on that CPU) sent and counted nothing, so it is a loss too
     line = (f"agent stopped after {agent_.elapsed():.0f}s; lost records: {agent_.lost()}; "

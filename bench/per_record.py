@@ -10,9 +10,10 @@ record with perf_counter_ns on one thread:
   shed     - the same with the CPU budget's keep ratio at 0: decode -> identity -> histogram only
 The span export thread runs concurrently, as in the agent; all-in CPU per record (process CPU over
 the pass, export flushed) is reported next to the per-record times. Log lines are batched as the
-agent's readers batch them: end_of_batch after every REPLAY_BATCH records (the agent calls it after
-each ring-buffer poll), which writes the held lines once the oldest is 50 ms old; the write is
-timed with the record that ends the batch.
+agent's readers batch them: the event log's flush(LOG_FLUSH_AGE_S) after every REPLAY_BATCH records
+(the agent's readers call it after each ring-buffer poll), which writes the held lines once the
+oldest is 50 ms old; the write is timed with the record that ends the batch. Records go through
+tcp_lifecycle's handler as the pipeline binds it for the probe's reader (EventPipeline.handler).
 
 With a baseline commit (`--baseline COMMIT`), the same recorded bytes are also replayed by that
 commit's own code (a git worktree, in a subprocess) before this code's passes, so old and new are
@@ -147,7 +148,9 @@ def replay(raw: list[bytes]) -> dict[str, Any]:
     from agent.export.event_log import EventLog
     from agent.identity.pod_enricher import IdentityEnricher
     from agent.metrics.instruments import Instruments
-    from agent.pipeline.router import EventPipeline, SpanSampler
+    from agent.pipeline.router import EventPipeline
+    from agent.pipeline.sampling import SpanSampler
+    from agent.runtime import LOG_FLUSH_AGE_S
     from agent.export.queue import SpanQueue
     from agent.export.spans import IdSource, JsonlFileExporter
     from probes import tcp_lifecycle
@@ -169,9 +172,10 @@ def replay(raw: list[bytes]) -> dict[str, Any]:
             event_log = EventLog(log_file, batched=True)
             pipeline = EventPipeline(MonotonicToWall(), enricher, instruments, queue.submit, event_log, IdSource(),
                                      sampler=sampler)
+            handle = pipeline.handler(tcp_lifecycle.SPEC)
             cpu0 = time.process_time()
-            res = _pass(raw, lambda rec: pipeline.handle(decode(rec)), pipeline.end_of_batch)
-            pipeline.flush()
+            res = _pass(raw, lambda rec: handle(decode(rec)), lambda: event_log.flush(LOG_FLUSH_AGE_S))
+            event_log.flush()
             queue.shutdown()
             cpu = time.process_time() - cpu0
             event_log.close()

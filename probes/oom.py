@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ctypes
+from typing import TYPE_CHECKING, Any, Callable
 
 from probes import families as f
 from probes.events import OomKill
 from probes.records import c_string
-from probes.spec import ProbeSpec
+from probes.spec import ProbeSpec, Tally
+
+if TYPE_CHECKING:
+    from agent.pipeline.router import HandlerContext
 
 
 class OomRecord(ctypes.Structure):
@@ -45,6 +49,29 @@ def decode(raw: bytes) -> OomKill:
     )
 
 
+def handler(ctx: HandlerContext) -> Callable[[OomKill], None]:
+    """An OOM kill -> an "oom kill" log line at ERROR, naming the victim, the task that ran out
+    and the victim's memory."""
+    wall, attributes_for, write = ctx.clock.to_wall_ns, ctx.enricher.attributes_for, ctx.event_log.write
+
+    def handle(ev: OomKill) -> None:
+        attrs: dict[str, Any] = {
+            "process.pid": ev.pid,
+            "process.executable.name": ev.comm,
+            "bcgov.oom.trigger_pid": ev.trigger_pid,
+            "bcgov.oom.total_vm_kb": ev.total_vm_kb,
+            "bcgov.oom.anon_rss_kb": ev.anon_rss_kb,
+            "bcgov.oom.file_rss_kb": ev.file_rss_kb,
+            "bcgov.oom.shmem_rss_kb": ev.shmem_rss_kb,
+        }
+        attrs.update(attributes_for(ev.cgroup_id, ev.pid))
+        write(wall(ev.ts_ns), "oom kill", attrs, severity="ERROR")
+    return handle
+
+
+TALLY = Tally(("OOM kills",), lambda ev: (1,), recent=lambda ev: f"{ev.comm}[{ev.pid}]")
+
+
 SPEC = ProbeSpec(
     name="oom",
     summary="OOM kills: victim pid, comm, memory and cgroup",
@@ -59,4 +86,6 @@ SPEC = ProbeSpec(
             (f.WorkloadLabels(cgroup=f.KEY, per_pod=True),),
         ),
     ),
+    handler=handler,
+    tally=TALLY,
 )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
+from agent.pipeline.redact import redact_argv, redact_text
 from probes import families as f
 from probes.events import ProcessExec, ProcessExit
 from probes.records import c_string
-from probes.spec import FieldFeature, ProbeSpec
+from probes.spec import FieldFeature, ProbeSpec, Tally
+
+if TYPE_CHECKING:
+    from agent.pipeline.router import HandlerContext
 
 ARGS_MAX = 16
 ARG_LEN = 64
@@ -107,6 +111,48 @@ def decode(raw: bytes) -> ProcessExec | ProcessExit:
     raise ValueError(f"process probe record of unknown kind {kind}")
 
 
+def handler(ctx: HandlerContext) -> Callable[[ProcessExec | ProcessExit], None]:
+    """An exec -> a "process exec" log line (argv and path redacted: agent/pipeline/redact.py); an
+    exit -> a "process exit" line, WARN when it failed or was signaled."""
+    wall, attributes_for, write = ctx.clock.to_wall_ns, ctx.enricher.attributes_for, ctx.event_log.write
+
+    def on_exec(ev: ProcessExec) -> None:
+        attrs: dict[str, Any] = {
+            "process.pid": ev.pid,
+            "process.executable.name": ev.comm,
+            "process.executable.path": redact_text(ev.filename),
+            "process.command_args": redact_argv(ev.argv, ARG_LEN),
+            "process.owner.uid": ev.uid,
+        }
+        if ev.argv_truncated:
+            attrs["bcgov.process.args_truncated"] = True
+        attrs.update(attributes_for(ev.cgroup_id, ev.pid))
+        write(wall(ev.ts_ns), "process exec", attrs)
+
+    def on_exit(ev: ProcessExit) -> None:
+        attrs: dict[str, Any] = {"process.pid": ev.pid, "process.executable.name": ev.comm,
+                                 "bcgov.process.exit_kind": ev.exit_kind}
+        if ev.exit_code is not None:
+            attrs["process.exit.code"] = ev.exit_code
+        if ev.signal is not None:
+            attrs["bcgov.process.signal"] = ev.signal
+        if ev.lifetime_ns is not None:
+            attrs["bcgov.process.lifetime_seconds"] = ev.lifetime_ns / 1e9
+        attrs.update(attributes_for(ev.cgroup_id, ev.pid))
+        failed = ev.exit_kind == "signaled" or (ev.exit_code or 0) != 0
+        write(wall(ev.ts_ns), "process exit", attrs, severity="WARN" if failed else "INFO")
+
+    def handle(ev: ProcessExec | ProcessExit) -> None:
+        if type(ev) is ProcessExec:  # the decoder makes one of the two, by the record's kind
+            on_exec(ev)
+        else:
+            on_exit(ev)  # type: ignore[arg-type]
+    return handle
+
+
+TALLY = Tally(("execs", "exits"), lambda ev: (1, 0) if type(ev) is ProcessExec else (0, 1))
+
+
 SPEC = ProbeSpec(
     name="process",
     summary="process exec (argv redacted) and exit with exit code and lifetime",
@@ -132,4 +178,6 @@ SPEC = ProbeSpec(
             "process_exits", (f.ComputedLabel("status", exit_status_label),),
         ),
     ),
+    handler=handler,
+    tally=TALLY,
 )

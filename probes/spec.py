@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
     from probes.families import Declaration
@@ -39,6 +39,18 @@ class FieldFeature:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """What a probe's events add to the live terminal summary of `bcgov agent run` (agent/summary.py)."""
+
+    counts: tuple[str, ...]                      # caption entries, in order ("failed connects", ...)
+    count: Callable[[Any], tuple[int, ...]]      # an event's amount for each of `counts`
+    # ((process name, pid), bytes): the event's row in the top-talkers table
+    talker: Callable[[Any], tuple[tuple[str, int], int]] | None = None
+    # a short name of the event; the last few are listed after the last of `counts`
+    recent: Callable[[Any], str] | None = None
+
+
+@dataclass(frozen=True)
 class ProbeSpec:
     """Everything the loader and the agent need to know about one probe."""
 
@@ -63,6 +75,14 @@ class ProbeSpec:
     # CounterFamily, HistogramFamily, IndexedCounter, StatCounter, PortOwners), collected generically
     # by agent/metrics/collectors.py
     metrics: tuple[Declaration, ...] = ()
+    # The event's outputs: called once with the pipeline's HandlerContext (agent/pipeline/router.py),
+    # it returns the function the probe's reader thread calls with each decoded event.
+    handler: Callable[[Any], Callable[[Any], None]] | None = None
+    tally: Tally | None = None
+    # Run by the runtime once the probe is attached: `on_attached(loaded probe, ProbeServices)`
+    # (agent/runtime.py) sets up what the probe needs in the kernel and returns the Prometheus
+    # collectors it brings.
+    on_attached: Callable[[Any, Any], Sequence[Any]] | None = None
 
     @property
     def source_path(self) -> Path:

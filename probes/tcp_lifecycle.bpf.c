@@ -31,6 +31,7 @@
 #error "tcp_lifecycle's shared codes are passed by the agent from probes/tcp_lifecycle.py (SPEC.defines)"
 #endif
 #include "bcgov_hist.h"
+#include "bcgov_sampling.h"
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
@@ -155,8 +156,8 @@ BPF_PERCPU_ARRAY(tcp_opens, u64, 3);
 
 /* Span shedding in the kernel. Counts and durations are complete above, so a record only feeds a
  * span and a log line: for a normal, fast, never-retransmitted connection the kernel keeps the
- * record only when (sock * 0x9E3779B97F4A7C15 + start) mod 2^32 < keep_below, the same hash and
- * test as agent/pipeline/router.py SpanSampler, so user space keeps every record that arrives. User space
+ * record only when bcgov_sample_hash(sock, start) < keep_below (bcgov_sampling.h), the same hash and
+ * test as agent/pipeline/sampling.py SpanSampler, so user space keeps every record that arrives. User space
  * writes this entry whenever the keep ratio (span_sample_ratio x CPU-budget shedding) changes. */
 struct span_sampling {
     u64 keep_below;  /* ceil(ratio * 2^32) */
@@ -351,7 +352,7 @@ static __always_inline struct tcp_close_record *finish(u64 sk, int oldstate, u16
         int zero_idx = 0;
         struct span_sampling *s = span_sampling.lookup(&zero_idx);
         if (s && end_ns - c->start_ns < s->slow_ns) {  /* normal and fast: may be sampled, budgeted */
-            if (s->active && ((sk * 0x9E3779B97F4A7C15ULL + c->start_ns) & 0xFFFFFFFFULL) >= s->keep_below) {
+            if (s->active && bcgov_sample_hash(sk, c->start_ns) >= s->keep_below) {
                 u64 *n = tcp_sampled_out.lookup(&zero_idx);
                 if (n)
                     *n += 1;

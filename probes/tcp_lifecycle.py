@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import ctypes
-from typing import NamedTuple
+import socket
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+from agent.export.json_text import cached_fragment, json_str
+from agent.export.span_model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, SpanData, SpanEvent
+from agent.export.spans import json_attribute_list
 
 from probes import families as f
 from probes.events import TcpConnection
 from probes.latency_hist import hist_defines
 from probes.records import c_string, ip_from_bytes, struct_of
-from probes.spec import FieldFeature, Optional, ProbeSpec
+from probes.spec import FieldFeature, Optional, ProbeSpec, Tally
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
+    from agent.kernel.loader import LoadedProbe
+    from agent.pipeline.router import HandlerContext
+    from agent.runtime import ProbeServices
 
 # The codes below are the C's too: `shared_defines` passes each as -D<NAME>=<value> (the C has no
 # copy; it refuses to compile without them).
@@ -183,6 +195,208 @@ METRICS: tuple[f.Declaration, ...] = (
     f.PortOwners(LISTENER_CGROUP, "listeners", lambda v: int(v.owner.cgroup_id)),
 )
 
+# -- what a finished connection becomes: span, log line, exemplar ---------------------------------
+
+ERROR_TYPES = {"refused": "connection_refused", "timeout": "connect_timeout", "reset": "connection_reset"}
+_BODIES = {o: f"tcp connection {o}" for o in OUTCOMES.values()}
+_JSON_TAILS_MAX = 4096  # (workload, peer) pairs whose OTLP JSON attributes are kept encoded
+
+
+def network_type(ev: TcpConnection) -> str:
+    """"ipv4" or "ipv6" by the address actually used: an IPv4 client of a dual-stack (AF_INET6)
+    socket has an IPv4-mapped address, which the decoder prints as IPv4, and is IPv4."""
+    return "ipv6" if ev.family == socket.AF_INET6 and ":" in ev.local_addr else "ipv4"
+
+
+def server_port(ev: TcpConnection) -> int | None:
+    """The local port when it names this end's tier (the accepting side's listening port); a
+    client's ephemeral port names nothing. The kernel keys its counts the same way."""
+    return ev.local_port if ev.direction == "passive" else None
+
+
+def connection_attributes(ev: TcpConnection) -> dict[str, Any]:
+    """OTel semantic-convention attributes of a connection as its owner's socket saw it."""
+    attrs: dict[str, Any] = {
+        "network.transport": "tcp",
+        "network.type": network_type(ev),
+        "network.local.address": ev.local_addr,
+        "network.local.port": ev.local_port,
+        "network.peer.address": ev.remote_addr,
+        "network.peer.port": ev.remote_port,
+        "bcgov.tcp.direction": ev.direction,
+        "bcgov.tcp.outcome": ev.outcome,
+        "bcgov.tcp.retransmits": ev.retransmits,
+        "bcgov.tcp.owner_source": ev.owner_source,
+    }
+    if ev.direction == "active":
+        attrs.update({"server.address": ev.remote_addr, "server.port": ev.remote_port,
+                      "client.address": ev.local_addr, "client.port": ev.local_port})
+    else:
+        attrs.update({"server.address": ev.local_addr, "server.port": ev.local_port,
+                      "client.address": ev.remote_addr, "client.port": ev.remote_port})
+    if ev.pid:
+        attrs["process.pid"] = ev.pid
+        attrs["process.executable.name"] = ev.comm
+    if ev.bytes_sent is not None:
+        attrs["bcgov.tcp.bytes_sent"] = ev.bytes_sent
+        attrs["bcgov.tcp.bytes_received"] = ev.bytes_received
+    if ev.established_ns:
+        attrs["bcgov.tcp.handshake_seconds"] = max(0, ev.established_ns - ev.start_ns) / 1e9
+    if ev.retransmits > len(ev.retransmit_ns):
+        # the probe keeps the first RTX_SLOTS retransmit times: say how many events the span lacks
+        attrs["bcgov.tcp.retransmit_events_dropped"] = ev.retransmits - len(ev.retransmit_ns)
+    if ev.outcome in ERROR_TYPES:
+        attrs["error.type"] = ERROR_TYPES[ev.outcome]
+    if ev.before_agent:
+        attrs["bcgov.tcp.start_observed"] = False
+    return attrs
+
+
+@cached_fragment
+def _quote(text: str) -> str:
+    """`text` as a JSON string: addresses, process names and enum words repeat."""
+    return json_str(text)
+
+
+def connection_json_members(ev: TcpConnection) -> str:
+    """`connection_attributes(ev)` as JSON object members (no braces), written directly: the
+    same keys in the same order (tests/agent/test_pipeline_json.py holds the two together)."""
+    active = ev.direction == "active"
+    local, remote = _quote(ev.local_addr), _quote(ev.remote_addr)
+    lp, rp = ev.local_port, ev.remote_port
+    text = (
+        f'"network.transport":"tcp","network.type":"{network_type(ev)}",'
+        f'"network.local.address":{local},"network.local.port":{lp},"network.peer.address":{remote},'
+        f'"network.peer.port":{rp},"bcgov.tcp.direction":{_quote(ev.direction)},'
+        f'"bcgov.tcp.outcome":{_quote(ev.outcome)},"bcgov.tcp.retransmits":{ev.retransmits},'
+        f'"bcgov.tcp.owner_source":{_quote(ev.owner_source)},'
+    )
+    if active:
+        text += f'"server.address":{remote},"server.port":{rp},"client.address":{local},"client.port":{lp}'
+    else:
+        text += f'"server.address":{local},"server.port":{lp},"client.address":{remote},"client.port":{rp}'
+    if ev.pid:
+        text += f',"process.pid":{ev.pid},"process.executable.name":{_quote(ev.comm)}'
+    if ev.bytes_sent is not None:
+        received = "null" if ev.bytes_received is None else int(ev.bytes_received)
+        text += f',"bcgov.tcp.bytes_sent":{int(ev.bytes_sent)},"bcgov.tcp.bytes_received":{received}'
+    if ev.established_ns:
+        # a finite float: float.__repr__ is exactly what json writes for it
+        text += f',"bcgov.tcp.handshake_seconds":{max(0, ev.established_ns - ev.start_ns) / 1e9!r}'
+    if ev.retransmits > len(ev.retransmit_ns):
+        text += f',"bcgov.tcp.retransmit_events_dropped":{ev.retransmits - len(ev.retransmit_ns)}'
+    if ev.outcome in ERROR_TYPES:
+        text += f',"error.type":"{ERROR_TYPES[ev.outcome]}"'
+    if ev.before_agent:
+        text += ',"bcgov.tcp.start_observed":false'
+    return text
+
+
+def handler(ctx: HandlerContext) -> Callable[[TcpConnection], None]:
+    """One connection -> a span (CLIENT for connect, SERVER for accept) queued for export, a log
+    line with the span's attributes and ids, and the span as the exemplar of the kernel's duration
+    histogram bucket: one event, three pillars. The agent's own connections are only counted;
+    sampled-out ones only counted too (the kernel's metrics stay exact)."""
+    wall = ctx.clock.to_wall_ns
+    workload_of, peer_of = ctx.identity.workload, ctx.identity.peer
+    submit, ids, keep = ctx.submit_span, ctx.ids, ctx.sampler.keep
+    remember, write_json = ctx.exemplars.remember, ctx.event_log.write_json
+    own_pid, instruments = ctx.own_pid, ctx.instruments
+    # The identity's OTLP JSON, encoded once per workload and peer: keyed by their log-line JSON
+    # (the enrichment cache's strings, whose hashes Python keeps).
+    json_tails: dict[tuple[str, str], str] = {}
+
+    def span_of(ev: TcpConnection, workload_attrs: dict[str, Any], peer_attrs: dict[str, Any],
+                identity_key: tuple[str, str]) -> SpanData:
+        attrs = connection_attributes(ev)
+        n = len(attrs)
+        attrs.update(workload_attrs)
+        if peer_attrs:
+            attrs.update(peer_attrs)
+        # The cached tail is used only when the identity overwrote none of the connection's own
+        # keys, so it is exactly the last keys.
+        tail_keys = len(attrs) - n
+        tail = ""
+        if tail_keys and tail_keys == len(workload_attrs) + len(peer_attrs):
+            tail = json_tails.get(identity_key, "")
+            if not tail:
+                if len(json_tails) >= _JSON_TAILS_MAX:
+                    json_tails.clear()
+                tail = json_tails[identity_key] = json_attribute_list({**workload_attrs, **peer_attrs})
+        else:
+            tail_keys = 0
+        events = [
+            SpanEvent("tcp.retransmit", wall(ts), {"bcgov.tcp.retransmit.index": i + 1})
+            for i, ts in enumerate(ev.retransmit_ns)
+        ] if ev.retransmit_ns else []
+        if ev.reset_ns:
+            who = "received" if ev.reset_received else "sent"
+            events.append(SpanEvent("tcp.reset", wall(ev.reset_ns), {"bcgov.tcp.reset.direction": who}))
+        active = ev.direction == "active"
+        span = SpanData(
+            ids.trace_id(), ids.span_id(), "tcp connect" if active else "tcp accept",
+            KIND_CLIENT if active else KIND_SERVER, wall(ev.start_ns), wall(ev.end_ns), attrs, events,
+            json_tail=tail, json_tail_keys=tail_keys,
+        )
+        if ev.outcome in ERROR_TYPES:
+            span.status_code = STATUS_ERROR
+            span.status_message = ERROR_TYPES[ev.outcome].replace("_", " ")
+        return span
+
+    def handle(ev: TcpConnection) -> None:
+        if ev.pid == own_pid:
+            instruments.own_connections.inc()
+            return
+        if not keep(ev):
+            # Metrics stay exact (the kernel counts); only the span, exemplar and log line go.
+            instruments.spans_sampled_out.inc()
+            return
+        port = server_port(ev)
+        _, workload_attrs, workload_json = workload_of(ev.cgroup_id, port)
+        peer_attrs, peer_json = peer_of(ev.remote_addr, ev.remote_port)
+        span = span_of(ev, workload_attrs, peer_attrs, (workload_json, peer_json))
+        submit(span)
+        trace_id, span_id = f"{span.trace_id:032x}", f"{span.span_id:016x}"
+        if not ev.before_agent:  # no duration of its own: it is in no histogram bucket
+            remember(duration_key(ev.direction, ev.outcome, ev.cgroup_id, port), ev.duration_ns, trace_id, span_id)
+        # The line's attributes are the span's: the same members in the same order, encoded
+        # from the connection's fields and the workload's and peer's cached JSON.
+        members = connection_json_members(ev)
+        if workload_json:
+            members += "," + workload_json
+        if peer_json:
+            members += "," + peer_json
+        write_json(
+            span.end_ns,
+            _BODIES.get(ev.outcome) or f"tcp connection {ev.outcome}",
+            "{" + members + "}",
+            severity="WARN" if span.status_code == STATUS_ERROR else "INFO",
+            trace_id=trace_id,
+            span_id=span_id,
+        )
+    return handle
+
+
+def _tally(ev: TcpConnection) -> tuple[int, ...]:
+    return ev.failed, ev.reset_received or ev.reset_sent, ev.retransmits
+
+
+def _talker(ev: TcpConnection) -> tuple[tuple[str, int], int]:
+    return (ev.comm or "?", ev.pid), (ev.bytes_sent or 0) + (ev.bytes_received or 0)
+
+
+TALLY = Tally(("failed connects", "resets", "retransmits"), _tally, talker=_talker)
+
+
+def on_attached(probe: LoadedProbe, services: ProbeServices) -> list[Collector]:
+    """The span sampler's keep ratio and the span budgets go into this probe's `span_sampling` and
+    `span_budget` maps, and the connections open before the agent into `preexisting`: after the
+    attach, so a connection is either in that list or seen opening."""
+    collectors = services.sample_spans_in_kernel(probe)
+    services.learn_open_connections(probe)
+    return collectors
+
+
 SPEC = ProbeSpec(
     name="tcp_lifecycle",
     summary="one record per finished TCP connection; opens and closes counted in the kernel",
@@ -214,4 +428,7 @@ SPEC = ProbeSpec(
     # The span budget's token buckets need BPF atomic fetch and compare-and-swap (Linux 5.12+).
     fallback=("BCGOV_NO_ATOMIC_FETCH", "no span budget on this kernel (BPF atomics need Linux 5.12+): every record is sent"),
     metrics=METRICS,
+    handler=handler,
+    tally=TALLY,
+    on_attached=on_attached,
 )

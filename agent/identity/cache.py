@@ -8,11 +8,11 @@ on that cgroup's records within a second, and a new cgroup is always resolved on
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable
 
 from agent.identity.enricher import Enricher
-from agent.export.event_log import json_object
 
 # (metric label values, span/log attributes, those attributes as JSON members: '"k":v,...' or "")
 Workload = tuple[tuple[str, ...], dict[str, Any], str]
@@ -21,7 +21,9 @@ _NO_PEER: Peer = ({}, "")
 
 
 def _members(attrs: dict[str, Any]) -> str:
-    return json_object(attrs)[1:-1]
+    # what the event log's json_object writes (tests/agent/test_pipeline_json.py holds them equal),
+    # once per cgroup or peer: the standard encoder is fast enough off the per-record path
+    return json.dumps(attrs, separators=(",", ":"), default=str)[1:-1]
 
 
 class EnrichmentCache:

@@ -61,3 +61,6 @@ class Enricher:
     def peer_attributes(self, addr: str, port: int) -> dict[str, Any]:
         """Attributes for the remote end of a connection."""
         return {}
+
+    def stop(self) -> None:
+        """Release what the enricher holds (a pod watch in subclasses); the base holds nothing."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agent.kernel.tracefs import Tracefs
@@ -32,7 +32,6 @@ class ProbePlan:
     spec: ProbeSpec
     missing: tuple[str, ...]            # required tracepoints absent: the probe cannot run
     defines: tuple[str, ...]
-    enabled_optional: tuple[str, ...]   # what the optional tracepoints add, for `agent probes`
     missing_optional: tuple[str, ...]
 
     @property
@@ -53,18 +52,17 @@ def plan(spec: ProbeSpec, tracefs: Tracefs, extra_defines: tuple[str, ...] = ())
     """Decide defines and feasibility for `spec` from the kernel's tracepoints and field layouts."""
     missing = tuple(tp for tp in spec.required if not tracefs.has(tp))
     defines = list(spec.defines) + list(extra_defines)
-    enabled, absent = [], []
+    absent = []
     for opt in spec.optional:
         if all(tracefs.has(tp) for tp in opt.tracepoints):
             defines.append(opt.define)
-            enabled.append(opt.adds)
         else:
             absent.append(f"{opt.adds} (needs {', '.join(opt.tracepoints)})")
     for feat in spec.field_features:
         f = tracefs.fields(feat.tracepoint).get(feat.field)
         if f is not None and feat.type_contains in f.type:
             defines.append(feat.define)
-    return ProbePlan(spec, missing, tuple(dict.fromkeys(defines)), tuple(enabled), tuple(absent))
+    return ProbePlan(spec, missing, tuple(dict.fromkeys(defines)), tuple(absent))
 
 
 @dataclass
@@ -73,7 +71,6 @@ class LoadedProbe:
 
     plan: ProbePlan
     bpf: Any
-    attached: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -131,7 +128,7 @@ def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
                     spec.name, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__,
                     define, cost)
         return load(dataclasses.replace(plan_, defines=(*plan_.defines, define)), bpf_class)
-    loaded = LoadedProbe(plan_, bpf, attached=list(spec.required))
+    loaded = LoadedProbe(plan_, bpf)
     try:
         for tp, fn, define in spec.raw_tracepoints:  # after the autoloaded tracepoints: run after them
             if not define or define in plan_.defines:

@@ -9,12 +9,19 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from typing import Callable
+from typing import Any, Callable, Protocol
 
-from agent.metrics.instruments import Instruments
 from agent.kernel.loader import LoadedProbe
 
 log = logging.getLogger("bcgov.agent.kernel.readers")
+
+
+class ReaderCounters(Protocol):
+    """The reader's own counts (agent/metrics/instruments.py Instruments has them)."""
+
+    handler_errors: Any  # a prometheus Counter labelled by probe
+
+    def received(self, probe: str, n: int = 1) -> None: ...
 
 
 class RingBufferReader:
@@ -24,7 +31,7 @@ class RingBufferReader:
         self,
         probe: LoadedProbe,
         handle: Callable[[object], None],
-        instruments: Instruments,
+        instruments: ReaderCounters,
         poll_timeout_ms: int = 20,
         after_batch: Callable[[], None] | None = None,
     ) -> None:
@@ -36,7 +43,8 @@ class RingBufferReader:
         self._handle = handle
         self._instruments = instruments
         self._timeout = poll_timeout_ms
-        # Called after each poll has handled what was there (e.g. to write out batched log lines).
+        # Called after each poll has handled what was there: the runtime writes out batched log
+        # lines there, straight to the event log (the data only flows on, never back).
         self._after_batch = after_batch or (lambda: None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"bcgov-read-{spec.name}", daemon=True)

@@ -16,7 +16,7 @@ _GOLDEN = 0x9E3779B97F4A7C15  # 2^64 / phi: spreads socket addresses, which are 
 def sample_hash(sock: int, start_ns: int) -> int:
     """The 32-bit sampling hash of a connection (its socket address and start time, both u64):
     `(sock * 0x9E3779B97F4A7C15 + start_ns) mod 2^32`, as `bcgov_sample_hash` computes it in C
-    (tests/probes/test_sample_hash.py compiles that and compares)."""
+    (tests/agent/test_kernel_sampling.py compiles that and compares)."""
     return (sock * _GOLDEN + start_ns) & 0xFFFFFFFF
 
 

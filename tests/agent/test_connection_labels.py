@@ -15,7 +15,7 @@ from agent.identity.pod_enricher import LABELS, IdentityEnricher
 from agent.identity.pods import PodInfo
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from agent.pipeline.router import ERROR_TYPES, connection_attributes, connection_json_members, network_type, server_port
+from probes.tcp_lifecycle import ERROR_TYPES, connection_attributes, connection_json_members, network_type, server_port
 from probes import tcp_lifecycle
 
 PG_CGROUP, WEB_CGROUP, HOST_CGROUP = 10, 11, 12

@@ -21,7 +21,9 @@ from agent.identity.enricher import Enricher
 from agent.metrics.instruments import Instruments
 from agent.pipeline.clock import MonotonicToWall
 from agent.pipeline.router import EventPipeline
-from probes import tcp_lifecycle
+from agent.identity.block_devices import BlockDeviceResolver
+from agent.metrics.labels import KeyLabels
+from probes import families, tcp_lifecycle
 from probes.tcp_lifecycle import connection_attributes, connection_json_members
 
 
@@ -54,6 +56,12 @@ def _pipeline(enricher: Enricher, own_pid: int | None = None) -> tuple[SimpleNam
     instruments, event_log = Instruments(reg, enricher), EventLog(log, batched=True)
     p = EventPipeline(fixed, enricher, instruments, spans.append, event_log, IdSource(seed=5), own_pid=own_pid)
     return SimpleNamespace(handle=p.handler(tcp_lifecycle.SPEC), flush=event_log.flush, instruments=instruments), spans, log, reg
+
+
+def _duration_labels(enricher: Enricher) -> KeyLabels:
+    """The duration histogram's own label decoders (what the scrape labels an exemplar's key with)."""
+    (family,) = [m for m in tcp_lifecycle.METRICS if isinstance(m, families.HistogramFamily)]
+    return KeyLabels(family.labels, enricher, BlockDeviceResolver(), lambda _name: {})
 
 
 CONNECTIONS = [
@@ -138,7 +146,8 @@ def test_identity_is_looked_up_once_per_cgroup_within_its_ttl() -> None:
 
 
 def test_the_agents_own_connections_are_counted_not_traced() -> None:
-    p, spans, log, reg = _pipeline(_Identity(), own_pid=4242)
+    identity = _Identity()
+    p, spans, log, reg = _pipeline(identity, own_pid=4242)
     p.handle(_conn(pid=4242))
     p.handle(_conn(pid=43))
     p.flush()
@@ -146,8 +155,8 @@ def test_the_agents_own_connections_are_counted_not_traced() -> None:
     assert len(log.getvalue().splitlines()) == 1
     assert reg.get_sample_value("bcgov_agent_own_connections_total") == 1.0
     # Only the traced connection leaves an exemplar (the kernel counts both durations).
-    ((labels, _, ex),) = p.instruments.duration_exemplars.take()
-    assert labels == ("active", "normal", "payments") and ex.labels["trace_id"] == spans[0].trace_id_hex
+    ((key, _, ex),) = p.instruments.duration_exemplars.take(tcp_lifecycle.DURATION_SLOTS)
+    assert _duration_labels(identity)(key) == ("active", "normal", "payments") and ex.labels["trace_id"] == spans[0].trace_id_hex
 
 
 def test_batched_log_writes_at_end_of_batch_only_once_the_oldest_line_is_old_enough(monkeypatch) -> None:

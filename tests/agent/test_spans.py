@@ -21,7 +21,9 @@ from agent.metrics.instruments import Instruments
 from agent.pipeline.clock import MonotonicToWall
 from agent.pipeline.router import EventPipeline
 from agent.pipeline.sampling import SpanSampler
-from probes import tcp_lifecycle
+from agent.identity.block_devices import BlockDeviceResolver
+from agent.metrics.labels import KeyLabels
+from probes import families, tcp_lifecycle
 
 
 class _Memory:
@@ -49,6 +51,12 @@ def _pipeline() -> tuple[SimpleNamespace, list[SpanData], io.StringIO, Collector
     return SimpleNamespace(handle=p.handler(tcp_lifecycle.SPEC), instruments=instruments), spans, log, reg
 
 
+def _duration_labels(enricher: Enricher) -> KeyLabels:
+    """The duration histogram's own label decoders (what the scrape labels an exemplar's key with)."""
+    (family,) = [m for m in tcp_lifecycle.METRICS if isinstance(m, families.HistogramFamily)]
+    return KeyLabels(family.labels, enricher, BlockDeviceResolver(), lambda _name: {})
+
+
 def test_client_span_attributes_events_and_wall_clock() -> None:
     p, spans, log, reg = _pipeline()
     p.handle(_conn())
@@ -64,8 +72,8 @@ def test_client_span_attributes_events_and_wall_clock() -> None:
     assert line["trace_id"] == s.trace_id_hex and line["span_id"] == s.span_id_hex
     # The kernel counts the duration; the pipeline notes the span as the exemplar of the kernel's
     # slot for it: 2 us -> bit length 2.
-    ((labels, slot, ex),) = p.instruments.duration_exemplars.take()
-    assert (labels, slot) == (("active", "normal"), 2)
+    ((key, slot, ex),) = p.instruments.duration_exemplars.take(tcp_lifecycle.DURATION_SLOTS)
+    assert (_duration_labels(Enricher())(key), slot) == (("active", "normal"), 2)
     assert ex.labels == {"trace_id": s.trace_id_hex, "span_id": s.span_id_hex} and ex.value == 2e-6
 
 
@@ -133,7 +141,7 @@ def test_sampling_keeps_failures_resets_and_slow_ones_and_counts_the_rest() -> N
     text = generate_latest(reg).decode()
     assert "bcgov_agent_spans_sampled_out_total 1.0" in text
     # Exemplars only from kept spans: the sampled-out connection has none.
-    exemplar_ids = {ex.labels["trace_id"] for _, _, ex in p.instruments.duration_exemplars.take()}
+    exemplar_ids = {ex.labels["trace_id"] for _, _, ex in p.instruments.duration_exemplars.take(tcp_lifecycle.DURATION_SLOTS)}
     assert exemplar_ids and exemplar_ids <= {s.trace_id_hex for s in spans}
 
 
