@@ -59,11 +59,6 @@ class ChurnStat:
     new_values: int
     since: float
 
-    @property
-    def churn_ratio(self) -> float:
-        """(created + gone) / current series: above ~0.5 per evaluation means ids in labels."""
-        return (self.created + self.gone) / max(self.current, 1)
-
 
 def compute(previous: Snapshot, inventory: Inventory) -> dict[str, ChurnStat]:
     """Churn per metric present in both the snapshot and the inventory (new metrics are growth,

@@ -96,16 +96,6 @@ class ContainerRef:
 HOST = ContainerRef()
 
 
-def cgroup_path_of(text: str) -> str:
-    """The path of a cgroup path or of one ``/proc/<pid>/cgroup`` line ("5:cpu,cpuacct:/kubepods/...")."""
-    if text.startswith("/"):
-        return text
-    head, sep, rest = text.partition(":")
-    if sep and head.isdigit():
-        return rest.partition(":")[2]
-    return text
-
-
 def parse_cgroup_path(path: str) -> ContainerRef:
     """Classify a cgroup path (relative to its hierarchy's root, e.g. ``/kubepods.slice/...``).
 

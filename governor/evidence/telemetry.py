@@ -407,7 +407,3 @@ def _size(fh: BinaryIO) -> int:
         return os.fstat(fh.fileno()).st_size
     except OSError:
         return 0
-
-
-def log_time(rec: dict[str, Any]) -> float:
-    return parse_time(str(rec["time"]), 0.0)

@@ -11,9 +11,20 @@ import pytest
 import yaml
 from identity_helpers import FIXTURES
 
-from agent.identity.containers import ContainerRef, cgroup_path_of, parse_cgroup_path
+from agent.identity.containers import ContainerRef, parse_cgroup_path
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
+
+
+def cgroup_path_of(text: str) -> str:
+    """The path of a corpus entry: a cgroup path, or one ``/proc/<pid>/cgroup`` line ("5:cpu,cpuacct:/kubepods/...")."""
+    if text.startswith("/"):
+        return text
+    head, sep, rest = text.partition(":")
+    if sep and head.isdigit():
+        return rest.partition(":")[2]
+    return text
+
 
 CORPUS: list[dict[str, Any]] = yaml.safe_load((FIXTURES / "cgroup_corpus.yaml").read_text())
 SOURCES = {"coroot", "datadog", "beyla", "kepler"}  # named in the corpus header, with their commits
