@@ -17,8 +17,7 @@ test: bootstrap lint
 
 # ruff and mypy as pyproject.toml configures them (what they check, and why a rule is off)
 lint: bootstrap
-	$(PY) -m ruff check .
-	$(PY) -m mypy
+	@rc=0; $(PY) -m ruff check . || rc=1; $(PY) -m mypy || rc=1; exit $$rc  # both report before it fails
 
 bench: bootstrap
 	$(PY) -m bench $(BENCH_ARGS)

@@ -7,10 +7,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from agent.export.json_text import cached_fragment, finite_float, json_str
 from agent.export.otlp_logs import LogLine
+
+
+class TextStream(Protocol):
+    """Where lines go: a text file, stderr, or agent/export/rotating_file.py's RotatingFile."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
 
 # Lines held at most before a batched log writes them out even without a flush() call.
 MAX_PENDING = 512
@@ -74,7 +85,7 @@ class EventLog:
     and under load the GIL handoff around each (other threads take the GIL while it is released)
     costs far more."""
 
-    def __init__(self, stream: TextIO | None, batched: bool = False, sink: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, stream: TextStream | None, batched: bool = False, sink: Callable[[Any], None] | None = None) -> None:
         # stream None: no local lines (logs go only to `sink`, e.g. OTLP); `sink` gets every line
         # as an agent.export.otlp_logs.LogLine, on the writing thread (it must only enqueue).
         self._stream = stream

@@ -15,9 +15,19 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar
 
-from agent.export.span_model import SpanData, SpanExporter
+Item = TypeVar("Item")  # a span (agent/export/span_model.py) or an event log line (agent/export/otlp_logs.py)
+Item_contra = TypeVar("Item_contra", contravariant=True)
+
+
+class BatchExporter(Protocol[Item_contra]):
+    """Ships a batch; returns False on failure (the queue counts the loss). SpanExporter is one."""
+
+    def export(self, batch: Sequence[Item_contra], /) -> bool: ...
+
+    def shutdown(self) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,12 +44,12 @@ class SpanQueueStats:
         return sum(self.dropped.values())
 
 
-class SpanQueue:
-    """Batches spans to one exporter on a background thread."""
+class SpanQueue(Generic[Item]):
+    """Batches spans (or log lines) to one exporter on a background thread."""
 
     def __init__(
         self,
-        exporter: SpanExporter,
+        exporter: BatchExporter[Item],
         on_drop: Callable[[str, int], None],
         on_export: Callable[[int], None] = lambda n: None,
         max_queue: int = 16384,
@@ -54,7 +64,7 @@ class SpanQueue:
         self._max_batch = max_batch
         self._interval = interval_s
         self._flush_timeout = flush_timeout_s
-        self._buf: collections.deque[SpanData] = collections.deque()
+        self._buf: collections.deque[Item] = collections.deque()
         # submit() takes the plain lock (a C-level `with`); Condition.__enter__ is Python code
         # and cost ~1 us per span on the reader thread. Both guard the same state.
         self._lock = threading.Lock()
@@ -68,7 +78,7 @@ class SpanQueue:
         self._thread = threading.Thread(target=self._run, name="bcgov-span-export", daemon=True)
         self._thread.start()
 
-    def submit(self, span: SpanData) -> None:
+    def submit(self, span: Item) -> None:
         """Queue a span; drop and count it when the queue is full."""
         with self._lock:
             self._submitted += 1
@@ -89,7 +99,7 @@ class SpanQueue:
                 self._submitted, self._exported, dict(self._dropped), len(self._buf) + self._in_flight
             )
 
-    def _take(self) -> list[SpanData]:
+    def _take(self) -> list[Item]:
         n = min(len(self._buf), self._max_batch)
         return [self._buf.popleft() for _ in range(n)]
 
