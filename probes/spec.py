@@ -83,11 +83,14 @@ class ProbeSpec:
     # (agent/runtime.py) sets up what the probe needs in the kernel and returns the Prometheus
     # collectors it brings.
     on_attached: Callable[[Any, Any], Sequence[Any]] | None = None
+    # Where `<name>.bpf.c` is: probes/ for bcgov's own, the spec's folder for one kept elsewhere
+    # (tests/probes/example_probe/). Shared headers are always found in probes/ (loader's -I).
+    source_dir: Path = PROBES_DIR
 
     @property
     def source_path(self) -> Path:
         """Path of the probe's BPF C source."""
-        return PROBES_DIR / f"{self.name}.bpf.c"
+        return self.source_dir / f"{self.name}.bpf.c"
 
     def tracepoints(self) -> tuple[str, ...]:
         """Every tracepoint the probe may attach, required first."""
