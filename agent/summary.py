@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich.table import Table
 
@@ -44,7 +45,7 @@ class Summary:
         def observe(event: Any) -> None:
             amounts = count(event)
             with lock:
-                for name, n in zip(names, amounts):
+                for name, n in zip(names, amounts, strict=True):
                     counts[name] += n
                 if talker is not None:
                     who, nbytes = talker(event)

@@ -8,24 +8,23 @@ import os
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from agent import config as agent_config
-from agent.kernel import headers as kernel_headers
-from agent.kernel import loader
-from agent.kernel import preflight
-from agent.pipeline import url_credentials
 from agent.export.collector_health import SdkLineLimiter
+from agent.kernel import headers as kernel_headers
+from agent.kernel import loader, preflight
 from agent.kernel.tracefs import Tracefs
+from agent.pipeline import url_credentials
 from probes import registry
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from agent.runtime import Agent
     from agent.export.queue import SpanQueueStats
+    from agent.runtime import Agent
 
 POD_LIST_WAIT_S = 10.0
 
@@ -195,7 +194,7 @@ def _file_problem(cfg: agent_config.AgentConfig, exc: OSError) -> str:
     return str(exc)
 
 
-def _budgets_for_nothing(budgets: dict, registry: "CollectorRegistry") -> list[str]:
+def _budgets_for_nothing(budgets: dict, registry: CollectorRegistry) -> list[str]:
     """One warning per series_budgets name that no family of this running agent carries (a typo,
     or a probe not loaded): such a budget silently limits nothing. Known only once every probe
     and collector is registered, hence at start-up rather than when the config is read."""
@@ -215,7 +214,7 @@ def _budgets_for_nothing(budgets: dict, registry: "CollectorRegistry") -> list[s
     return out
 
 
-def _dropped(what: str, stats: "SpanQueueStats | None", metric: str) -> str:
+def _dropped(what: str, stats: SpanQueueStats | None, metric: str) -> str:
     """'; spans dropped: N (reason n, ...; metric)' when a queue (spans, or event lines sent over
     OTLP) dropped any (a full queue, a failed export, a batch too large for the spans file), else
     '': a drop is never silent at exit."""
@@ -268,7 +267,7 @@ def _ignored_log_file(cfg: agent_config.AgentConfig) -> str | None:
     return None
 
 
-def _run_live(agent_: "Agent", stop: threading.Event, interval: float) -> None:
+def _run_live(agent_: Agent, stop: threading.Event, interval: float) -> None:
     from rich.console import Console
     from rich.live import Live
 
@@ -288,7 +287,7 @@ def _run_live(agent_: "Agent", stop: threading.Event, interval: float) -> None:
 def probes_cmd(no_load: bool, as_json: bool) -> None:
     """Which probes are ready on this kernel, and why not (and which kernel headers compile them)."""
     tracefs, headers = _preflight()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for spec in registry.ALL:
         plan = loader.plan(spec, tracefs)
         ready, why = plan.ready, plan.reason()

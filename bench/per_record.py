@@ -28,8 +28,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.agent_proc import memory_kb
 from bench.common import BenchError, ensure_tools, percentiles, say, wait_until
@@ -43,13 +44,12 @@ def record(connections: int) -> tuple[list[bytes], dict[str, Any]]:
     """Raw tcp_lifecycle records of `connections` loopback connections, and the kernel's costs."""
     import os
 
-    from agent.kernel import loader
-    from agent.kernel import preflight
     from agent.config import AgentConfig
-    from probes.families import STAT_EMITTED, STAT_LOST
-    from agent.selfcost.overhead import BpfCostCollector, BpfStats
+    from agent.kernel import loader, preflight
     from agent.kernel.tracefs import Tracefs
+    from agent.selfcost.overhead import BpfCostCollector, BpfStats
     from probes import registry
+    from probes.families import STAT_EMITTED, STAT_LOST
 
     ensure_tools("nginx", "ab")
     tracefs = Tracefs(preflight.check())
@@ -119,7 +119,7 @@ def record(connections: int) -> tuple[list[bytes], dict[str, Any]]:
     return raw, meta
 
 
-def _pass(raw: list[bytes], step: Callable[[bytes], None], after_batch: Callable[[], None] | None = None) -> dict[str, Any]:
+def _pass(raw: list[bytes], step: Callable[[bytes], object], after_batch: Callable[[], None] | None = None) -> dict[str, Any]:
     times = []
     pc = time.perf_counter_ns
     for i, rec in enumerate(raw):
@@ -142,17 +142,6 @@ def _stats(times_ns: list[int]) -> dict[str, Any]:
 
 def replay(raw: list[bytes]) -> dict[str, Any]:
     """Time the three passes over the same recorded bytes."""
-    from prometheus_client import CollectorRegistry
-
-    from agent.pipeline.clock import MonotonicToWall
-    from agent.export.event_log import EventLog
-    from agent.identity.pod_enricher import IdentityEnricher
-    from agent.metrics.instruments import Instruments
-    from agent.pipeline.router import EventPipeline
-    from agent.pipeline.sampling import SpanSampler
-    from agent.runtime import LOG_FLUSH_AGE_S
-    from agent.export.queue import SpanQueue
-    from agent.export.spans import IdSource, JsonlFileExporter
     from probes import tcp_lifecycle
 
     decode = tcp_lifecycle.SPEC.decoder
@@ -160,33 +149,55 @@ def replay(raw: list[bytes]) -> dict[str, Any]:
     out: dict[str, Any] = {"decode": _pass(raw, decode)}
     with tempfile.TemporaryDirectory(prefix="bcgov-bench-replay-") as d:
         for name, keep in (("full", 1.0), ("shed", 0.0)):
-            registry = CollectorRegistry()
-            enricher = IdentityEnricher.for_node(registry)
-            instruments = Instruments(registry, enricher)
-            dropped = [0]
-            exporter = JsonlFileExporter(str(Path(d) / f"{name}-spans.jsonl"), {"service.name": "bench"}, "bench")
-            queue = SpanQueue(exporter, on_drop=lambda _r, n: dropped.__setitem__(0, dropped[0] + n))
-            log_file = open(Path(d) / f"{name}-events.jsonl", "a", encoding="utf-8")
-            sampler = SpanSampler()
-            sampler.shed_keep = keep
-            event_log = EventLog(log_file, batched=True)
-            pipeline = EventPipeline(MonotonicToWall(), enricher, instruments, queue.submit, event_log, IdSource(),
-                                     sampler=sampler)
-            handle = pipeline.handler(tcp_lifecycle.SPEC)
-            cpu0 = time.process_time()
-            res = _pass(raw, lambda rec: handle(decode(rec)), lambda: event_log.flush(LOG_FLUSH_AGE_S))
-            event_log.flush()
-            queue.shutdown()
-            cpu = time.process_time() - cpu0
-            event_log.close()
-            enricher.stop()
-            res["all_in_cpu_us_per_record"] = cpu / len(raw) * 1e6
-            res["spans_dropped"] = dropped[0]
-            res["spans_written"] = sum(1 for _ in open(Path(d) / f"{name}-spans.jsonl"))  # requests (batches)
-            out[name] = res
+            res = out[name] = _replay_through_handler(raw, Path(d), name, keep)
             say(f"  {name:>6}: p50 {res['us']['p50']:.1f} us, p99 {res['us']['p99']:.1f} us per record; "
                 f"all-in {res['all_in_cpu_us_per_record']:.1f} us CPU per record")
     return out
+
+
+def _replay_through_handler(raw: list[bytes], d: Path, name: str, keep: float) -> dict[str, Any]:
+    """One pass: decode -> tcp_lifecycle's handler as the pipeline binds it for the probe's reader
+    (span queued, log line held and flushed per batch, exemplar), the CPU budget's keep ratio `keep`."""
+    from prometheus_client import CollectorRegistry
+
+    from agent.export.event_log import EventLog
+    from agent.export.queue import SpanQueue
+    from agent.export.span_model import IdSource
+    from agent.export.spans import JsonlFileExporter
+    from agent.identity.pod_enricher import IdentityEnricher
+    from agent.metrics.instruments import Instruments
+    from agent.pipeline.clock import MonotonicToWall
+    from agent.pipeline.router import EventPipeline
+    from agent.pipeline.sampling import SpanSampler
+    from agent.runtime import LOG_FLUSH_AGE_S
+    from probes import tcp_lifecycle
+
+    decode = tcp_lifecycle.SPEC.decoder
+    assert decode is not None
+    registry = CollectorRegistry()
+    enricher = IdentityEnricher.for_node(registry)
+    instruments = Instruments(registry, enricher)
+    dropped = [0]
+    exporter = JsonlFileExporter(str(d / f"{name}-spans.jsonl"), {"service.name": "bench"}, "bench")
+    queue = SpanQueue(exporter, on_drop=lambda _r, n: dropped.__setitem__(0, dropped[0] + n))
+    with open(d / f"{name}-events.jsonl", "a", encoding="utf-8") as log_file:
+        sampler = SpanSampler()
+        sampler.shed_keep = keep
+        event_log = EventLog(log_file, batched=True)
+        handle = EventPipeline(MonotonicToWall(), enricher, instruments, queue.submit, event_log, IdSource(),
+                               sampler=sampler).handler(tcp_lifecycle.SPEC)
+        cpu0 = time.process_time()
+        res = _pass(raw, lambda rec: handle(decode(rec)), lambda: event_log.flush(LOG_FLUSH_AGE_S))
+        event_log.flush()
+        queue.shutdown()
+        cpu = time.process_time() - cpu0
+        event_log.close()
+    enricher.stop()
+    res["all_in_cpu_us_per_record"] = cpu / len(raw) * 1e6
+    res["spans_dropped"] = dropped[0]
+    with open(d / f"{name}-spans.jsonl", encoding="utf-8") as spans:
+        res["spans_written"] = sum(1 for _ in spans)  # requests (batches)
+    return res
 
 
 def replay_at(commit: str, raw: list[bytes]) -> dict[str, Any]:

@@ -1,15 +1,22 @@
-"""tcp_lifecycle: finished TCP connections (see tcp_lifecycle.bpf.c for what and what it costs)."""
+"""tcp_lifecycle: finished TCP connections (see tcp_lifecycle.bpf.c for what and what it costs).
+
+One connection, from the kernel to its three outputs, is this module: the C's record
+(`TcpCloseRecord`, `decode` -> probes/events.py `TcpConnection`), the metric families its maps feed
+(`METRICS`), and `handler`, which turns each connection into a span (agent/export/span_model.py),
+a log line with the span's ids and attributes, and the exemplar of the duration histogram's bucket
+(remembered under `DurationKey`, labelled at scrape by the same decoders as the drained map).
+"""
 
 from __future__ import annotations
 
 import ctypes
 import socket
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.export.json_text import cached_fragment, json_str
 from agent.export.span_model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, SpanData, SpanEvent
 from agent.export.spans import json_attribute_list
-
 from probes import families as f
 from probes.events import TcpConnection
 from probes.latency_hist import hist_defines

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from agent.identity.enricher import Enricher
 from agent.identity.cgroups import CgroupPathCache
+from agent.identity.enricher import Enricher
 from agent.identity.pods import PodCache
 from agent.identity.resolver import Identity, IdentityResolver
 from agent.identity.tiers import TierResolver
@@ -39,15 +40,14 @@ class IdentityEnricher(Enricher):
         node_name: str | None = None,
         kubeconfig: str | None = None,
         tiers: Mapping[str, Any] | None = None,
-    ) -> "IdentityEnricher":
+    ) -> IdentityEnricher:
         """Build from this node: cgroup2 tree, the pod watch when Kubernetes is reachable."""
         node = node_name or os.environ.get("NODE_NAME") or socket.gethostname()
         unresolved = Counter(
             "bcgov_agent_identity_unresolved", "Identity lookups that could not be resolved, by reason.", ["reason"], registry=registry
         )
-        pods = PodCache(node, kubeconfig=kubeconfig)
-        if not pods.start():
-            pods = None  # PodCache said once why: cgroup identity only
+        watch = PodCache(node, kubeconfig=kubeconfig)
+        pods = watch if watch.start() else None  # else PodCache said once why: cgroup identity only
         resolver = IdentityResolver(CgroupPathCache(), pods, TierResolver(tiers), unresolved, node=node)
         return cls(resolver, pods)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -113,7 +112,9 @@ def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
     if not plan_.ready:
         raise ProbeLoadError(plan_.reason(), code="missing_tracepoint")
     if bpf_class is None:
-        from bcc import BPF as bpf_class  # noqa: N813 - imported late: BCC is heavy and optional
+        from bcc import BPF  # imported late: BCC is heavy and optional
+
+        bpf_class = BPF
     spec = plan_.spec
     try:
         bpf = bpf_class(src_file=str(spec.source_path).encode(), cflags=cflags_for(plan_))

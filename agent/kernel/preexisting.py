@@ -4,7 +4,8 @@ tcp_lifecycle tracks a connection from its SYN; one opened before the probe atta
 untracked (only ``bcgov_tcp_untracked_closes_total`` moved), and connection pools (PgBouncer, JDBC,
 Kafka clients) hold their busiest connections for hours. At start-up, right after the probe is
 attached, this module lists every open TCP socket through socket diagnostics (NETLINK_SOCK_DIAG,
-agent/kernel/sock_diag.py), in the host's network namespace and in every other one the node has (pods), and writes each into the probe's ``preexisting`` map, keyed by the endpoints
+agent/kernel/sock_diag.py), in the host's network namespace and in every other one the node has
+(pods), and writes each into the probe's ``preexisting`` map, keyed by the endpoints
 exactly as ``sock:inet_sock_set_state`` gives them at close. The probe adopts the entry at that
 close: the connection is counted in ``bcgov_tcp_connections_before_agent_total`` (never in the
 duration histogram: its start was not seen), and its record is flagged, so span and log line carry

@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -99,10 +99,6 @@ class KernelSpanSampling:
     def withheld_by_workload_budget(self) -> int:
         """Of the records not sent, those a workload's own budget stopped."""
         return int(sum(self._probe.bpf["tcp_span_budget"][2]))
-
-    def withheld_by_cgroup(self) -> dict[int, int]:
-        """cgroup id -> records not sent for want of a token (LRU: the oldest cgroups may be gone)."""
-        return {int(k.value): int(v.value) for k, v in self._probe.bpf["tcp_spans_withheld"].items()}
 
 
 class SpanBudgetCollector(Collector):

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Sequence
 
 from agent.pipeline.redact_clients import Client, client_for
 
@@ -281,10 +281,8 @@ def _cut_tail(arg: str) -> str:
 
 
 def _is_positional_secret(client: Client, words: list[str]) -> bool:
-    for path, positions in client.positional:
-        if tuple(words[:len(path)]) == path and len(words) - len(path) in positions:
-            return True
-    return False
+    return any(tuple(words[:len(path)]) == path and len(words) - len(path) in positions
+               for path, positions in client.positional)
 
 
 def _piped_secrets(argv: Sequence[str]) -> set[int]:
@@ -337,7 +335,7 @@ def redact_command_line(command: str, truncated: bool = False, _depth: int = 1) 
         tokens = command.split()
     redacted = redact_argv(tokens, None, _depth)
     out, cursor = command, 0
-    for before, after in zip(tokens, redacted):
+    for before, after in zip(tokens, redacted, strict=True):
         if before == after:
             at = out.find(before, cursor)
             if at >= 0:

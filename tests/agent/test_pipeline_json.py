@@ -16,13 +16,13 @@ from prometheus_client import CollectorRegistry
 from agent.export.event_log import MAX_PENDING, EventLog, iso_ns, json_object
 from agent.export.span_model import IdSource, SpanData, SpanEvent
 from agent.export.spans import otlp_json_line
+from agent.identity.block_devices import BlockDeviceResolver
 from agent.identity.cache import EnrichmentCache
 from agent.identity.enricher import Enricher
 from agent.metrics.instruments import Instruments
+from agent.metrics.labels import KeyLabels
 from agent.pipeline.clock import MonotonicToWall
 from agent.pipeline.router import EventPipeline
-from agent.identity.block_devices import BlockDeviceResolver
-from agent.metrics.labels import KeyLabels
 from probes import families, tcp_lifecycle
 from probes.tcp_lifecycle import connection_attributes, connection_json_members
 

@@ -41,6 +41,13 @@ def _value(samples: list[Any], name: str, **labels: str) -> float:
     return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
+def _withheld_by_cgroup(agent: RunningAgent) -> dict[int, int]:
+    """cgroup id -> records tcp_lifecycle did not send for want of a span-budget token (its
+    `tcp_spans_withheld` LRU map: the oldest cgroups may be gone)."""
+    table = agent.agent.probes["tcp_lifecycle"].bpf["tcp_spans_withheld"]
+    return {int(k.value): int(v.value) for k, v in table.items()}
+
+
 def _spans(agent: RunningAgent, port: int) -> list[dict[str, Any]]:
     return [s for s in agent.spans() if s["attrs"].get("server.port") == port]
 
@@ -79,7 +86,7 @@ def test_budget_sends_at_most_its_tokens_and_counts_every_record_not_sent(budget
     assert agent.agent.probes["tcp_lifecycle"].stat(STAT_LOST) == lost_before  # no record lost to a full ring
     # This cgroup: spans + withheld == its connection ends, exactly; at most BURST spans.
     spans = _spans(agent, port)
-    withheld_mine = sampling.withheld_by_cgroup().get(cgroup.id, 0)
+    withheld_mine = _withheld_by_cgroup(agent).get(cgroup.id, 0)
     assert len(spans) + withheld_mine == 2 * N
     assert len(spans) <= BURST and withheld_mine >= 2 * N - BURST
     assert all(s.get("status", {}).get("code", 0) != 2 for s in spans)  # normal ones only on this port
@@ -99,7 +106,7 @@ def test_budget_sends_at_most_its_tokens_and_counts_every_record_not_sent(budget
     assert again.returncode == 0, again.stderr
     port2 = json.loads(again.stdout)["port"]
     wait_for(lambda: len(_spans(agent, port2)) == 2 * N, what=f"all {2 * N} spans with the budget off")
-    assert sampling.withheld_by_cgroup().get(cgroup.id, 0) == withheld_mine
+    assert _withheld_by_cgroup(agent).get(cgroup.id, 0) == withheld_mine
 
 
 # --- a close the raw program finishes (its tracepoint run skipped) meets the same budget ---------
@@ -155,12 +162,12 @@ def test_a_repaired_close_is_held_to_the_same_budget(budget_agent: RunningAgent)
     cg = open_fake(normal, normal_port)
     mine = lambda k: k.cgroup_id == cg and k.direction == ACTIVE and k.outcome == 0  # noqa: E731
     counted0 = agent.kernel_count("tcp_lifecycle", "tcp_connections", mine)
-    withheld_mine0 = sampling.withheld_by_cgroup().get(cg, 0)
+    withheld_mine0 = _withheld_by_cgroup(agent).get(cg, 0)
     _run_raw(raw, normal, TCP_SYN_SENT, TCP_ESTABLISHED)
     _run_raw(raw, normal, TCP_LAST_ACK, TCP_CLOSE)  # an orderly close: normal, fast
     # counted, and withheld like a tracepoint-finished close: no token
     assert agent.kernel_count("tcp_lifecycle", "tcp_connections", mine) == counted0 + 1
-    assert sampling.withheld_by_cgroup().get(cg, 0) >= withheld_mine0 + 1
+    assert _withheld_by_cgroup(agent).get(cg, 0) >= withheld_mine0 + 1
     # a connect that never got established (timeout) is always sent, bucket empty or not
     open_fake(timed_out, timed_out_port)
     _run_raw(raw, timed_out, TCP_SYN_SENT, TCP_CLOSE)
@@ -189,7 +196,7 @@ def test_a_workloads_own_budget_holds_it_to_its_tokens_whatever_the_node_does(bu
     # This cgroup's own bucket: exactly its tokens sent, the rest counted; nobody else's traffic
     # can take them (each workload has its own bucket).
     assert len(_spans(agent, port)) == WORKLOAD_BURST
-    assert sampling.withheld_by_cgroup().get(cgroup.id, 0) == 2 * N - WORKLOAD_BURST
+    assert _withheld_by_cgroup(agent).get(cgroup.id, 0) == 2 * N - WORKLOAD_BURST
     assert sampling.withheld_by_workload_budget() - by_workload0 >= 2 * N - WORKLOAD_BURST
     samples = _samples(agent)
     assert _value(samples, "bcgov_agent_spans_withheld_total", budget="workload") >= 2 * N - WORKLOAD_BURST

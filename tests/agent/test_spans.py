@@ -16,13 +16,13 @@ from agent.export.event_log import EventLog
 from agent.export.queue import SpanQueue
 from agent.export.span_model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, IdSource, SpanData
 from agent.export.spans import JsonlFileExporter
+from agent.identity.block_devices import BlockDeviceResolver
 from agent.identity.enricher import Enricher
 from agent.metrics.instruments import Instruments
+from agent.metrics.labels import KeyLabels
 from agent.pipeline.clock import MonotonicToWall
 from agent.pipeline.router import EventPipeline
 from agent.pipeline.sampling import SpanSampler
-from agent.identity.block_devices import BlockDeviceResolver
-from agent.metrics.labels import KeyLabels
 from probes import families, tcp_lifecycle
 
 
