@@ -45,11 +45,6 @@ class RotatingFile:
         self._fh = open(path, "ab")  # noqa: SIM115 - held for the agent's life, closed by close()
         self._size = self._fh.tell()
 
-    @property
-    def limit_bytes(self) -> int:
-        """The most this file and its backups ever hold on disk together."""
-        return self.max_bytes * (self.backups + 1)
-
     def write(self, text: str) -> int:
         """Append `text` (whole lines); rotate first where the next line would not fit."""
         data = text.encode("utf-8")

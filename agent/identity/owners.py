@@ -90,7 +90,6 @@ class OwnerResolver:
         self._cache: collections.OrderedDict[tuple[str, str, str], tuple[float, tuple[str, str] | None]]
         self._cache = collections.OrderedDict()
         self._lock = threading.Lock()
-        self.api_reads = 0
         self.api_failures = 0
 
     def resolve(
@@ -142,7 +141,6 @@ class OwnerResolver:
         api = self._apps if kind == "ReplicaSet" else self._batch
         obj = None
         if api is not None:
-            self.api_reads += 1
             try:
                 if kind == "ReplicaSet":
                     obj = api.read_namespaced_replica_set(name, namespace, _request_timeout=10)

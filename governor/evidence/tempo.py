@@ -96,7 +96,6 @@ class TempoClient:
         self.base_url = base_url.rstrip("/")
         self._http = http.Http(options or http.HttpOptions(), "the trace backend",
                                "check that Tempo's query frontend is running and the URL is right, or pass --spans-file")
-        self.not_found = 0  # traces the search listed but the backend no longer had
 
     def close(self) -> None:
         self._http.close()
@@ -129,8 +128,7 @@ class TempoClient:
         """Every listed trace, normalised to the agent's OTLP JSON request format."""
         for trace_id in self.trace_ids(window, scope):
             body = self._get(f"/api/traces/{trace_id}", {"start": int(window.start), "end": int(window.end) + 1})
-            if body is None:
-                self.not_found += 1
+            if body is None:  # listed by the search, but the backend no longer has it
                 continue
             try:
                 yield normalise_trace(body)
