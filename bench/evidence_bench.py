@@ -51,7 +51,8 @@ def write_files(dir_: Path, total_bytes: int, t0: float, seconds: float) -> tupl
     """spans.jsonl and events.jsonl together about `total_bytes`, times spread over [t0, t0+seconds]."""
     sys.path.insert(0, str(REPO))
     from agent.export.event_log import EventLog
-    from agent.export.spans import KIND_CLIENT, KIND_SERVER, SpanData, SpanEvent, otlp_json_line
+    from agent.export.span_model import KIND_CLIENT, KIND_SERVER, SpanData, SpanEvent
+    from agent.export.spans import otlp_json_line
 
     rnd = random.Random(23)
     spans_path, logs_path = dir_ / "spans.jsonl", dir_ / "events.jsonl"

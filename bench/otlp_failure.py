@@ -42,7 +42,8 @@ def _collector(kind: str) -> tuple[socket.socket | None, int]:
 
 def run() -> dict[str, Any]:
     from agent.export.queue import SpanQueue
-    from agent.export.spans import OtlpExporter, SpanData
+    from agent.export.span_model import SpanData
+    from agent.export.spans import OtlpExporter
 
     logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)  # one warning per retry otherwise
     span = SpanData(1, 2, "tcp connect", 3, 10, 20, {"bcgov.tcp.bytes_sent": 1})

@@ -15,18 +15,7 @@ from agent.export.json_text import cached_fragment, finite_float, json_str
 from agent.export.otlp_proto import export_request
 from agent.export.otlp_transport import TRACES, EncodedSender
 from agent.export.rotating_file import RotatingFile
-
-# The model's names, still imported from here by the pipeline, runtime and probe modules being
-# rewritten alongside; new code imports agent.export.span_model.
-from agent.export.span_model import KIND_CLIENT as KIND_CLIENT
-from agent.export.span_model import KIND_SERVER as KIND_SERVER
 from agent.export.span_model import SCOPE_NAME, SpanData
-from agent.export.span_model import STATUS_ERROR as STATUS_ERROR
-from agent.export.span_model import STATUS_OK as STATUS_OK
-from agent.export.span_model import STATUS_UNSET as STATUS_UNSET
-from agent.export.span_model import IdSource as IdSource
-from agent.export.span_model import SpanEvent as SpanEvent
-from agent.export.span_model import SpanExporter as SpanExporter
 
 log = logging.getLogger("bcgov.agent.export.spans")
 

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.config import SPANS_FILE_MIN_BYTES, AgentConfig, ConfigError
 from agent.export.rotating_file import RotatingFile, RotationCollector
-from agent.export.spans import JsonlFileExporter, SpanData
+from agent.export.span_model import SpanData
+from agent.export.spans import JsonlFileExporter
 
 MAX = 8192
 

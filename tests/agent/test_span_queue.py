@@ -10,7 +10,8 @@ from agent_harness import wait_for
 from otlp_receiver import OtlpReceiver
 
 from agent.export.queue import SpanQueue
-from agent.export.spans import KIND_CLIENT, OtlpExporter, SpanData
+from agent.export.span_model import KIND_CLIENT, SpanData
+from agent.export.spans import OtlpExporter
 
 
 def _span(i: int) -> SpanData:

@@ -68,7 +68,8 @@ def _with_userinfo(endpoint: str) -> str:
 
 def test_spans_and_logs_reach_a_collector_addressed_with_userinfo(receiver: OtlpReceiver) -> None:
     from agent.export.otlp_logs import OtlpLogExporter
-    from agent.export.spans import KIND_CLIENT, OtlpExporter, SpanData
+    from agent.export.span_model import KIND_CLIENT, SpanData
+    from agent.export.spans import OtlpExporter
 
     endpoint = _with_userinfo(receiver.endpoint)
     spans = OtlpExporter(endpoint, receiver.protocol, {"service.name": "t"}, "0.1.0", 2.0)
@@ -87,7 +88,8 @@ def test_spans_and_logs_reach_a_collector_addressed_with_userinfo(receiver: Otlp
 def test_the_sdk_never_logs_the_credentials_of_an_unreachable_collector(caplog: pytest.LogCaptureFixture) -> None:
     """Before: 'Transient error StatusCode.UNAVAILABLE encountered while exporting traces to
     user:S3cret@127.0.0.1:1 ... Misformatted domain name' (the trial report), six times."""
-    from agent.export.spans import KIND_CLIENT, OtlpExporter, SpanData
+    from agent.export.span_model import KIND_CLIENT, SpanData
+    from agent.export.spans import OtlpExporter
 
     caplog.set_level(logging.DEBUG)
     exp = OtlpExporter(f"http://user:{SECRET}@127.0.0.1:{free_port()}", "grpc", {"service.name": "t"}, "0.1.0", 1.5)
@@ -177,7 +179,8 @@ def test_otlp_headers_from_a_config_file_reach_the_collector(receiver: OtlpRecei
     """A tenant header to any host, an authorization header to loopback: both arrive, names
     lower-cased (gRPC metadata), and the endpoint's own userinfo adds nothing when absent."""
     from agent import config
-    from agent.export.spans import KIND_CLIENT, OtlpExporter, SpanData
+    from agent.export.span_model import KIND_CLIENT, SpanData
+    from agent.export.spans import OtlpExporter
 
     f = tmp_path / "agent.yaml"
     f.write_text(f"otlp_endpoint: {receiver.endpoint}\notlp_protocol: {receiver.protocol}\n"

@@ -7,7 +7,8 @@ import io
 from pathlib import Path
 
 from agent.export.event_log import EventLog
-from agent.export.spans import KIND_CLIENT, STATUS_ERROR, JsonlFileExporter, SpanData, SpanEvent
+from agent.export.span_model import KIND_CLIENT, STATUS_ERROR, SpanData, SpanEvent
+from agent.export.spans import JsonlFileExporter
 
 SECRET_ARGV = "PLANTED-argv-s3cr3t"
 SECRET_URL = "PLANTED-url-s3cr3t"

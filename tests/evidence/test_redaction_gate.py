@@ -20,7 +20,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agent.export.event_log import EventLog  # noqa: E402
-from agent.export.spans import KIND_CLIENT, JsonlFileExporter, SpanData  # noqa: E402
+from agent.export.span_model import KIND_CLIENT, SpanData  # noqa: E402
+from agent.export.spans import JsonlFileExporter  # noqa: E402
 from governor.evidence import redaction, telemetry  # noqa: E402
 from governor.evidence.scope import Scope  # noqa: E402
 from governor.evidence.timewindow import Window  # noqa: E402
