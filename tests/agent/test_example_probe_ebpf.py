@@ -1,7 +1,7 @@
 """A probe added in its own files only: tests/probes/example_probe/ (fork_count.bpf.c and its spec)
 loaded by the real agent next to bcgov's own probes, its declared counter in /metrics with the
-exact count of one cgroup's forks. Nothing in agent/ names it; the test adds the registry line a new
-probe adds (probes/registry.py ALL)."""
+exact count of one cgroup's forks and its handler's log line for each of them. Nothing in agent/
+names it; the test adds the registry line a new probe adds (probes/registry.py ALL)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from types import ModuleType
 
 import cgroups
 import pytest
-from agent_harness import CgroupIdentity, started_agent
+from agent_harness import CgroupIdentity, started_agent, wait_for
 
 from probes import registry
 
@@ -35,6 +35,7 @@ def example() -> ModuleType:
     spec = importlib.util.spec_from_file_location("fork_count", EXAMPLE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
@@ -59,3 +60,10 @@ def test_an_example_probe_in_its_own_files_counts_one_cgroups_forks(tmp_path: Pa
         # drained by that scrape: the next one still says 23 (cumulative), the map holds nothing of it
         assert m.group(0) in agent.scrape(openmetrics=False)
         assert not [k for k in agent.agent.probes["fork_count"].bpf["fork_counts"] if int(k.value) == cg.id]
+        # the handler's lines: one per fork, with the parent's cgroup and the child's pid
+        def lines() -> list[dict]:
+            return [r for r in agent.logs() if r.get("body") == "process forked"
+                    and r.get("attributes", {}).get("bcgov.cgroup.id") == cg.id]
+        wait_for(lambda: len(lines()) >= FORKS, 10, "the fork lines")
+        assert len(lines()) == FORKS and len({r["attributes"]["bcgov.fork.child_pid"] for r in lines()}) == FORKS
+        assert re.search(r'^bcgov_agent_events_total{probe="fork_count"} (\S+)$', agent.scrape(openmetrics=False), re.M)
