@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import socket
 import struct
+from typing import Any
 
 AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
@@ -67,6 +68,12 @@ _STRUCT_CODES = {
 }
 
 
+def _array_of(array: Any) -> tuple[Any, int]:
+    """(element type, length) of a ctypes array type (typeshed types `_type_` and `_length_` for
+    instances only)."""
+    return array._type_, int(array._length_)
+
+
 def struct_of(mirror: type[ctypes.Structure]) -> struct.Struct:
     """A precompiled `struct.Struct` with the mirror's exact layout (unpacking with it is several
     times cheaper than `from_buffer_copy` plus attribute reads). Arrays of integers unpack as
@@ -81,10 +88,11 @@ def struct_of(mirror: type[ctypes.Structure]) -> struct.Struct:
         fmt += "x" * (offset - pos)
         if ctype in _STRUCT_CODES:
             fmt += _STRUCT_CODES[ctype]
-        elif issubclass(ctype, ctypes.Array) and ctype._type_ is ctypes.c_char:
-            fmt += f"{ctype._length_}s"
-        elif issubclass(ctype, ctypes.Array) and ctype._type_ in _STRUCT_CODES:
-            fmt += _STRUCT_CODES[ctype._type_] * ctype._length_ if ctype._type_ is not ctypes.c_uint8 else f"{ctype._length_}s"
+        elif issubclass(ctype, ctypes.Array) and (array := _array_of(ctype))[0] is ctypes.c_char:
+            fmt += f"{array[1]}s"
+        elif issubclass(ctype, ctypes.Array) and array[0] in _STRUCT_CODES:
+            item, length = array
+            fmt += _STRUCT_CODES[item] * length if item is not ctypes.c_uint8 else f"{length}s"
         else:
             raise LayoutMismatch(f"{mirror.__name__}.{name}: no struct code for {ctype.__name__}")
         pos = offset + ctypes.sizeof(ctype)
