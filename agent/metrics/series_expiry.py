@@ -14,7 +14,8 @@ state (kernel collector cumulatives, prometheus_client children) drops them.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Mapping, Protocol, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from agent.identity.pods import PodInfo
 from agent.metrics.series_guard import LabelValues, SeriesGuard

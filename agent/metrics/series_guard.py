@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import re
 import threading
-from typing import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -125,7 +125,7 @@ class SeriesGuard(Collector):
         with self._lock:
             for family, admitted in self._admitted.items():
                 names = self._names.get(family, ())
-                gone = [v for v in admitted if match(dict(zip(names, v)))]
+                gone = [v for v in admitted if match(dict(zip(names, v, strict=True)))]
                 for v in gone:
                     admitted.discard(v)
                     self._folded[family].pop(v, None)

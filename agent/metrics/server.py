@@ -5,11 +5,11 @@ body says why not, agent/metrics/readiness.py). Listens only where configured.""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
-from prometheus_client.registry import Collector
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 
 class MetricsServer:

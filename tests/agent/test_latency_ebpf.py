@@ -21,8 +21,8 @@ from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
 from agent.metrics.collectors import ProbeMetrics
 from probes import registry
-from probes.families import HistogramFamily
 from probes.block_io import OPS
+from probes.families import HistogramFamily
 
 pytestmark = pytest.mark.ebpf
 

@@ -16,9 +16,9 @@ from agent.identity.pods import PodCache, PodInfo
 from agent.identity.resolver import IdentityResolver
 from agent.identity.tiers import TierResolver
 from agent.metrics.collectors import ProbeMetrics
-from probes import registry
 from agent.metrics.series_expiry import GoneSeries, PodSeriesExpiry
 from agent.metrics.series_guard import OVERFLOW, GuardedView, SeriesGuard
+from probes import registry
 
 GRACE = 300.0
 DURATION = "bcgov_tcp_connection_duration_seconds"

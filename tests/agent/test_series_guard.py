@@ -14,8 +14,8 @@ from prometheus_client.registry import Collector
 from agent.config import AgentConfig, ConfigError
 from agent.identity.enricher import Enricher
 from agent.metrics.collectors import ProbeMetrics
-from probes import registry
 from agent.metrics.series_guard import OVERFLOW, GuardedView, SeriesGuard
+from probes import registry
 
 
 def _series(view: GuardedView, family: str) -> dict[tuple[tuple[str, str], ...], float]:
