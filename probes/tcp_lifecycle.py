@@ -36,8 +36,10 @@ RTX_SLOTS = 4
 DIR_ACTIVE, DIR_PASSIVE = 1, 2
 DIRECTIONS = {DIR_ACTIVE: "active", DIR_PASSIVE: "passive"}
 OWNER_CONNECT, OWNER_LISTENER, OWNER_IO = 1, 2, 3
-# 4: the process holding the socket's descriptor when the agent started (agent/kernel/preexisting.py)
-OWNER_SOURCES = {OWNER_CONNECT: "connect", OWNER_LISTENER: "listener", OWNER_IO: "io", 4: "fd"}
+# the process holding the socket's descriptor when the agent started: written by
+# agent/kernel/preexisting.py into the probe's `preexisting` map, never by the C itself
+OWNER_FD = 4
+OWNER_SOURCES = {OWNER_CONNECT: "connect", OWNER_LISTENER: "listener", OWNER_IO: "io", OWNER_FD: "fd"}
 F_ESTABLISHED, F_RESET_RECEIVED, F_RESET_SENT, F_BYTES_KNOWN, F_BEFORE_AGENT = 1, 2, 4, 8, 16
 # Outcome codes of the in-kernel maps' keys (cgroup_id, direction, outcome, port): the span's
 # outcomes, so bcgov_tcp_connections_total, the duration histogram and the span always agree.

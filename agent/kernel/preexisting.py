@@ -36,14 +36,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent.kernel import sock_diag
+from probes.tcp_lifecycle import DIR_ACTIVE, DIR_PASSIVE, OWNER_FD
 
 log = logging.getLogger("bcgov.agent.kernel.preexisting")
 
-# tcp_states.h; the probe's owner_source for an owner found by its file descriptor
+# tcp_states.h
 TCP_ESTABLISHED, TCP_SYN_SENT, TCP_SYN_RECV, TCP_TIME_WAIT, TCP_CLOSE, TCP_LISTEN = 1, 2, 3, 6, 7, 10
 _OPEN_STATES = sum(1 << s for s in (1, 4, 5, 8, 9, 11))  # ESTABLISHED, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING
-DIR_ACTIVE, DIR_PASSIVE = 1, 2
-OWNER_FD = 4
 CLONE_NEWNET = 0x40000000
 
 
