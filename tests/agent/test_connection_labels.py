@@ -15,8 +15,8 @@ from agent.identity.pod_enricher import LABELS, IdentityEnricher
 from agent.identity.pods import PodInfo
 from agent.identity.resolver import IdentityResolver, UnresolvedCounts
 from agent.identity.tiers import TierResolver
-from probes.tcp_lifecycle import ERROR_TYPES, connection_attributes, connection_json_members, network_type, server_port
 from probes import tcp_lifecycle
+from probes.tcp_lifecycle import ERROR_TYPES, connection_attributes, connection_json_members, network_type, server_port
 
 PG_CGROUP, WEB_CGROUP, HOST_CGROUP = 10, 11, 12
 WEB_UID = "7b2a9c1e-5d4f-4e3a-9b8c-1a2b3c4d5e6f"
