@@ -2,8 +2,8 @@
 
 The kernel counts every connection's duration (a `HistogramFamily` map); user space only sees the
 records that reach it, and keeps a span for some of them. For each kept span the pipeline
-remembers its trace_id/span_id and duration under the histogram map's *key* (raw kernel codes, e.g.
-probes/tcp_lifecycle.py `DurationKey`), not under a label set: the collector labels that key at
+remembers its trace_id/span_id and duration under the histogram map's *key* (raw kernel codes, in
+a type the probe's module provides with the key struct's field names), not under a label set: the collector labels that key at
 scrape with the same decoders as the drained keys (agent/metrics/collectors.py), so the exemplar's
 label set cannot differ from its series'. The slot is the kernel's (probes/latency_hist.py
 `hist_slot`). Between scrapes at most `max_pending` are held.

@@ -253,3 +253,16 @@ def test_a_scalar_key_is_the_cgroup() -> None:
 def test_an_unknown_block_device_label_is_refused() -> None:
     with pytest.raises(ValueError, match="serial"):
         KeyLabels((f.BlockDevice("dev", ("serial",), lambda d: (0, 0)),), Workloads(), Devices(), lambda n: {})  # type: ignore[arg-type]
+
+
+def test_nothing_in_agent_metrics_names_a_probe_or_a_map() -> None:
+    """The collectors know probes only through their declarations: a probe's name or one of its
+    declared maps in agent/metrics/ would be a special case a new probe could not get."""
+    import re
+    from pathlib import Path
+
+    names = {s.name for s in registry.ALL} | {d.table for s in registry.ALL for d in s.metrics if hasattr(d, "table")}
+    for path in sorted((Path(__file__).resolve().parents[2] / "agent" / "metrics").glob("*.py")):
+        text = path.read_text()
+        found = sorted(n for n in names if re.search(rf"\b{n}\b", text))
+        assert not found, f"{path.name} names {found}"
