@@ -19,6 +19,7 @@ from agent.metrics.collectors import ProbeMetrics
 from agent.metrics.series_expiry import GoneSeries, PodSeriesExpiry
 from agent.metrics.series_guard import OVERFLOW, GuardedView, SeriesGuard
 from probes import registry
+from probes.latency_hist import hist_slot
 
 GRACE = 300.0
 DURATION = "bcgov_tcp_connection_duration_seconds"
@@ -99,7 +100,7 @@ def test_series_of_expired_pods_are_dropped_and_their_slots_reused() -> None:
 
     def drained(direction: str, cgroup_id: int) -> None:  # one connection, as the kernel map's drain adds it
         slots = [0] * durations.slot_count
-        slots[(10_000).bit_length()] = 1  # 10 ms
+        slots[hist_slot(10_000_000, durations.slot_count)] = 1  # 10 ms
         durations.add((direction, "normal", *enricher.labels_for_cgroup(cgroup_id)), slots, 10_000_000)
 
     for cg in by_cgroup:  # pg-0, api-1 and api-2 (one series: api), etl-x

@@ -16,6 +16,7 @@ from agent.identity.enricher import Enricher
 from agent.metrics.collectors import ProbeMetrics
 from agent.metrics.series_guard import OVERFLOW, GuardedView, SeriesGuard
 from probes import registry
+from probes.latency_hist import hist_slot
 
 
 def _series(view: GuardedView, family: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -121,7 +122,7 @@ def test_duration_histogram_folds_at_the_source_and_the_view_merges_nothing_twic
     reg.register(_Durations(durations))
     for i in range(7):  # drained kernel deltas: one connection of (i + 1) ms each
         slots = [0] * durations.slot_count
-        slots[((i + 1) * 1000).bit_length()] = 1
+        slots[hist_slot((i + 1) * 1_000_000, durations.slot_count)] = 1
         durations.add(("active", "normal", f"w{i}"), slots, (i + 1) * 1_000_000)
     view = GuardedView(reg, guard)
     counts = {k: v for k, v in _series(view, "bcgov_tcp_connection_duration_seconds").items()

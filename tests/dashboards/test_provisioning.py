@@ -179,13 +179,14 @@ def test_trace_to_metrics_queries_run_in_a_real_prometheus(tmp_path) -> None:
 
     from agent.metrics.collectors import ProbeMetrics
     from probes import registry
+    from probes.latency_hist import hist_slot
 
     tempo = by_type(committed("datasources/bcgov.yaml"))["tempo"]["jsonData"]
     e, _ = _agent_enricher()
     deployment = list(_UIDS).index("Deployment")
     durations = ProbeMetrics(registry.ALL, {}, e).state("bcgov_tcp_connection_duration_seconds")
     slots = [0] * durations.slot_count
-    slots[(10_000).bit_length()] = 7  # 7 connections of ~10 ms
+    slots[hist_slot(10_000_000, durations.slot_count)] = 7  # 7 connections of ~10 ms
     durations.add(("active", "normal", *e.workload_labels(deployment)), slots, 70_000_000)
 
     class Families:
