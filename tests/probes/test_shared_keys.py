@@ -185,3 +185,10 @@ def test_the_header_refuses_to_compile_without_a_slot_count(tmp_path: Path) -> N
     src.write_text(_HARNESS % {"log2": bcc_log2()})
     r = subprocess.run([cc, f"-I{PROBES}", "-fsyntax-only", str(src)], capture_output=True, text=True)
     assert r.returncode != 0 and "hist_defines" in r.stderr
+
+
+def test_every_probe_has_the_stats_array_the_agent_reads() -> None:
+    """bcgov_agent_map_full_total (and _events_lost for ring buffer probes) read `stats` of every
+    loaded probe, by the indexes above."""
+    for spec in registry.ALL:
+        assert "BPF_PERCPU_ARRAY(stats, u64, BCGOV_STAT_MAX);" in spec.source_path.read_text(), spec.name
