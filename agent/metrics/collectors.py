@@ -96,6 +96,15 @@ class ProbeMetrics(Collector):
                     self._drained.append(_Drained(spec.name, d, labels, state))
                 elif isinstance(d, (f.IndexedCounter, f.StatCounter)):
                     self._read.append((spec.name, d))
+        # one family per name: only IndexedCounter(probe_label=True) families merge across probes
+        owned = [(d.probe, d.decl.name) for d in self._drained]
+        owned += [(probe, d.name) for probe, d in self._read if not (isinstance(d, f.IndexedCounter) and d.probe_label)]
+        seen: dict[str, str] = {}
+        for probe, name in owned:
+            if name in seen:  # two families of one name would make the exposition invalid
+                raise ValueError(f"metric family {name} declared twice ({seen[name]} and {probe}): "
+                                 "give one of them another name, or share it with IndexedCounter(probe_label=True)")
+            seen[name] = probe
 
     def state(self, name: str) -> Any:
         """The cumulative state (CounterState or HistogramState) of the drained family `name`."""

@@ -268,3 +268,11 @@ def test_nothing_in_agent_metrics_names_a_probe_or_a_map() -> None:
         found = sorted(n for n in probes if re.search(rf"[\"']{n}[\"']", text))
         found += sorted(n for n in tables if re.search(rf"\b{n}\b", text))
         assert not found, f"{path.name} names {found}"
+
+
+def test_a_family_declared_twice_is_refused_at_start() -> None:
+    import dataclasses
+
+    twice = dataclasses.replace(registry.get("oom"), name="oom2")
+    with pytest.raises(ValueError, match="bcgov_oom_kills declared twice"):
+        ProbeMetrics((*registry.ALL, twice), {}, Workloads())
