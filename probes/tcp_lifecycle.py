@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.export.json_text import cached_fragment, json_str
-from agent.export.span_model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, SpanData, SpanEvent
+from agent.export.span_model import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, STATUS_UNSET, SpanData, SpanEvent
 from agent.export.spans import json_attribute_list
 from probes import families as f
 from probes.events import TcpConnection
@@ -305,28 +305,43 @@ def handler(ctx: HandlerContext) -> Callable[[TcpConnection], None]:
     """One connection -> a span (CLIENT for connect, SERVER for accept) queued for export, a log
     line with the span's attributes and ids, and the span as the exemplar of the kernel's duration
     histogram bucket: one event, three pillars. The agent's own connections are only counted;
-    sampled-out ones only counted too (the kernel's metrics stay exact)."""
+    sampled-out ones only counted too (the kernel's metrics stay exact).
+
+    This runs once per record on the reader thread: collaborators are bound to locals once, the
+    span is built positionally in one function, and the identity's JSON is cached."""
     wall = ctx.clock.to_wall_ns
     workload_of, peer_of = ctx.identity.workload, ctx.identity.peer
-    submit, ids, keep = ctx.submit_span, ctx.ids, ctx.sampler.keep
+    submit, trace_id_of, span_id_of, keep = ctx.submit_span, ctx.ids.trace_id, ctx.ids.span_id, ctx.sampler.keep
     remember, write_json = ctx.exemplars.remember, ctx.event_log.write_json
     own_pid, instruments = ctx.own_pid, ctx.instruments
     # The identity's OTLP JSON, encoded once per workload and peer: keyed by their log-line JSON
     # (the enrichment cache's strings, whose hashes Python keeps).
     json_tails: dict[tuple[str, str], str] = {}
 
-    def span_of(ev: TcpConnection, workload_attrs: dict[str, Any], peer_attrs: dict[str, Any],
-                identity_key: tuple[str, str]) -> SpanData:
+    def handle(ev: TcpConnection) -> None:
+        if ev.pid == own_pid:
+            instruments.own_connections.inc()
+            return
+        if not keep(ev):
+            # Metrics stay exact (the kernel counts); only the span, exemplar and log line go.
+            instruments.spans_sampled_out.inc()
+            return
+        port = server_port(ev)
+        _, workload_attrs, workload_json = workload_of(ev.cgroup_id, port)
+        peer_attrs, peer_json = peer_of(ev.remote_addr, ev.remote_port)
+
+        # -- the span: the connection's attributes, then the workload's and the peer's
         attrs = connection_attributes(ev)
         n = len(attrs)
         attrs.update(workload_attrs)
         if peer_attrs:
             attrs.update(peer_attrs)
-        # The cached tail is used only when the identity overwrote none of the connection's own
-        # keys, so it is exactly the last keys.
+        # The cached OTLP JSON tail is used only when the identity overwrote none of the
+        # connection's own keys, so it is exactly the last keys.
         tail_keys = len(attrs) - n
         tail = ""
         if tail_keys and tail_keys == len(workload_attrs) + len(peer_attrs):
+            identity_key = (workload_json, peer_json)
             tail = json_tails.get(identity_key, "")
             if not tail:
                 if len(json_tails) >= _JSON_TAILS_MAX:
@@ -342,46 +357,33 @@ def handler(ctx: HandlerContext) -> Callable[[TcpConnection], None]:
             who = "received" if ev.reset_received else "sent"
             events.append(SpanEvent("tcp.reset", wall(ev.reset_ns), {"bcgov.tcp.reset.direction": who}))
         active = ev.direction == "active"
-        span = SpanData(
-            ids.trace_id(), ids.span_id(), "tcp connect" if active else "tcp accept",
-            KIND_CLIENT if active else KIND_SERVER, wall(ev.start_ns), wall(ev.end_ns), attrs, events,
-            json_tail=tail, json_tail_keys=tail_keys,
-        )
-        if ev.outcome in ERROR_TYPES:
-            span.status_code = STATUS_ERROR
-            span.status_message = ERROR_TYPES[ev.outcome].replace("_", " ")
-        return span
+        error = ERROR_TYPES.get(ev.outcome)
+        trace_id, span_id, end_ns = trace_id_of(), span_id_of(), wall(ev.end_ns)
+        submit(SpanData(  # positional, in SpanData's field order: keywords cost more
+            trace_id, span_id, "tcp connect" if active else "tcp accept", KIND_CLIENT if active else KIND_SERVER,
+            wall(ev.start_ns), end_ns, attrs, events,
+            STATUS_ERROR if error else STATUS_UNSET, error.replace("_", " ") if error else "", tail, tail_keys,
+        ))
 
-    def handle(ev: TcpConnection) -> None:
-        if ev.pid == own_pid:
-            instruments.own_connections.inc()
-            return
-        if not keep(ev):
-            # Metrics stay exact (the kernel counts); only the span, exemplar and log line go.
-            instruments.spans_sampled_out.inc()
-            return
-        port = server_port(ev)
-        _, workload_attrs, workload_json = workload_of(ev.cgroup_id, port)
-        peer_attrs, peer_json = peer_of(ev.remote_addr, ev.remote_port)
-        span = span_of(ev, workload_attrs, peer_attrs, (workload_json, peer_json))
-        submit(span)
-        trace_id, span_id = f"{span.trace_id:032x}", f"{span.span_id:016x}"
+        # -- the exemplar: under the duration map's own key, labelled at scrape like the map
+        trace_hex, span_hex = f"{trace_id:032x}", f"{span_id:016x}"
         if not ev.before_agent:  # no duration of its own: it is in no histogram bucket
-            remember(duration_key(ev.direction, ev.outcome, ev.cgroup_id, port), ev.duration_ns, trace_id, span_id)
-        # The line's attributes are the span's: the same members in the same order, encoded
-        # from the connection's fields and the workload's and peer's cached JSON.
+            remember(duration_key(ev.direction, ev.outcome, ev.cgroup_id, port), ev.duration_ns, trace_hex, span_hex)
+
+        # -- the log line: the span's attributes, the same members in the same order, encoded
+        # from the connection's fields and the workload's and peer's cached JSON
         members = connection_json_members(ev)
         if workload_json:
             members += "," + workload_json
         if peer_json:
             members += "," + peer_json
         write_json(
-            span.end_ns,
+            end_ns,
             _BODIES.get(ev.outcome) or f"tcp connection {ev.outcome}",
             "{" + members + "}",
-            severity="WARN" if span.status_code == STATUS_ERROR else "INFO",
-            trace_id=trace_id,
-            span_id=span_id,
+            severity="WARN" if error else "INFO",
+            trace_id=trace_hex,
+            span_id=span_hex,
         )
     return handle
 
