@@ -6,42 +6,42 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.registry import Collector
 
-from agent.kernel import loader
-from agent.selfcost import memory
-from agent.identity.block_devices import BlockDeviceResolver
-from agent.pipeline.clock import MonotonicToWall
-from agent.export.collector_health import CollectorHealth
 from agent.config import AgentConfig
-from agent.identity.enricher import Enricher
-from agent.identity.errors import IdentityError
+from agent.export.collector_health import CollectorHealth
 from agent.export.event_log import EventLog
 from agent.export.otlp_logs import LogExportCounters, OtlpLogExporter
-from agent.metrics.instruments import Instruments
-from agent.kernel import preexisting
-from agent.kernel.sampling import KernelSpanSampling, SpanBudgetCollector
-from agent.metrics.collectors import ProbeMetrics
-from agent.metrics.server import MetricsServer
-from agent.selfcost.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
-from agent.pipeline.router import EventPipeline
-from agent.pipeline.sampling import SpanSampler
-from agent.identity.pv_claims import PvClaims
-from agent.kernel.readers import RingBufferReader
-from agent.metrics.readiness import ProbeState, Readiness
-from agent.export.rotating_file import RotatingFile, RotationCollector
-from agent.metrics.series_expiry import PodSeriesExpiry
-from agent.metrics.series_guard import GuardedView, SeriesGuard
-from agent.kernel.skipped_runs import SkippedRunsCollector, skipped_total
 from agent.export.queue import SpanQueue, SpanQueueStats
+from agent.export.rotating_file import RotatingFile, RotationCollector
 from agent.export.span_model import IdSource, SpanExporter
 from agent.export.spans import JsonlFileExporter, OtlpExporter
-from agent.summary import Summary
+from agent.identity.block_devices import BlockDeviceResolver
+from agent.identity.enricher import Enricher
+from agent.identity.errors import IdentityError
+from agent.identity.pv_claims import PvClaims
+from agent.kernel import loader, preexisting
+from agent.kernel.readers import RingBufferReader
+from agent.kernel.sampling import KernelSpanSampling, SpanBudgetCollector
+from agent.kernel.skipped_runs import SkippedRunsCollector, skipped_total
 from agent.kernel.tracefs import Tracefs
+from agent.metrics.collectors import ProbeMetrics
+from agent.metrics.instruments import Instruments
+from agent.metrics.readiness import ProbeState, Readiness
+from agent.metrics.series_expiry import PodSeriesExpiry
+from agent.metrics.series_guard import GuardedView, SeriesGuard
+from agent.metrics.server import MetricsServer
+from agent.pipeline.clock import MonotonicToWall
+from agent.pipeline.router import EventPipeline
+from agent.pipeline.sampling import SpanSampler
+from agent.selfcost import memory
+from agent.selfcost.overhead import BpfCostCollector, BpfStats, BudgetThread, CpuBudget
+from agent.summary import Summary
 from probes import registry as probe_registry
 from probes.families import STAT_LOST
 from probes.spec import ProbeSpec
@@ -58,7 +58,8 @@ class AgentStartError(Exception):
 
 def version() -> str:
     """The installed bcgov version."""
-    from importlib.metadata import PackageNotFoundError, version as v
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as v
 
     try:
         return v("bcgov")
@@ -380,7 +381,8 @@ class Agent:
 
     def span_budget(self) -> float | None:
         """The node's span budget in force (spans/s; 0: none, every connection a span), or None
-        when tcp_lifecycle is not loaded (or was built without the budget: then 0)."""
+        when no loaded probe samples spans in the kernel (tcp_lifecycle's on_attached; built without the
+        budget: 0)."""
         return self.kernel_sampling.budget_per_second if self.kernel_sampling is not None else None
 
     def workload_span_budget(self) -> float:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from agent.kernel.loader import LoadedProbe
 

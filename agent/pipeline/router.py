@@ -9,8 +9,9 @@ decoded event. What an event becomes (a span, a log line, an exemplar) is the pr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from agent.export.event_log import EventLog
 from agent.export.span_model import IdSource, SpanData

@@ -8,7 +8,8 @@ check here catches records sent before a ratio change reached the kernel.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 _GOLDEN = 0x9E3779B97F4A7C15  # 2^64 / phi: spreads socket addresses, which are 8-byte aligned
 
