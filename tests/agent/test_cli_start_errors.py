@@ -40,3 +40,18 @@ def test_a_spans_file_that_cannot_be_created_names_the_setting(tmp_path: Path) -
                                       "--log-file", str(tmp_path / "e.jsonl"), "--probe", "oom", "--duration", "1"])
     _one_line(result, "spans_file /proc/nonexistent/x.jsonl: cannot create /proc/nonexistent: No such file or directory",
               "choose a writable path for spans_file")
+
+
+@pytest.mark.ebpf
+def test_an_identity_error_at_start_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    # The runtime builds identity now (Agent.start); its IdentityError still ends the CLI in one line.
+    from agent.identity.errors import CgroupRootError
+    from agent.identity.pod_enricher import IdentityEnricher
+
+    def for_node(*_: object) -> None:
+        raise CgroupRootError("no cgroup2 file system at /sys/fs/cgroup; mount it")
+
+    monkeypatch.setattr(IdentityEnricher, "for_node", staticmethod(for_node))
+    result = CliRunner().invoke(cli, ["agent", "run", "--metrics-addr", "off", "--spans-file", str(tmp_path / "s.jsonl"),
+                                      "--log-file", str(tmp_path / "e.jsonl"), "--probe", "oom", "--duration", "1"])
+    _one_line(result, "bcgov: no cgroup2 file system at /sys/fs/cgroup; mount it")
