@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from agent.pipeline import url_credentials
+from agent.redaction import url_credentials
 from probes import registry
 
 
@@ -44,7 +44,7 @@ class AgentConfig:
     otlp_endpoint: str | None = None
     otlp_protocol: str = "grpc"
     # Headers sent with every OTLP request (authorization, a tenant id): values never logged;
-    # credential headers only over https or to loopback (agent/pipeline/url_credentials.py).
+    # credential headers only over https or to loopback (agent/redaction/url_credentials.py).
     otlp_headers: dict = field(default_factory=dict)
     spans_file: str = "var/spans.jsonl"
     log_file: str | None = None

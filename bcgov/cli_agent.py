@@ -17,7 +17,7 @@ from agent.export.collector_health import SdkLineLimiter
 from agent.kernel import headers as kernel_headers
 from agent.kernel import loader, preflight
 from agent.kernel.tracefs import Tracefs
-from agent.pipeline import url_credentials
+from agent.redaction import url_credentials
 from probes import registry
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from agent.pipeline.url_credentials import display_url
+from agent.redaction.url_credentials import display_url
 from governor import budgets, cardinality, errors, evaluation, history, http, remediation, report, rules, sources
 from governor.analysis import OVER, WARN
 from governor.promapi import Limits

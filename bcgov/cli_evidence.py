@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from agent.pipeline.url_credentials import display_url
+from agent.redaction.url_credentials import display_url
 
 EXIT_OK, EXIT_CHANGED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 

@@ -11,7 +11,7 @@ import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from agent.pipeline.url_credentials import display_url
+from agent.redaction.url_credentials import display_url
 from governor import analysis, churn, growth, usage
 from governor.budgets import GOVERNOR, UNCLASSIFIED, Budgets
 from governor.history import History

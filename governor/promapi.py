@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agent.pipeline.url_credentials import display_url
+from agent.redaction.url_credentials import display_url
 from governor import errors, exposition, http
 from governor.inventory import Inventory, MetricInventory, Phases, label_set
 

@@ -14,7 +14,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
-from agent.pipeline.url_credentials import display_url
+from agent.redaction.url_credentials import display_url
 from governor import errors, exposition, http
 from governor.inventory import Inventory, LabelSet, MetricInventory
 from governor.promapi import Limits

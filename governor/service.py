@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from agent.pipeline.url_credentials import display_url
+from agent.redaction.url_credentials import display_url
 from governor import alerts, errors, evaluation
 from governor.analysis import Report
 from governor.budgets import Budgets

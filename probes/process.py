@@ -6,7 +6,7 @@ import ctypes
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agent.pipeline.redact import redact_argv, redact_text
+from agent.redaction.redact import redact_argv, redact_text
 from probes import families as f
 from probes.events import ProcessExec, ProcessExit
 from probes.records import c_string
@@ -113,7 +113,7 @@ def decode(raw: bytes) -> ProcessExec | ProcessExit:
 
 
 def handler(ctx: HandlerContext) -> Callable[[ProcessExec | ProcessExit], None]:
-    """An exec -> a "process exec" log line (argv and path redacted: agent/pipeline/redact.py); an
+    """An exec -> a "process exec" log line (argv and path redacted: agent/redaction/redact.py); an
     exit -> a "process exit" line, WARN when it failed or was signaled."""
     wall, attributes_for, write = ctx.clock.to_wall_ns, ctx.enricher.attributes_for, ctx.event_log.write
 

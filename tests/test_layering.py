@@ -14,10 +14,12 @@ Read with `ast` from the source of agent/, probes/ and bcgov/, nothing imported.
   - agent.identity imports none of agent.pipeline, agent.export, agent.metrics, agent.kernel: it
     answers "whose is this cgroup/address" for whoever asks;
   - agent.selfcost imports none of agent.pipeline, agent.export: it measures, others decide.
+  - agent.redaction (text and URL-credential masking) imports nothing else of the agent: every
+    layer masks with the same rules.
 - probes/ is the probes' declarations and handlers. A handler turns a record into an event and the
   event into its outputs, so it may use what those outputs are made of and nothing else of the
   agent: the span model and JSON text fragments (agent.export.span_model, agent.export.spans,
-  agent.export.json_text) and the redaction it must apply before text leaves (agent.pipeline.redact).
+  agent.export.json_text) and the redaction it must apply before text leaves (agent.redaction.redact).
   Anything else (the runtime, loaders, collectors, identity) reaches a handler through its context.
 """
 
@@ -37,9 +39,12 @@ FORBIDDEN = {
     "agent.export": ("agent.pipeline", "agent.kernel", "agent.metrics", "agent.identity"),
     "agent.identity": ("agent.pipeline", "agent.export", "agent.metrics", "agent.kernel"),
     "agent.selfcost": ("agent.pipeline", "agent.export"),
+    # the masking rules every layer applies (exec lines, exporter endpoints, CLI, governor): a leaf
+    "agent.redaction": ("agent.pipeline", "agent.export", "agent.metrics", "agent.identity", "agent.kernel",
+                        "agent.selfcost", "agent.runtime", "agent.config", "agent.summary"),
 }
 # What a probe's handler may import from the agent (see the module docstring).
-PROBES_MAY_IMPORT = ("agent.export.span_model", "agent.export.spans", "agent.export.json_text", "agent.pipeline.redact")
+PROBES_MAY_IMPORT = ("agent.export.span_model", "agent.export.spans", "agent.export.json_text", "agent.redaction.redact")
 
 
 def _module_name(path: Path) -> str:

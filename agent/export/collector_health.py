@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from agent.pipeline.url_credentials import display_url
+from agent.redaction.url_credentials import display_url
 
 log = logging.getLogger("bcgov.agent")
 

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from agent.pipeline.url_credentials import exporter_endpoint
+from agent.redaction.url_credentials import exporter_endpoint
 
 log = logging.getLogger("bcgov.agent.otlp")
 
@@ -107,7 +107,7 @@ class EncodedSender:
     """Sends encoded requests of one `signal` to `endpoint`: gRPC (`host:port`, `http://host:4317`,
     TLS only for `https://`) or HTTP/protobuf (`http://host:4318`, `/v1/<signal>` added, another
     signal's path replaced). Userinfo in the endpoint travels as an Authorization header
-    (agent/pipeline/url_credentials.py): the SDK takes none and would print it in its retry lines.
+    (agent/redaction/url_credentials.py): the SDK takes none and would print it in its retry lines.
     Raises ValueError for an unknown protocol; `send` never raises."""
 
     def __init__(self, signal: Signal, endpoint: str, protocol: str, timeout_s: float = 5.0,

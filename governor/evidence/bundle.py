@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from agent.pipeline.redact import redact_text
+from agent.redaction.redact import redact_text
 from governor.evidence import markdown
 from governor.evidence.errors import BundleError
 

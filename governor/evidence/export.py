@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.pipeline.redact import redact_text
+from agent.redaction.redact import redact_text
 from governor import http
 from governor.evidence import alerts as alerts_mod
 from governor.evidence import bundle as bundle_mod
@@ -359,6 +359,6 @@ def _export(req: Request, progress: Progress, staging: Path) -> Result:
 
 
 def _redact_command(argv: Sequence[str]) -> list[str]:
-    from agent.pipeline.redact import redact_argv
+    from agent.redaction.redact import redact_argv
 
     return redact_argv(list(argv))

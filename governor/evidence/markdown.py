@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from agent.pipeline.redact import redact_text
+from agent.redaction.redact import redact_text
 
 _SPECIAL = re.compile(r"([\\`*_~\[\]<>|&])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -1,4 +1,4 @@
-"""Structural redaction of telemetry before it is written, over the agent's rules (agent/pipeline/redact.py).
+"""Structural redaction of telemetry before it is written, over the agent's rules (agent/redaction/redact.py).
 
 Every string is passed through `redact_text`; lists under an argv-like key through `redact_argv`
 (which also masks the value after a bare `--password`). Redacting again what the agent already
@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from agent.pipeline.redact import redact_argv, redact_text
+from agent.redaction.redact import redact_argv, redact_text
 
 ARGV_KEYS = ("process.command_args", "argv", "args", "process.command_line")
 

@@ -5,7 +5,7 @@ bundle, tell the observers (timeline, identity), forget it. Memory does not grow
 Filtering while reading is cheap where the agent's format allows: an event line starts with
 `{"time":"<RFC 3339 UTC, microseconds>"`, compared as text with the window's bounds before any
 parse, and a scoped export looks for `"k8s.namespace.name":"<value>"` in the raw line first. A line
-with no word any redaction rule needs (agent/pipeline/redact.py: password, token, key, auth, `://`, ...) and
+with no word any redaction rule needs (agent/redaction/redact.py: password, token, key, auth, `://`, ...) and
 no JSON escape is written byte for byte; any other is parsed, redacted value by value and re-encoded.
 trace_id/span_id are kept so the pillars still join.
 """
@@ -33,7 +33,7 @@ from governor.evidence.timewindow import Window, parse_time
 
 Progress = Callable[[str], None]
 _PROGRESS_EVERY_S = 2.0
-# Every redaction rule (agent/pipeline/redact.py) needs one of these in the string it masks; the secret
+# Every redaction rule (agent/redaction/redact.py) needs one of these in the string it masks; the secret
 # words' alternatives all contain one of the first seven (api_key, access_key, ... contain "key").
 _SECRET_HINTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential", b"auth", b"://", b"bearer", b"basic",
                  b"cookie", b"sig", b"@")  # Cookie headers, signed URLs' sig=, user:pw@host without a scheme
@@ -87,7 +87,7 @@ def otlp_attrs(attrs: list[dict[str, Any]]) -> dict[str, Any]:
 def may_hold_secret(line: bytes, otlp: bool = False) -> bool:
     """False only when no redaction rule can match anything in `line`: no JSON escape (which could
     spell a word another way), no argv-like key, and none of the words the text rules need. OTLP's
-    own `"key":` fields are discounted when `otlp`. Checked against agent/pipeline/redact.py's case corpus
+    own `"key":` fields are discounted when `otlp`. Checked against agent/redaction/redact.py's case corpus
     (tests/evidence/test_redaction_gate.py)."""
     if b"\\" in line:
         return True

@@ -1,4 +1,4 @@
-"""Secrets never leave the node: the rule table of agent/pipeline/redact.py against the case list
+"""Secrets never leave the node: the rule table of agent/redaction/redact.py against the case list
 tests/agent/redaction/cases.yaml (one case or more per rule; users add theirs there)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.pipeline.redact import MASK, RULES, redact_argv, redact_command_line, redact_text
+from agent.redaction.redact import MASK, RULES, redact_argv, redact_command_line, redact_text
 
 CASES_FILE = Path(__file__).parent / "redaction" / "cases.yaml"
 CASES: list[dict[str, Any]] = yaml.safe_load(CASES_FILE.read_text())

@@ -1,5 +1,5 @@
 """Credentials in URLs the user passes never reach a log line or a report in clear text
-(agent/pipeline/url_credentials.py), and an OTLP endpoint with userinfo works: the stand-in collector
+(agent/redaction/url_credentials.py), and an OTLP endpoint with userinfo works: the stand-in collector
 (tests/agent/otlp_receiver.py, the real opentelemetry-proto services over grpcio and HTTP) gets
 them as an Authorization: Basic header."""
 
@@ -19,7 +19,7 @@ from agent_harness import wait_for
 from otlp_receiver import OtlpReceiver
 from servers import free_port
 
-from agent.pipeline.url_credentials import CleartextCredentials, display_url, split_userinfo
+from agent.redaction.url_credentials import CleartextCredentials, display_url, split_userinfo
 
 SECRET = "S3cret"
 ROOT = Path(__file__).resolve().parents[2]

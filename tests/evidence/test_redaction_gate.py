@@ -1,6 +1,6 @@
 """The export copies a line byte for byte only when no redaction rule can apply to it
 (telemetry.may_hold_secret). Held against the agent's own redaction case corpus
-(tests/agent/redaction/cases.yaml, one case or more per rule of agent/pipeline/redact.py) and the planted
+(tests/agent/redaction/cases.yaml, one case or more per rule of agent/redaction/redact.py) and the planted
 secrets of the evidence fixtures: whatever path a line takes, what lands in the bundle equals the
 full structural redaction of it."""
 

@@ -1,5 +1,5 @@
 """A --prometheus URL with credentials that is down: the manifest's sources and missing reasons,
-postmortem.md and every line the export prints name it masked (agent/pipeline/url_credentials.py)."""
+postmortem.md and every line the export prints name it masked (agent/redaction/url_credentials.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Credentials in a --scrape or --prometheus URL never reach the report or an error line in clear
-text (agent/pipeline/url_credentials.py): the report header in table, markdown and json, and the
+text (agent/redaction/url_credentials.py): the report header in table, markdown and json, and the
 one-line errors of an unreachable target. The scrape target is the population's exposition server
 and the backend a real Prometheus (tests/servers.py); neither asks for the credentials, which is
 enough: the point is what the governor prints."""

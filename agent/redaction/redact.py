@@ -11,7 +11,7 @@ more in tests/agent/redaction/cases.yaml (`RULES` lists the names; the test chec
   JSON and YAML snippets with secret keys, quoted assignments in code (`password = 'x'`,
   `os.environ['PGPASSWORD']='x'`), `KEY=value` / `key: value` where the key names a secret;
 - argv rules (`redact_argv`): the value after a lone secret-named flag, `set <secret-key> VALUE`,
-  the per-client options of agent/pipeline/redact_clients.py (`redis-cli -a`, `mysql -pX`, `curl -u u:p`,
+  the per-client options of agent/redaction/clients.py (`redis-cli -a`, `mysql -pX`, `curl -u u:p`,
   `sshpass -p`, `curl -E cert:pw`, `openssl -k`, `vault login TOKEN`, `mc alias set ... SECRET`),
   the argument after an AWS access key id, `echo X | ... --password-stdin`, and the command string
   of `sh -c`/`bash -c`, redacted as a command line of its own and put back in place (then the
@@ -37,7 +37,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
-from agent.pipeline.redact_clients import Client, client_for
+from agent.redaction.clients import Client, client_for
 
 MASK = "***"
 #: appended to an argument the probe cut at its buffer's size (see the module doc)

@@ -8,7 +8,7 @@ the OTel SDK as they are, they are not understood (`Misformatted domain name`) a
 SDK's own retry lines. So:
 
 - `display_url(url)` gives the URL to show: userinfo and secret query parameters masked with the
-  redaction rules of agent/pipeline/redact.py (the same rules as the exec log's), anything else unchanged;
+  redaction rules of agent/redaction/redact.py (the same rules as the exec log's), anything else unchanged;
 - `split_userinfo(url)` gives the URL without userinfo and the `Authorization: Basic` header that
   carries it (RFC 7617; a token alone becomes `TOKEN:`, as curl and git send it), for clients that
   take headers (the OTLP exporters); it refuses to send credentials unencrypted off the node.
@@ -22,7 +22,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
-from agent.pipeline.redact import redact_text
+from agent.redaction.redact import redact_text
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 

@@ -3,7 +3,7 @@
 One `Client` per program family: which options carry a secret and in what form. The option
 spellings are the clients' own (man pages and reference docs; the source of each is recorded next
 to its test case in tests/agent/redaction/cases.yaml). Generic rules (any `--*password*` flag,
-`KEY=value`, URLs, headers, JSON/YAML, `sh -c`) live in agent/pipeline/redact.py and apply to every
+`KEY=value`, URLs, headers, JSON/YAML, `sh -c`) live in agent/redaction/redact.py and apply to every
 command; this table adds what only the client's name can tell: `-a S3cret` is a password for
 redis-cli and an address for many others.
 """
