@@ -44,7 +44,7 @@ class SpanData:
     status_message: str = ""
     # The last `json_tail_keys` attributes (the workload's and peer's, the same for every record
     # of a workload) already encoded as OTLP JSON attribute objects, comma-joined: the JSON
-    # encoder writes them once per workload instead of once per span (EventPipeline._span).
+    # encoder writes them once per workload instead of once per span (probes/tcp_lifecycle.py handler).
     json_tail: str = ""
     json_tail_keys: int = 0
 

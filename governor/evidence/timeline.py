@@ -29,7 +29,7 @@ MAX_PENDING_RESETS = 200_000
 TOP_COMMANDS = 3
 # Which rows a capped table keeps first (then it shows them in time order).
 PRIORITY = {"alert": 0, "oom kill": 1, "budget breach": 2, "reset": 3, "refused": 3, "timeout": 3, "exit": 4, "exec": 5}
-# Connection outcomes listed besides resets (the agent's `bcgov.tcp.outcome`, agent/pipeline/router.py),
+# Connection outcomes listed besides resets (the agent's `bcgov.tcp.outcome`, probes/tcp_lifecycle.py),
 # from the log line `tcp connection <outcome>` or, without one, the span.
 FAILED_OUTCOMES = ("refused", "timeout")
 _FAILED_BODIES = {f"tcp connection {o}": o for o in FAILED_OUTCOMES}
