@@ -25,7 +25,8 @@ pytestmark = pytest.mark.ebpf
 
 def test_missing_tracepoint_degrades_one_probe_only(tmp_path: Path) -> None:
     real = registry.get("tcp_retransmit")
-    ghost = dataclasses.replace(real, name="ghost", required=("tcp:no_such_tracepoint_in_any_kernel",))
+    # a copy under another name declares no families: two probes may not both declare one name
+    ghost = dataclasses.replace(real, name="ghost", required=("tcp:no_such_tracepoint_in_any_kernel",), metrics=())
     cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp_path / "spans.jsonl"), probes=["tcp_retransmit", "ghost"])
     agent = Agent(cfg, Tracefs(preflight.check()), AgentParts(event_stream=io.StringIO(), specs=(real, ghost)))
     try:
