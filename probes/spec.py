@@ -79,7 +79,7 @@ class ProbeSpec:
     # The event's outputs: called once with the pipeline's HandlerContext (agent/pipeline/router.py),
     # it returns the function the probe's reader thread calls with each decoded event.
     handler: Callable[[Any], Callable[[Any], None]] | None = None
-    tally: Tally | None = None
+    tally: Tally | None = None  # what its events add to the live terminal summary (agent/summary.py)
     # Run by the runtime once the probe is attached: `on_attached(loaded probe, ProbeServices)`
     # (agent/runtime.py) sets up what the probe needs in the kernel and returns the Prometheus
     # collectors it brings.
