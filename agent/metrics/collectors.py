@@ -2,7 +2,7 @@
 (`ProbeSpec.metrics`, probes/families.py): one prometheus_client Collector for every probe.
 
 Counts live in the kernel, so they are exact whatever the event rate. Every drained family's map
-is read with lookup-and-delete into cumulative state here (agent/metrics/counters.py, latency.py),
+is read with lookup-and-delete into cumulative state here (agent/metrics/cumulative.py),
 so the kernel maps hold only what changed since the last scrape; label sets are admitted through
 the `SeriesGuard` and `forget` drops those of expired pods. Next to the probes' own families come
 the agent's per-probe families: bcgov_agent_probe_up, _events, _events_lost and _map_full.
@@ -24,10 +24,9 @@ from agent.identity.block_devices import BlockDeviceResolver
 from agent.identity.enricher import Enricher
 from agent.kernel.loader import LoadedProbe
 from agent.kernel.maps import drain, drain_entries, per_cpu_sum
-from agent.metrics.counters import CounterState, summed
+from agent.metrics.cumulative import CounterState, HistogramState, summed
 from agent.metrics.exemplars import DurationExemplars
 from agent.metrics.labels import KeyLabels
-from agent.metrics.latency import HistogramState
 from agent.metrics.series_guard import LabelValues, SeriesGuard
 from probes import families as f
 from probes.spec import ProbeSpec

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from agent.metrics.latency import (
+from agent.metrics.cumulative import (
     BUCKET_BOUNDS,
     FINITE_SLOTS,
     HistogramState,
@@ -124,8 +124,8 @@ def test_duration_histogram_has_its_own_slot_count_with_buckets_past_16_seconds(
 
 
 def test_exemplars_go_to_the_kernels_slot_of_their_duration() -> None:
+    from agent.metrics.cumulative import HistogramState
     from agent.metrics.exemplars import DurationExemplars
-    from agent.metrics.latency import HistogramState
     from probes.latency_hist import hist_slot
     from probes.tcp_lifecycle import DURATION_SLOTS, DurationKey
 

@@ -1,22 +1,23 @@
-"""Latency histograms kept in the kernel, as Prometheus histograms (the histogram half of
-agent/metrics/collectors.py).
+"""Cumulative state of the drained families (the state half of agent/metrics/collectors.py):
+counters and log2 histograms.
 
-Probes add every observation to a log2 histogram per label set in a BPF map (probes/bcgov_hist.h,
-declared as a `HistogramFamily`). Each scrape drains those maps with lookup-and-delete batches into
-cumulative per-label state here, so the kernel maps hold only what changed since the last scrape
-and the exported buckets, counts and sums only ever grow. With a `SeriesGuard`, label sets are
-admitted at the source, so this state holds at most budget + 1 label sets per family, and
-`forget` drops those of expired pods (agent/metrics/series_expiry.py). A family declared with
-exemplars carries the latest kept span's trace_id/span_id per bucket (agent/metrics/exemplars.py).
+A drained map hands over only what changed since the last scrape; Prometheus needs totals that
+only grow. Counters sum the drained counts per label set (`CounterState`); histograms add the
+kernel's log2 slots and exact sums (`HistogramState`, probes/bcgov_hist.h, declared as a
+`HistogramFamily`). With a `SeriesGuard`, label sets are admitted at the source, so the state
+holds at most budget + 1 label sets per family, and `forget` drops those of expired pods
+(agent/metrics/series_expiry.py). A histogram declared with exemplars carries the latest kept
+span's trace_id/span_id per bucket (agent/metrics/exemplars.py).
 """
 
 from __future__ import annotations
 
 import functools
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
@@ -106,3 +107,39 @@ class HistogramState:
             buckets = cumulative_buckets(self.slots[labels], self.slot_count, self.exemplars.get(labels))
             fam.add_metric(list(labels), buckets, self.sum_ns[labels] / 1e9)
         return fam
+
+
+class CounterState:
+    """One counter family's totals per label set: those the guard admits plus its overflow series."""
+
+    def __init__(self, name: str, documentation: str, labels: Iterable[str], guard: SeriesGuard) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = tuple(labels)
+        self._guard = guard
+        self.totals: dict[LabelValues, int] = defaultdict(int)
+
+    def add_all(self, deltas: Mapping[LabelValues, int]) -> None:
+        """Add one drain's deltas, already summed per label set."""
+        for values, n in deltas.items():
+            self.totals[self._guard.admit(self.name, self.labels, values)] += n
+
+    def forget(self, label_sets: Iterable[LabelValues]) -> None:
+        """Drop label sets (of expired pods) so they are no longer exported."""
+        for values in label_sets:
+            self.totals.pop(values, None)
+
+    def family(self) -> CounterMetricFamily:
+        """The totals as one counter family (`_total` added by the exposition)."""
+        fam = CounterMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for values, n in sorted(self.totals.items()):
+            fam.add_metric(list(values), float(n))
+        return fam
+
+
+def summed(pairs: Iterable[tuple[LabelValues, int]]) -> dict[LabelValues, int]:
+    """(label set, count) pairs -> count per label set (several map keys may share one label set)."""
+    sums: dict[LabelValues, int] = defaultdict(int)
+    for labels, n in pairs:
+        sums[labels] += n
+    return sums
