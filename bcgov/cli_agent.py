@@ -32,7 +32,7 @@ POD_LIST_WAIT_S = 10.0
 def _setup_logging(json_logs: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json_logs:
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("bcgov")
@@ -52,9 +52,19 @@ def _setup_logging(json_logs: bool) -> None:
     top.handlers[:] = [h for h in top.handlers if not getattr(h, "_bcgov", False)] + [handler]
 
 
-class _JsonFormatter(logging.Formatter):
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: severity, logger, body, and for a logged exception its type,
+    message and traceback under OTel's exception.* attribute names (a handler's failure would
+    otherwise say only that it failed)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"severity": record.levelname, "logger": record.name, "body": record.getMessage()})
+        line: dict[str, str] = {"severity": record.levelname, "logger": record.name, "body": record.getMessage()}
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            line["exception.type"] = type(exc).__qualname__
+            line["exception.message"] = str(exc)
+            line["exception.stacktrace"] = self.formatException(record.exc_info)
+        return json.dumps(line)
 
 
 def _preflight() -> tuple[Tracefs, kernel_headers.HeaderChoice]:

@@ -250,7 +250,9 @@ def _remove(made: dict[str, list[str]], cgroup2_root: Path, errors: list[BaseExc
             try:
                 ipr.link("del", index=found[0])
             except Exception as e:  # pyroute2 raises NetlinkError (an OSError) or its own
-                errors.append(e)
+                # ENODEV: the link went with its peer's namespace between the lookup and the delete
+                if getattr(e, "code", None) != errno.ENODEV:
+                    errors.append(e)
     for kind in ("cgroups", "netns", "links"):
         made[kind].clear()
 

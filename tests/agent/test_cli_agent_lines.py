@@ -49,3 +49,29 @@ def test_the_span_budget_and_what_it_withheld_are_stated() -> None:
     line = cli_agent._withheld(1000.0, 214)
     assert line.startswith("; spans withheld by the span budget: 214 (") and "bcgov_agent_spans_withheld_total" in line
     assert cli_agent._withheld(1000.0, 0) == ""
+
+
+def test_a_logged_exception_keeps_its_type_message_and_traceback_in_json_mode() -> None:
+    # A handler's failure logged with log.exception said only "failed to handle a record" on a
+    # non-terminal stderr: the exception itself was dropped by the JSON formatter.
+    import json
+    import logging
+    import sys
+
+    def failing_handler() -> None:
+        raise ValueError("boom on SIGUSR1")
+
+    logger = logging.getLogger("bcgov.test.json_formatter")
+    try:
+        failing_handler()
+    except ValueError:
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "probe %s: failed to handle a record",
+                                   ("signal_generate",), exc_info=sys.exc_info())
+    line = cli_agent.JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed["body"] == "probe signal_generate: failed to handle a record"
+    assert parsed["exception.type"] == "ValueError" and parsed["exception.message"] == "boom on SIGUSR1"
+    assert "failing_handler" in parsed["exception.stacktrace"]
+    plain = cli_agent.JsonFormatter().format(logger.makeRecord(logger.name, logging.INFO, __file__, 1, "ok", (), None))
+    assert json.loads(plain) == {"severity": "INFO", "logger": "bcgov.test.json_formatter", "body": "ok"}
