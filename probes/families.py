@@ -16,6 +16,12 @@ field), `WorkloadLabels` (a cgroup id, expanded to the enricher's label names), 
 `PeerEndpoint` (addresses, expanded to the enricher's workload or peer label names), `BlockDevice`
 (a dev_t, expanded to device/mount/PVC names) and `ComputedLabel` (any function of the key).
 `PortOwners` is not a family: it names a map other probes' `LocalEndpoint` labels look up.
+
+Every decoder says which key fields it reads (`fields`; `KEY` for a scalar key), so the loader can
+check them against the compiled map's key type when the probe loads (agent/kernel/declared_maps.py)
+without knowing how a label is decoded. A decoder given a function (`address`, `value`) names the
+fields that function reads in `fields` where it can; the loader also calls the function once on a
+zeroed key, so one that names no fields is checked all the same.
 """
 
 from __future__ import annotations
@@ -62,6 +68,10 @@ class EnumLabel:
     def decode(self, key: Any) -> str:
         return self.values.get(key_field(key, self.field), self.default)
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.field,)
+
 
 @dataclass(frozen=True)
 class WorkloadLabels:
@@ -73,22 +83,30 @@ class WorkloadLabels:
     port: str = ""
     per_pod: bool = False
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.cgroup, self.port) if self.port else (self.cgroup,)
+
 
 @dataclass(frozen=True)
 class LocalEndpoint:
     """This node's end of a connection known by address (the enricher's workload label names).
     `address(key)` -> (ip, port); `owners`: the `PortOwners` lookup naming the cgroup listening on
-    that port, so a server's end is labelled as its process."""
+    that port, so a server's end is labelled as its process. `fields`: the key fields `address`
+    reads (optional, see the module docstring)."""
 
     address: Address
     owners: str = ""
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class PeerEndpoint:
-    """The remote end of a connection (the enricher's peer label names); `address(key)` -> (ip, port)."""
+    """The remote end of a connection (the enricher's peer label names); `address(key)` -> (ip, port).
+    `fields`: the key fields `address` reads (optional, see the module docstring)."""
 
     address: Address
+    fields: tuple[str, ...] = ()
 
 
 #: Labels a `BlockDevice` can name, as the resolver describes a device.
@@ -104,13 +122,19 @@ class BlockDevice:
     labels: tuple[str, ...]
     split: Callable[[int], tuple[int, int]]
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.field,)
+
 
 @dataclass(frozen=True)
 class ComputedLabel:
-    """Label `name` as `value(key)`; for codes that need more than a table (an exit status)."""
+    """Label `name` as `value(key)`; for codes that need more than a table (an exit status).
+    `fields`: the key fields `value` reads (optional, see the module docstring)."""
 
     name: str
     value: Callable[[Any], str]
+    fields: tuple[str, ...] = ()
 
     def decode(self, key: Any) -> str:
         return self.value(key)

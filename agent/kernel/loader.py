@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from agent.kernel import declared_maps
 from agent.kernel.tracefs import Tracefs
 from probes.records import LayoutMismatch, check_layout
 from probes.spec import PROBES_DIR, ProbeSpec
@@ -108,7 +109,8 @@ def cflags_for(plan_: ProbePlan) -> list[str]:
 
 
 def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
-    """Compile, verify and attach one probe, then check its record layouts against the C."""
+    """Compile, verify and attach one probe, then check its record layouts and its declared maps
+    (agent/kernel/declared_maps.py) against the C: a mismatch is ProbeLoadError(layout_mismatch)."""
     if not plan_.ready:
         raise ProbeLoadError(plan_.reason(), code="missing_tracepoint")
     if bpf_class is None:
@@ -140,7 +142,9 @@ def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
     try:
         for map_name, mirror in spec.layouts.items():
             check_layout(mirror, bpf[map_name].Leaf)
-    except LayoutMismatch as exc:
+        # a wrong declaration refuses this probe now, instead of failing every scrape later
+        declared_maps.check(spec, bpf)
+    except (LayoutMismatch, declared_maps.DeclarationMismatch) as exc:
         loaded.close()
         raise ProbeLoadError(f"probe {spec.name}: {exc}", code="layout_mismatch") from exc
     log.debug("loaded probe %s with %s", spec.name, plan_.defines)

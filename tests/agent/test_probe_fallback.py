@@ -3,7 +3,9 @@ no span budget where BPF atomics are missing, before Linux 5.12), and the agent 
 
 from __future__ import annotations
 
+import ctypes
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,6 +27,11 @@ class _RefusesAtomics:
         if f"-D{DEFINE}" not in cflags:
             raise Exception("bpf: Failed to load program: Invalid argument\nBPF_ATOMIC uses invalid atomic opcode f1")
         self.funcs: dict[bytes, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:  # the `stats` array every probe has (the loader checks it)
+        if name != "stats":
+            raise KeyError(name)
+        return SimpleNamespace(Key=ctypes.c_int, Leaf=ctypes.c_ulong * 2, max_entries=4)
 
     def cleanup(self) -> None:
         pass
