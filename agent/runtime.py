@@ -30,7 +30,7 @@ from agent.kernel.readers import RingBufferReader
 from agent.kernel.sampling import KernelSpanSampling, SpanBudgetCollector
 from agent.kernel.skipped_runs import SkippedRunsCollector, skipped_total
 from agent.kernel.tracefs import Tracefs
-from agent.metrics.collectors import ProbeMetrics
+from agent.metrics.collectors import ProbeMetrics, duplicate_families
 from agent.metrics.instruments import Instruments
 from agent.metrics.readiness import ProbeState, Readiness
 from agent.metrics.series_expiry import PodSeriesExpiry
@@ -167,10 +167,13 @@ class Agent:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Load every configured probe (each may fail alone), then start readers and servers.
-        Raises AgentStartError when identity cannot be set up as configured, OSError when an
-        output file cannot be created."""
+        Raises AgentStartError when two probes declare one metric family or identity cannot be set
+        up as configured, OSError when an output file cannot be created."""
         self._started_at = time.monotonic()
         p = self.parts
+        problem = duplicate_families(p.specs)  # before anything compiles: the exposition would be invalid
+        if problem:
+            raise AgentStartError(problem)
         if p.enricher is None:
             p.enricher = self._own_enricher = self._identity()
         self.instruments = Instruments(p.registry, p.enricher, self.guard)
@@ -219,7 +222,7 @@ class Agent:
         claims = PvClaims.connect(self.config.kubeconfig) if getattr(p.enricher, "pods", None) is not None else None
         kernel = ProbeMetrics(p.specs, self.probes, p.enricher, known=self.config.probes,
                               received=self.instruments.received_count, guard=self.guard,
-                              devices=BlockDeviceResolver(claims=claims), exemplars=self.instruments.duration_exemplars)
+                              devices=BlockDeviceResolver(claims=claims), exemplars=self.instruments.exemplars)
         self.kernel_metrics = kernel
         p.registry.register(kernel)
         p.registry.register(self.guard)

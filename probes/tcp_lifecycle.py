@@ -312,7 +312,8 @@ def handler(ctx: HandlerContext) -> Callable[[TcpConnection], None]:
     wall = ctx.clock.to_wall_ns
     workload_of, peer_of = ctx.identity.workload, ctx.identity.peer
     submit, trace_id_of, span_id_of, keep = ctx.submit_span, ctx.ids.trace_id, ctx.ids.span_id, ctx.sampler.keep
-    remember, write_json = ctx.exemplars.remember, ctx.event_log.write_json
+    remember = ctx.exemplars.for_family("bcgov_tcp_connection_duration_seconds").remember  # METRICS' exemplar family
+    write_json = ctx.event_log.write_json
     own_pid, instruments = ctx.own_pid, ctx.instruments
     # The identity's OTLP JSON, encoded once per workload and peer: keyed by their log-line JSON
     # (the enrichment cache's strings, whose hashes Python keeps).

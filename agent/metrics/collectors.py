@@ -9,6 +9,12 @@ the agent's per-probe families: bcgov_agent_probe_up, _events, _events_lost and 
 
 Nothing here knows a probe or a map by name: a new probe's families appear when its spec
 declares them.
+
+A family that cannot be read is left out of that scrape, logged and counted
+(agent/metrics/scrape_errors.py); the other families are served. Draining stays one atomic
+lookup-and-delete, and keys are labelled after it: decoding first would need a separate read and
+delete, losing what the kernel adds between them. A key whose labels cannot be decoded keeps its
+count in the family's `__overflow__` series, so the family's total stays exact.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from agent.identity.enricher import Enricher
 from agent.kernel.loader import LoadedProbe
 from agent.kernel.maps import drain, drain_entries, per_cpu_sum
 from agent.metrics.cumulative import CounterState, HistogramState, summed
-from agent.metrics.exemplars import DurationExemplars
+from agent.metrics.exemplars import Exemplars
 from agent.metrics.labels import KeyLabels
-from agent.metrics.series_guard import LabelValues, SeriesGuard
+from agent.metrics.scrape_errors import ScrapeErrors
+from agent.metrics.series_guard import OVERFLOW, LabelValues, SeriesGuard
 from probes import families as f
 from probes.spec import ProbeSpec
 
@@ -66,7 +73,7 @@ class ProbeMetrics(Collector):
         received: Callable[[str], int] | None = None,
         guard: SeriesGuard | None = None,
         devices: BlockDeviceResolver | None = None,
-        exemplars: DurationExemplars | None = None,
+        exemplars: Exemplars | None = None,
         kinds: tuple[type, ...] = (f.CounterFamily, f.HistogramFamily, f.IndexedCounter, f.StatCounter),
     ) -> None:
         self._specs = tuple(specs)
@@ -75,6 +82,7 @@ class ProbeMetrics(Collector):
         self._received = received or (lambda _name: 0)
         self._exemplars = exemplars
         self._lock = threading.Lock()
+        self.errors = ScrapeErrors()
         #: raw drained counter entries, for debugging and for tests that count one cgroup exactly
         self.taps: list[Tap] = []
         self._owners_now: dict[str, dict[int, int]] = {}
@@ -95,15 +103,9 @@ class ProbeMetrics(Collector):
                     self._drained.append(_Drained(spec.name, d, labels, state))
                 elif isinstance(d, (f.IndexedCounter, f.StatCounter)):
                     self._read.append((spec.name, d))
-        # one family per name: only IndexedCounter(probe_label=True) families merge across probes
-        owned = [(d.probe, d.decl.name) for d in self._drained]
-        owned += [(probe, d.name) for probe, d in self._read if not (isinstance(d, f.IndexedCounter) and d.probe_label)]
-        seen: dict[str, str] = {}
-        for probe, name in owned:
-            if name in seen:  # two families of one name would make the exposition invalid
-                raise ValueError(f"metric family {name} declared twice ({seen[name]} and {probe}): "
-                                 "give one of them another name, or share it with IndexedCounter(probe_label=True)")
-            seen[name] = probe
+        problem = duplicate_families(self._specs, kinds)
+        if problem:
+            raise ValueError(problem)
 
     def state(self, name: str) -> Any:
         """The cumulative state (CounterState or HistogramState) of the drained family `name`."""
@@ -122,13 +124,20 @@ class ProbeMetrics(Collector):
     def collect(self) -> Iterable[Metric]:
         with self._lock:  # scrapes may overlap; draining must not
             self._owners_now = {}
-            if self._known is not None:
-                yield from self._agent_families()
+            out: list[Metric] = []
             for d in self._drained:
                 p = self._loaded(d.probe)
-                if p is not None:
-                    yield self._drain(p, d)
-            yield from self._read_families()
+                if p is None:
+                    continue
+                try:
+                    out.append(self._drain(p, d))
+                except Exception as exc:  # one family's failure must not empty the page
+                    self.errors.read_failed(d.probe, d.decl.name, exc)
+            out += self._read_families()
+            if self._known is not None:  # after the probes' families: this scrape's errors are counted
+                yield from self._agent_families()
+                yield from self.errors.families()
+            yield from out
 
     def _loaded(self, name: str) -> LoadedProbe | None:
         p = self._probes.get(name)
@@ -156,16 +165,36 @@ class ProbeMetrics(Collector):
             for tap in self.taps:
                 for k, n in entries:
                     tap(d.decl.table, k, n)
-            d.state.add_all(summed((d.labels(k), n) for k, n in entries))
+            d.state.add_all(summed(self._labelled(d, entries)))
             return d.state.family()
-        for k, v in drain_entries(table):
-            d.state.add(d.labels(k), v.slots, v.sum_ns)
+        for labels, v in self._labelled(d, drain_entries(table)):
+            d.state.add(labels, v.slots, v.sum_ns)
         if isinstance(d.decl, f.HistogramFamily) and d.decl.exemplars and self._exemplars is not None:
             # After the drain: a kept span's connection was counted in the kernel before its record
             # was read, so its label set is held by now.
-            for key, slot, exemplar in self._exemplars.take(d.state.slot_count):
-                d.state.attach_exemplar(d.labels(key), slot, exemplar)
+            for key, slot, exemplar in self._exemplars.take(d.decl.name, d.state.slot_count):
+                try:
+                    labels = d.labels(key)
+                except Exception:  # its drained twin went to the overflow series, which takes no exemplar
+                    continue
+                d.state.attach_exemplar(labels, slot, exemplar)
         return d.state.family()
+
+    def _labelled(self, d: _Drained, entries: Iterable[tuple[Any, Any]]) -> list[tuple[LabelValues, Any]]:
+        """(labels, value) of drained (key, value) entries; a key whose labels cannot be decoded
+        is counted under the overflow series' labels (see the module docstring)."""
+        out: list[tuple[LabelValues, Any]] = []
+        failed, first = 0, None
+        for k, v in entries:
+            try:
+                labels = d.labels(k)
+            except Exception as exc:
+                failed, first = failed + 1, first or exc
+                labels = (OVERFLOW,) * len(d.labels.names)
+            out.append((labels, v))
+        if first is not None:
+            self.errors.undecoded(d.probe, d.decl.name, failed, first)
+        return out
 
     def _read_families(self) -> Iterable[Metric]:
         """Per-CPU arrays and stats slots, summed over CPUs; families of one name from several
@@ -184,12 +213,19 @@ class ProbeMetrics(Collector):
             p = self._loaded(probe)
             if p is None:
                 continue
-            if isinstance(d, f.StatCounter):
-                fam.add_metric([], float(p.stat(d.index)))
+            samples: list[tuple[list[str], float]]
+            try:
+                if isinstance(d, f.StatCounter):
+                    samples = [([], float(p.stat(d.index)))]
+                else:
+                    table = p.bpf[d.table]
+                    samples = [(([probe] if d.probe_label else []) + [value], float(per_cpu_sum(table, idx)))
+                               for idx, value in d.values.items()]
+            except Exception as exc:  # this probe's part of the family is left out; the rest is served
+                self.errors.read_failed(probe, d.name, exc)
                 continue
-            table = p.bpf[d.table]
-            for idx, value in d.values.items():
-                fam.add_metric(([probe] if d.probe_label else []) + [value], float(per_cpu_sum(table, idx)))
+            for labels, value in samples:
+                fam.add_metric(labels, value)
         for fam in out:
             if fam.samples or fam.name in merged:
                 yield fam
@@ -208,7 +244,30 @@ class ProbeMetrics(Collector):
                 continue
             if p.plan.spec.ring_buffer:
                 events.add_metric([name], float(self._received(name)))
-                lost.add_metric([name], float(p.stat(f.STAT_LOST)))
-            full.add_metric([name], float(p.stat(f.STAT_MAP_FULL)))
+            try:
+                counts = [(lost, p.stat(f.STAT_LOST))] if p.plan.spec.ring_buffer else []
+                counts.append((full, p.stat(f.STAT_MAP_FULL)))
+            except Exception as exc:  # no readable `stats` array: this probe's counts are left out
+                self.errors.read_failed(name, "stats", exc)
+                continue
+            for fam, n in counts:
+                fam.add_metric([name], float(n))
         yield from (up, events, lost, full)
+
+
+def duplicate_families(specs: Iterable[ProbeSpec],
+                       kinds: tuple[type, ...] = (f.CounterFamily, f.HistogramFamily, f.IndexedCounter, f.StatCounter)) -> str:
+    """Why `specs` cannot be exported together, or "": two probes (or one, twice) declaring a
+    family of one name would make the exposition invalid. Only IndexedCounter(probe_label=True)
+    families merge across probes."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        for d in spec.metrics:
+            if not isinstance(d, kinds) or isinstance(d, f.PortOwners) or (isinstance(d, f.IndexedCounter) and d.probe_label):
+                continue
+            if d.name in seen:
+                return (f"metric family {d.name} declared twice ({seen[d.name]} and {spec.name}): "
+                        "give one of them another name, or share it with IndexedCounter(probe_label=True)")
+            seen[d.name] = spec.name
+    return ""
 

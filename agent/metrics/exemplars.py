@@ -6,7 +6,11 @@ remembers its trace_id/span_id and duration under the histogram map's *key* (raw
 a type the probe's module provides with the key struct's field names), not under a label set: the collector labels that key at
 scrape with the same decoders as the drained keys (agent/metrics/collectors.py), so the exemplar's
 label set cannot differ from its series'. The slot is the kernel's (probes/latency_hist.py
-`hist_slot`). Between scrapes at most `max_pending` are held.
+`hist_slot`). Between scrapes at most `max_pending` are held per family.
+
+Each such family has its own store (`Exemplars.for_family(name)`): a handler binds the store of the
+family its exemplars belong to once, and the collector takes each family's from its own, so two
+histograms with exemplars never get each other's.
 """
 
 from __future__ import annotations
@@ -62,3 +66,26 @@ class DurationExemplars:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+
+class Exemplars:
+    """One `DurationExemplars` store per histogram family (by family name), made when first asked for."""
+
+    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        self._max = max_pending
+        self._lock = threading.Lock()
+        self._stores: dict[str, DurationExemplars] = {}
+
+    def for_family(self, name: str) -> DurationExemplars:
+        """The store of family `name` (the same one on every call): bind its `remember` once."""
+        with self._lock:
+            store = self._stores.get(name)
+            if store is None:
+                store = self._stores[name] = DurationExemplars(self._max)
+            return store
+
+    def take(self, name: str, slot_count: int) -> list[tuple[Hashable, int, Exemplar]]:
+        """`DurationExemplars.take` of family `name`'s store; empty when nothing remembers for it."""
+        with self._lock:
+            store = self._stores.get(name)
+        return store.take(slot_count) if store is not None else []

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.identity.enricher import Enricher
-from agent.metrics.exemplars import DurationExemplars
+from agent.metrics.exemplars import Exemplars
 from agent.metrics.series_guard import SeriesGuard
 
 DROP_REASONS = ("queue_full", "export_failed", "shutdown")
@@ -45,9 +45,10 @@ class Instruments:
     """prometheus_client instruments registered on the registry the agent was given."""
 
     def __init__(self, registry: CollectorRegistry, enricher: Enricher, guard: SeriesGuard | None = None) -> None:
-        # bcgov_tcp_connection_duration_seconds is counted in the kernel (agent/metrics/collectors.py); the
-        # pipeline only notes the kept spans whose ids become its buckets' exemplars.
-        self.duration_exemplars = DurationExemplars()
+        # Histograms with exemplars are counted in the kernel (agent/metrics/collectors.py); the
+        # handlers only note the kept spans whose ids become their buckets' exemplars, each family
+        # in its own store.
+        self.exemplars = Exemplars()
         self.spans_dropped = Counter(
             "bcgov_agent_spans_dropped", "Spans not exported, by reason: queue_full (the export queue was full), export_failed (the "
             "collector refused the batch or could not be reached within the timeout), shutdown (still queued when "

@@ -17,7 +17,7 @@ from agent.export.event_log import EventLog
 from agent.export.span_model import IdSource, SpanData
 from agent.identity.cache import EnrichmentCache
 from agent.identity.enricher import Enricher
-from agent.metrics.exemplars import DurationExemplars
+from agent.metrics.exemplars import Exemplars
 from agent.metrics.instruments import Instruments
 from agent.pipeline.clock import MonotonicToWall
 from agent.pipeline.sampling import SpanSampler
@@ -38,7 +38,7 @@ class HandlerContext:
     event_log: EventLog               # log lines (batched; the reader's after-batch flush writes them)
     ids: IdSource                     # trace and span ids
     sampler: SpanSampler              # which connections keep their span
-    exemplars: DurationExemplars      # a kept span's ids, attached to the duration histogram at scrape
+    exemplars: Exemplars              # kept spans' ids by histogram family (for_family), attached at scrape
     own_pid: int | None               # the agent's own process: its connections are counted, not traced
 
 
@@ -58,7 +58,7 @@ class EventPipeline:
     ) -> None:
         self.context = HandlerContext(
             clock, enricher, EnrichmentCache(enricher), instruments, submit_span, event_log, ids,
-            sampler or SpanSampler(), instruments.duration_exemplars, own_pid,
+            sampler or SpanSampler(), instruments.exemplars, own_pid,
         )
 
     def handler(self, spec: ProbeSpec, observers: Sequence[Handle] = ()) -> Handle:

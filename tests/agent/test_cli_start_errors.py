@@ -55,3 +55,35 @@ def test_an_identity_error_at_start_is_one_line(tmp_path: Path, monkeypatch) -> 
     result = CliRunner().invoke(cli, ["agent", "run", "--metrics-addr", "off", "--spans-file", str(tmp_path / "s.jsonl"),
                                       "--log-file", str(tmp_path / "e.jsonl"), "--probe", "oom", "--duration", "1"])
     _one_line(result, "bcgov: no cgroup2 file system at /sys/fs/cgroup; mount it")
+
+
+def _twice() -> tuple:
+    import dataclasses
+
+    from probes import registry
+
+    return (*registry.ALL, dataclasses.replace(registry.get("oom"), name="oom2"))
+
+
+def test_two_probes_declaring_one_family_refuse_the_start_before_anything_loads(tmp_path: Path) -> None:
+    from agent.config import AgentConfig
+    from agent.runtime import Agent, AgentParts, AgentStartError
+
+    cfg = AgentConfig(metrics_addr="off", spans_file=str(tmp_path / "s.jsonl"), log_file=str(tmp_path / "e.jsonl"), probes=["oom"])
+    agent = Agent(cfg, tracefs=None, parts=AgentParts(specs=_twice(), enricher=None))  # type: ignore[arg-type]
+    with pytest.raises(AgentStartError, match=r"^metric family bcgov_oom_kills declared twice \(oom and oom2\): give one"):
+        agent.start()  # no tracefs, no identity: refused before either is used
+    assert agent.probes == {} and agent.pipeline is None
+    agent.stop()
+
+
+@pytest.mark.ebpf
+def test_two_probes_declaring_one_family_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    from agent import runtime
+
+    monkeypatch.setattr(runtime, "AgentParts", functools.partial(runtime.AgentParts, specs=_twice()))
+    result = CliRunner().invoke(cli, ["agent", "run", "--metrics-addr", "off", "--spans-file", str(tmp_path / "s.jsonl"),
+                                      "--log-file", str(tmp_path / "e.jsonl"), "--probe", "oom", "--duration", "1"])
+    _one_line(result, "bcgov: metric family bcgov_oom_kills declared twice (oom and oom2)")

@@ -5,6 +5,7 @@ exemplars get their series' labels from the same decoders, and the label decoder
 from __future__ import annotations
 
 import ctypes
+import re
 import socket
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from agent.identity.block_devices import BlockDevice
 from agent.identity.enricher import Enricher
 from agent.metrics.collectors import ProbeMetrics
-from agent.metrics.exemplars import DurationExemplars
+from agent.metrics.exemplars import Exemplars
 from agent.metrics.labels import KeyLabels
 from agent.metrics.series_guard import OVERFLOW, SeriesGuard
 from probes import families as f
@@ -144,10 +145,11 @@ def scrape(c: ProbeMetrics) -> str:
 
 def test_every_declared_family_comes_out_as_before() -> None:
     probes = loaded()
-    exemplars = DurationExemplars()
+    exemplars = Exemplars()
     c = ProbeMetrics(registry.ALL, probes, Workloads(), known=registry.names(), received=lambda name: 42,
                      devices=Devices(), exemplars=exemplars)  # type: ignore[arg-type]
-    exemplars.remember(DurationKey(direction=1, outcome=0, cgroup_id=5, port=0), 5000, "a" * 32, "b" * 16)
+    exemplars.for_family("bcgov_tcp_connection_duration_seconds").remember(
+        DurationKey(direction=1, outcome=0, cgroup_id=5, port=0), 5000, "a" * 32, "b" * 16)
     text = scrape(c)
     for line in (
         'bcgov_tcp_connections_total{direction="passive",outcome="refused",tier="t5432",workload="w5"} 3.0',
@@ -276,3 +278,82 @@ def test_a_family_declared_twice_is_refused_at_start() -> None:
     twice = dataclasses.replace(registry.get("oom"), name="oom2")
     with pytest.raises(ValueError, match="bcgov_oom_kills declared twice"):
         ProbeMetrics((*registry.ALL, twice), {}, Workloads())
+
+
+# ---- one family's failure is that family's, not the page's --------------------------------------
+
+def test_a_family_that_cannot_be_read_is_left_out_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    from agent.metrics.scrape_errors import ScrapeErrors
+
+    probes = loaded()
+    del probes["tcp_lifecycle"].bpf["tcp_connections"]       # a map the program lacks (BCC: KeyError)
+    del probes["process"].bpf["stats"]                        # no stats array
+    c = ProbeMetrics(registry.ALL, probes, Workloads(), known=registry.names(), devices=Devices())  # type: ignore[arg-type]
+    now = [0.0]
+    c.errors = ScrapeErrors(clock=lambda: now[0])
+    with caplog.at_level("ERROR", logger="bcgov.agent.metrics"):
+        text = scrape(c)
+    # the rest of the page is there, tcp_lifecycle's other families too
+    assert 'bcgov_tcp_connections_before_agent_total{direction="active",outcome="reset",tier="",workload="w6"} 1.0' in text
+    assert 'bcgov_process_execs_total{tier="",workload="w7"} 11.0' in text
+    assert 'bcgov_oom_kills_total{tier="",workload="w7/pod"} 1.0' in text
+    assert 'bcgov_agent_map_full_total{probe="tcp_lifecycle"} 2.0' in text
+    assert not re.search(r"^bcgov_tcp_connections_total", text, re.M)
+    assert 'bcgov_agent_scrape_errors_total{family="bcgov_tcp_connections",probe="tcp_lifecycle"} 1.0' in text
+    assert 'bcgov_agent_scrape_errors_total{family="stats",probe="process"} 1.0' in text
+    (line,) = [r.getMessage() for r in caplog.records if "bcgov_tcp_connections" in r.getMessage()]
+    assert line.startswith("probe tcp_lifecycle, family bcgov_tcp_connections: left out of the scrape: KeyError")
+    # the next scrapes within a minute: counted, not logged; a minute on, one line says how many
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="bcgov.agent.metrics"):
+        scrape(c)
+        now[0] = 30.0
+        text = scrape(c)
+        assert not caplog.records
+        now[0] = 61.0
+        scrape(c)
+    assert 'bcgov_agent_scrape_errors_total{family="bcgov_tcp_connections",probe="tcp_lifecycle"} 3.0' in text
+    assert [r.getMessage() for r in caplog.records if "bcgov_tcp_connections" in r.getMessage()][0].endswith(
+        "(2 more since the last line)")
+
+
+def test_a_key_whose_labels_cannot_be_decoded_keeps_its_count_in_the_overflow_series() -> None:
+    probes = loaded()
+    table = probes["tcp_lifecycle"].bpf["tcp_connections"]
+    table[SkippedKey(5, 2)] = 4                               # no outcome or port: the decoders cannot read it
+    durations = probes["tcp_lifecycle"].bpf["tcp_connection_durations"]
+    durations[SkippedKey(5, 1)] = hist({3: 1}, DURATION_SLOTS, 5000)
+    c = ProbeMetrics(registry.ALL, probes, Workloads(), known=registry.names(), devices=Devices())  # type: ignore[arg-type]
+    text = scrape(c)
+    assert not table and not durations                        # drained all the same
+    assert 'bcgov_tcp_connections_total{direction="active",outcome="normal",tier="",workload="w6"} 2.0' in text
+    assert ('bcgov_tcp_connections_total{direction="__overflow__",outcome="__overflow__",tier="__overflow__",'
+            'workload="__overflow__"} 4.0') in text
+    assert sum(c.state("bcgov_tcp_connections").totals.values()) == 3 + 0 + 2 + 4   # every count kept
+    assert c.state("bcgov_tcp_connection_duration_seconds").slots[(OVERFLOW,) * 4][3] == 1
+    assert 'bcgov_agent_undecoded_keys_total{family="bcgov_tcp_connections",probe="tcp_lifecycle"} 1.0' in text
+    assert not re.search(r"^bcgov_agent_scrape_errors_total", text, re.M)  # nothing was left out
+
+
+def test_each_histogram_family_takes_only_its_own_exemplars() -> None:
+    """Two families declared with exemplars: what is remembered for one never lands in the other."""
+    import dataclasses
+
+    from agent.metrics.exemplars import Exemplars
+
+    labels = (f.WorkloadLabels(cgroup=f.KEY),)
+    spec = dataclasses.replace(registry.get("runqueue"), name="two", metrics=(
+        f.HistogramFamily("bcgov_a_seconds", "a", "a", labels, exemplars=True),
+        f.HistogramFamily("bcgov_b_seconds", "b", "b", labels, exemplars=True),
+    ))
+    tables = {"stats": {i: [0] for i in range(4)}, "a": Hash({7: hist({3: 1})}), "b": Hash({7: hist({3: 1}), 8: hist({3: 1})})}
+    probes = {"two": SimpleNamespace(name="two", bpf=tables, plan=SimpleNamespace(spec=spec), stat=lambda i: 0)}
+    exemplars = Exemplars()
+    exemplars.for_family("bcgov_b_seconds").remember(8, 5000, "b" * 32, "b" * 16)
+    exemplars.for_family("bcgov_a_seconds").remember(7, 5000, "a" * 32, "a" * 16)
+    c = ProbeMetrics((spec,), probes, Workloads(), exemplars=exemplars)  # type: ignore[arg-type]
+    scrape(c)
+    a, b = c.state("bcgov_a_seconds").exemplars, c.state("bcgov_b_seconds").exemplars
+    assert {k: ex.labels["trace_id"] for k, slots in a.items() for ex in slots.values()} == {("w7", ""): "a" * 32}
+    assert {k: ex.labels["trace_id"] for k, slots in b.items() for ex in slots.values()} == {("w8", ""): "b" * 32}
+    assert exemplars.for_family("bcgov_a_seconds") is exemplars.for_family("bcgov_a_seconds")  # bound once, kept

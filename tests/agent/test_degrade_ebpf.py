@@ -52,6 +52,31 @@ def test_missing_tracepoint_degrades_one_probe_only(tmp_path: Path) -> None:
         agent.stop()
 
 
+def test_a_wrong_declaration_downs_its_probe_only_and_says_why(tmp_path: Path) -> None:
+    oom = registry.get("oom")
+    # a family naming a map the C does not have: refused when it loads, not on every scrape
+    typo = dataclasses.replace(oom, metrics=(dataclasses.replace(oom.metrics[0], table="oom_kill"),))
+    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp_path / "spans.jsonl"), probes=["oom", "process"])
+    agent = Agent(cfg, Tracefs(preflight.check()), AgentParts(event_stream=io.StringIO(),
+                                                              specs=(typo, registry.get("process"))))
+    try:
+        agent.start()
+        assert sorted(agent.probes) == ["process"]
+        host, port = agent._server.address
+        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read().decode()
+        assert 'bcgov_agent_probe_up{probe="oom"} 0.0' in text
+        assert 'bcgov_agent_probe_down{probe="oom",reason="layout_mismatch"} 1.0' in text
+        assert 'bcgov_agent_probe_up{probe="process"} 1.0' in text
+        assert "# TYPE bcgov_process_execs_total counter" in text
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=10)
+        body = not_ready.value.read().decode()
+        assert ("oom: down (required): layout_mismatch: probe oom: family bcgov_oom_kills reads map oom_kill, "
+                "which oom.bpf.c does not declare") in body
+    finally:
+        agent.stop()
+
+
 def test_probes_command_lists_every_probe_ready() -> None:
     result = CliRunner().invoke(cli, ["agent", "probes", "--json"])
     assert result.exit_code == 0, result.output

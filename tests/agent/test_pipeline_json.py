@@ -155,7 +155,7 @@ def test_the_agents_own_connections_are_counted_not_traced() -> None:
     assert len(log.getvalue().splitlines()) == 1
     assert reg.get_sample_value("bcgov_agent_own_connections_total") == 1.0
     # Only the traced connection leaves an exemplar (the kernel counts both durations).
-    ((key, _, ex),) = p.instruments.duration_exemplars.take(tcp_lifecycle.DURATION_SLOTS)
+    ((key, _, ex),) = p.instruments.exemplars.take("bcgov_tcp_connection_duration_seconds", tcp_lifecycle.DURATION_SLOTS)
     assert _duration_labels(identity)(key) == ("active", "normal", "payments") and ex.labels["trace_id"] == spans[0].trace_id_hex
 
 

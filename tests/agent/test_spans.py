@@ -72,7 +72,7 @@ def test_client_span_attributes_events_and_wall_clock() -> None:
     assert line["trace_id"] == s.trace_id_hex and line["span_id"] == s.span_id_hex
     # The kernel counts the duration; the pipeline notes the span as the exemplar of the kernel's
     # slot for it: 2 us -> bit length 2.
-    ((key, slot, ex),) = p.instruments.duration_exemplars.take(tcp_lifecycle.DURATION_SLOTS)
+    ((key, slot, ex),) = p.instruments.exemplars.take("bcgov_tcp_connection_duration_seconds", tcp_lifecycle.DURATION_SLOTS)
     assert (_duration_labels(Enricher())(key), slot) == (("active", "normal"), 2)
     assert ex.labels == {"trace_id": s.trace_id_hex, "span_id": s.span_id_hex} and ex.value == 2e-6
 
@@ -141,7 +141,7 @@ def test_sampling_keeps_failures_resets_and_slow_ones_and_counts_the_rest() -> N
     text = generate_latest(reg).decode()
     assert "bcgov_agent_spans_sampled_out_total 1.0" in text
     # Exemplars only from kept spans: the sampled-out connection has none.
-    exemplar_ids = {ex.labels["trace_id"] for _, _, ex in p.instruments.duration_exemplars.take(tcp_lifecycle.DURATION_SLOTS)}
+    exemplar_ids = {ex.labels["trace_id"] for _, _, ex in p.instruments.exemplars.take("bcgov_tcp_connection_duration_seconds", tcp_lifecycle.DURATION_SLOTS)}
     assert exemplar_ids and exemplar_ids <= {s.trace_id_hex for s in spans}
 
 
