@@ -61,6 +61,8 @@ class ProbeMetrics(Collector):
     scrape. `known` and `received`: the configured probe names and the records received per
     probe, for the agent's per-probe families (left out when `known` is None). `kinds`: only
     families of these declaration types (a second collector over the same probes, in tests).
+    `errors`: what could not be read or labelled (agent/metrics/scrape_errors.py), exported with
+    the agent's families. Raises ValueError when two specs declare a family of one name.
     """
 
     def __init__(
