@@ -19,6 +19,7 @@ from agent.kernel import loader, preflight
 from agent.kernel.tracefs import Tracefs
 from agent.redaction import url_credentials
 from probes import registry
+from probes.families import PortOwners
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -307,7 +308,8 @@ def probes_cmd(no_load: bool, as_json: bool) -> None:
             except loader.ProbeLoadError as exc:
                 ready, why = False, str(exc)
         rows.append({"probe": spec.name, "ready": ready, "why_not": why, "traces": spec.summary,
-                     "without": list(plan.missing_optional),
+                     "without": list(plan.missing_optional), "tracepoints": list(spec.tracepoints()),
+                     "families": [d.name for d in spec.metrics if not isinstance(d, PortOwners)],
                      "headers": {"source": headers.source, "path": headers.path, "why": headers.why}})
     if as_json:
         click.echo(json.dumps(rows, indent=2))

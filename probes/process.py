@@ -176,7 +176,7 @@ SPEC = ProbeSpec(
                         (f.WorkloadLabels(cgroup=f.KEY),)),
         f.CounterFamily(
             "bcgov_process_exits", "Process exits by status (ok, error, signaled, unknown), counted in the kernel.",
-            "process_exits", (f.ComputedLabel("status", exit_status_label),),
+            "process_exits", (f.ComputedLabel("status", exit_status_label, fields=("kind", "code")),),
         ),
     ),
     handler=handler,

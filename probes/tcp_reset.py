@@ -56,6 +56,10 @@ def remote_end(key: object) -> tuple[str, int]:
     return t.remote_addr, t.remote_port
 
 
+# what local_end and remote_end read of a `struct reset_key` (checked against the C at load)
+_TUPLE_FIELDS = ("addr_kind", "family", "saddr", "sport", "daddr", "dport")
+
+
 SPEC = ProbeSpec(
     name="tcp_reset",
     summary="TCP resets sent and received, counted per 4-tuple in the kernel, read at scrape time",
@@ -67,8 +71,8 @@ SPEC = ProbeSpec(
     metrics=(
         f.CounterFamily(
             "bcgov_tcp_resets", "TCP resets sent and received, counted in the kernel.", "tcp_resets",
-            (f.EnumLabel("direction", "direction", DIRECTIONS), f.LocalEndpoint(local_end, owners=LISTENER_CGROUP),
-             f.PeerEndpoint(remote_end)),
+            (f.EnumLabel("direction", "direction", DIRECTIONS), f.LocalEndpoint(local_end, owners=LISTENER_CGROUP, fields=_TUPLE_FIELDS),
+             f.PeerEndpoint(remote_end, fields=_TUPLE_FIELDS)),
         ),
     ),
 )

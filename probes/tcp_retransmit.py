@@ -20,6 +20,10 @@ def remote_end(key: Any) -> tuple[str, int]:
     return ip_from_bytes(key.family, bytes(key.daddr)), key.dport
 
 
+# what local_end and remote_end read of a `struct tuple_key` (checked against the C at load)
+_TUPLE_FIELDS = ("family", "saddr", "sport", "daddr", "dport")
+
+
 SPEC = ProbeSpec(
     name="tcp_retransmit",
     summary="TCP retransmits counted per connection 4-tuple in the kernel, read at scrape time",
@@ -29,7 +33,7 @@ SPEC = ProbeSpec(
             "bcgov_tcp_retransmits",
             "TCP segments retransmitted, counted in the kernel per connection and summed by workload.",
             "tcp_retransmits",
-            (f.LocalEndpoint(local_end, owners=LISTENER_CGROUP), f.PeerEndpoint(remote_end)),
+            (f.LocalEndpoint(local_end, owners=LISTENER_CGROUP, fields=_TUPLE_FIELDS), f.PeerEndpoint(remote_end, fields=_TUPLE_FIELDS)),
         ),
     ),
 )

@@ -82,6 +82,11 @@ def test_probes_command_lists_every_probe_ready() -> None:
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert {r["probe"]: r["ready"] for r in rows} == {n: True for n in registry.names()}
+    # what each probe attaches to and which families it feeds, from its declaration
+    by_name = {r["probe"]: r for r in rows}
+    assert by_name["tcp_lifecycle"]["tracepoints"][0] == "sock:inet_sock_set_state"
+    assert "bcgov_tcp_connection_duration_seconds" in by_name["tcp_lifecycle"]["families"]
+    assert by_name["oom"]["families"] == ["bcgov_oom_kills"]
 
 
 def test_run_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:

@@ -13,11 +13,14 @@ import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from probes import families as f
 from probes.records import c_string
 from probes.spec import ProbeSpec
+
+if TYPE_CHECKING:
+    from agent.pipeline.router import HandlerContext
 
 
 class ForkRecord(ctypes.Structure):
@@ -49,9 +52,9 @@ def decode(raw: bytes) -> Fork:
     return Fork(r.ts_ns, r.cgroup_id, r.parent_pid, r.child_pid, c_string(r.comm))
 
 
-def handler(ctx: Any) -> Callable[[Fork], None]:
-    """A fork -> a "process forked" log line with the parent's identity (ctx: the pipeline's
-    HandlerContext, agent/pipeline/router.py)."""
+def handler(ctx: HandlerContext) -> Callable[[Fork], None]:
+    """A fork -> a "process forked" log line with the parent's identity (`ctx`: what every
+    handler may use, agent/pipeline/router.py)."""
     wall, attributes_for, write = ctx.clock.to_wall_ns, ctx.enricher.attributes_for, ctx.event_log.write
 
     def handle(ev: Fork) -> None:
