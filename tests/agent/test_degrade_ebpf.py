@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,62 +21,58 @@ from agent.kernel.tracefs import Tracefs
 from agent.runtime import Agent, AgentParts
 from bcgov.cli import cli
 from probes import registry
+from probes.spec import ProbeSpec
 
 pytestmark = pytest.mark.ebpf
+
+
+@contextlib.contextmanager
+def _running(tmp_path: Path, specs: tuple[ProbeSpec, ...]) -> Iterator[tuple[Agent, str, str]]:
+    """An agent of `specs` (all configured), started: (agent, /metrics text, /readyz body, which
+    must answer 503: a down probe is required by default, ready_requires: all)."""
+    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp_path / "spans.jsonl"), probes=[s.name for s in specs])
+    agent = Agent(cfg, Tracefs(preflight.check()), AgentParts(event_stream=io.StringIO(), specs=specs))
+    try:
+        agent.start()
+        host, port = agent._server.address
+        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read().decode()
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=10)
+        assert not_ready.value.code == 503
+        yield agent, text, not_ready.value.read().decode()
+    finally:
+        agent.stop()
 
 
 def test_missing_tracepoint_degrades_one_probe_only(tmp_path: Path) -> None:
     real = registry.get("tcp_retransmit")
     # a copy under another name declares no families: two probes may not both declare one name
     ghost = dataclasses.replace(real, name="ghost", required=("tcp:no_such_tracepoint_in_any_kernel",), metrics=())
-    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp_path / "spans.jsonl"), probes=["tcp_retransmit", "ghost"])
-    agent = Agent(cfg, Tracefs(preflight.check()), AgentParts(event_stream=io.StringIO(), specs=(real, ghost)))
-    try:
-        agent.start()
+    with _running(tmp_path, (real, ghost)) as (agent, text, body):
         reports = {r.name: r for r in agent.reports}
         assert reports["tcp_retransmit"].up
         assert not reports["ghost"].up
         assert "tcp:no_such_tracepoint_in_any_kernel" in reports["ghost"].reason
-        host, port = agent._server.address
-        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read().decode()
         assert 'bcgov_agent_probe_up{probe="ghost"} 0.0' in text
         assert 'bcgov_agent_probe_up{probe="tcp_retransmit"} 1.0' in text
         assert 'bcgov_agent_probe_down{probe="ghost",reason="missing_tracepoint"} 1.0' in text
         assert "bcgov_agent_ready 0.0" in text
-        # readiness requires every probe by default (ready_requires: all): half an agent is not ready
-        with pytest.raises(urllib.error.HTTPError) as not_ready:
-            urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=10)
-        assert not_ready.value.code == 503
-        body = not_ready.value.read().decode()
         assert "ghost: down (required): missing_tracepoint: kernel lacks tracepoint tcp:no_such_tracepoint_in_any_kernel" in body
         assert "tcp_retransmit: up (required)" in body
-    finally:
-        agent.stop()
 
 
 def test_a_wrong_declaration_downs_its_probe_only_and_says_why(tmp_path: Path) -> None:
     oom = registry.get("oom")
     # a family naming a map the C does not have: refused when it loads, not on every scrape
     typo = dataclasses.replace(oom, metrics=(dataclasses.replace(oom.metrics[0], table="oom_kill"),))
-    cfg = AgentConfig(metrics_addr="127.0.0.1:0", spans_file=str(tmp_path / "spans.jsonl"), probes=["oom", "process"])
-    agent = Agent(cfg, Tracefs(preflight.check()), AgentParts(event_stream=io.StringIO(),
-                                                              specs=(typo, registry.get("process"))))
-    try:
-        agent.start()
+    with _running(tmp_path, (typo, registry.get("process"))) as (agent, text, body):
         assert sorted(agent.probes) == ["process"]
-        host, port = agent._server.address
-        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read().decode()
         assert 'bcgov_agent_probe_up{probe="oom"} 0.0' in text
         assert 'bcgov_agent_probe_down{probe="oom",reason="layout_mismatch"} 1.0' in text
         assert 'bcgov_agent_probe_up{probe="process"} 1.0' in text
         assert "# TYPE bcgov_process_execs_total counter" in text
-        with pytest.raises(urllib.error.HTTPError) as not_ready:
-            urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=10)
-        body = not_ready.value.read().decode()
         assert ("oom: down (required): layout_mismatch: probe oom: family bcgov_oom_kills reads map oom_kill, "
                 "which oom.bpf.c does not declare") in body
-    finally:
-        agent.stop()
 
 
 def test_probes_command_lists_every_probe_ready() -> None:
