@@ -171,7 +171,9 @@ class Agent:
         up as configured, OSError when an output file cannot be created."""
         self._started_at = time.monotonic()
         p = self.parts
-        problem = duplicate_families(p.specs)  # before anything compiles: the exposition would be invalid
+        # only the configured probes' families are exported: a clash with one not loaded is no clash
+        configured = tuple(s for s in p.specs if s.name in self.config.probes)
+        problem = duplicate_families(configured)  # before anything compiles: the exposition would be invalid
         if problem:
             raise AgentStartError(problem)
         if p.enricher is None:
@@ -220,7 +222,7 @@ class Agent:
         self.kernel_sampling = services.span_budget
         # PVC labels need the API: only where the pod watch found a Kubernetes configuration
         claims = PvClaims.connect(self.config.kubeconfig) if getattr(p.enricher, "pods", None) is not None else None
-        kernel = ProbeMetrics(p.specs, self.probes, p.enricher, known=self.config.probes,
+        kernel = ProbeMetrics(configured, self.probes, p.enricher, known=self.config.probes,
                               received=self.instruments.received_count, guard=self.guard,
                               devices=BlockDeviceResolver(claims=claims), exemplars=self.instruments.exemplars)
         self.kernel_metrics = kernel

@@ -35,6 +35,13 @@ def check(spec: ProbeSpec, bpf: Any) -> None:
     map name giving tables with BCC's `Key`, `Leaf` and `max_entries`). Raises DeclarationMismatch
     at the first disagreement."""
     source = spec.source_path.name
+    for name in spec.layouts:
+        _table(bpf, name, f"spec layout {name} names a map {source} does not declare; the C declares one map per "
+                          f"record struct only for its type (e.g. BPF_ARRAY({name}, struct <record>, 1)) so the "
+                          "loader can check the ctypes mirror against it: declare it, or fix the name in layouts")
+    if spec.ring_buffer:
+        _table(bpf, spec.ring_buffer, f"spec ring_buffer {spec.ring_buffer} names a map {source} does not declare; "
+                                      f"declare BPF_RINGBUF_OUTPUT({spec.ring_buffer}, <pages>) in the C or fix the name")
     stats = _table(bpf, "stats", f"no `stats` array in {source}; every probe declares BPF_PERCPU_ARRAY(stats, u64, "
                    "BCGOV_STAT_MAX) (probes/bcgov_common.h): the agent reads its lost and map-full counts there")
     for d in spec.metrics:

@@ -140,10 +140,11 @@ def load(plan_: ProbePlan, bpf_class: Any | None = None) -> LoadedProbe:
         loaded.close()
         raise ProbeLoadError(f"probe {spec.name}: cannot attach raw tracepoint {tp}: {exc} (kernel 4.17+ needed)") from exc
     try:
+        # a wrong declaration refuses this probe now, instead of failing every scrape later (and the
+        # maps the layouts and the ring buffer name exist before anything reads them)
+        declared_maps.check(spec, bpf)
         for map_name, mirror in spec.layouts.items():
             check_layout(mirror, bpf[map_name].Leaf)
-        # a wrong declaration refuses this probe now, instead of failing every scrape later
-        declared_maps.check(spec, bpf)
     except (LayoutMismatch, declared_maps.DeclarationMismatch) as exc:
         loaded.close()
         raise ProbeLoadError(f"probe {spec.name}: {exc}", code="layout_mismatch") from exc

@@ -16,6 +16,8 @@ from agent.kernel.loader import LoadedProbe
 
 log = logging.getLogger("bcgov.agent.kernel.readers")
 
+MAX_ERRORS_LOGGED = 10  # per reader; every failure is counted all the same
+
 
 class ReaderCounters(Protocol):
     """The reader's own counts (agent/metrics/instruments.py Instruments has them)."""
@@ -58,14 +60,26 @@ class RingBufferReader:
             return 0
         name = self._probe.name
         self._instruments.received(name)
+        step = "decode"
         try:
-            self._handle(self._decode(ctypes.string_at(data, size)))
+            event = self._decode(ctypes.string_at(data, size))
+            step = "handle"
+            self._handle(event)
         except Exception:  # one bad record must not stop the reader
             self._instruments.handler_errors.labels(name).inc()
-            if self._errors_logged < 10:
-                self._errors_logged += 1
-                log.exception("probe %s: failed to handle a record", name)
+            self._log_error(f"probe {name}: failed to {step} a record ({size} bytes)")
         return 0
+
+    def _log_error(self, what: str) -> None:
+        """The first MAX_ERRORS_LOGGED failures with their traceback, then one line saying the rest
+        are only counted (bcgov_agent_handler_errors_total): a broken handler must not flood the log."""
+        if self._errors_logged < MAX_ERRORS_LOGGED:
+            self._errors_logged += 1
+            log.exception("%s", what)
+            if self._errors_logged == MAX_ERRORS_LOGGED:
+                log.error("probe %s: %d failures logged; further ones are only counted in "
+                          "bcgov_agent_handler_errors_total{probe=\"%s\"}", self._probe.name, MAX_ERRORS_LOGGED,
+                          self._probe.name)
 
     def start(self) -> None:
         """Start polling."""
@@ -86,9 +100,7 @@ class RingBufferReader:
         try:
             after()
         except Exception:  # a full disk must not stop the reader; the next batch tries again
-            if self._errors_logged < 10:
-                self._errors_logged += 1
-                log.exception("probe %s: after-batch hook failed", self._probe.name)
+            self._log_error(f"probe {self._probe.name}: after-batch hook failed")
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop polling after draining what is already in the buffer; past ``timeout_s`` the rest

@@ -69,7 +69,8 @@ def test_two_probes_declaring_one_family_refuse_the_start_before_anything_loads(
     from agent.config import AgentConfig
     from agent.runtime import Agent, AgentParts, AgentStartError
 
-    cfg = AgentConfig(metrics_addr="off", spans_file=str(tmp_path / "s.jsonl"), log_file=str(tmp_path / "e.jsonl"), probes=["oom"])
+    cfg = AgentConfig(metrics_addr="off", spans_file=str(tmp_path / "s.jsonl"), log_file=str(tmp_path / "e.jsonl"),
+                      probes=["oom", "oom2"])
     agent = Agent(cfg, tracefs=None, parts=AgentParts(specs=_twice(), enricher=None))  # type: ignore[arg-type]
     with pytest.raises(AgentStartError, match=r"^metric family bcgov_oom_kills declared twice \(oom and oom2\): give one"):
         agent.start()  # no tracefs, no identity: refused before either is used
@@ -82,8 +83,14 @@ def test_two_probes_declaring_one_family_is_one_line(tmp_path: Path, monkeypatch
     import functools
 
     from agent import runtime
+    from probes import registry
 
     monkeypatch.setattr(runtime, "AgentParts", functools.partial(runtime.AgentParts, specs=_twice()))
-    result = CliRunner().invoke(cli, ["agent", "run", "--metrics-addr", "off", "--spans-file", str(tmp_path / "s.jsonl"),
-                                      "--log-file", str(tmp_path / "e.jsonl"), "--probe", "oom", "--duration", "1"])
+    monkeypatch.setattr(registry, "ALL", _twice())  # so the config knows oom2
+    run = ["agent", "run", "--metrics-addr", "off", "--spans-file", str(tmp_path / "s.jsonl"),
+           "--log-file", str(tmp_path / "e.jsonl"), "--duration", "1"]
+    result = CliRunner().invoke(cli, [*run, "--probe", "oom", "--probe", "oom2"])
     _one_line(result, "bcgov: metric family bcgov_oom_kills declared twice (oom and oom2)")
+    # Only the configured probes' families are exported: a twin that is not loaded clashes with nothing.
+    alone = CliRunner().invoke(cli, [*run, "--probe", "oom"])
+    assert alone.exit_code == 0, alone.output

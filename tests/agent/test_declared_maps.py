@@ -53,6 +53,8 @@ def tcp_lifecycle_maps() -> dict[str, SimpleNamespace]:
         "tcp_skip_repairs": table(ctypes.c_int, per_cpu, 6),
         "listeners": table(ctypes.c_ushort, Listener),
         "scalar_counts": table(ctypes.c_ulong, ctypes.c_ulong),
+        "layout": table(ctypes.c_int, ctypes.c_ubyte * 8, 1),  # the record struct's type carrier
+        "events": SimpleNamespace(),  # the ring buffer
     }
 
 
@@ -147,3 +149,17 @@ def test_load_refuses_a_probe_whose_declaration_the_program_does_not_match() -> 
     assert str(err.value).startswith("probe tcp_lifecycle: family bcgov_x: label EnumLabel(outcome) reads key field 'result'")
     # the same probe with its own declaration loads
     assert loader.load(dataclasses.replace(plan, spec=dataclasses.replace(SPEC, raw_tracepoints=(), layouts={})), _Compiled)
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"layouts": {"layuot": object}}, "spec layout layuot names a map tcp_lifecycle.bpf.c does not declare; the C declares "
+                                      "one map per record struct only for its type"),
+    ({"ring_buffer": "evnets"}, "spec ring_buffer evnets names a map tcp_lifecycle.bpf.c does not declare; declare "
+                                "BPF_RINGBUF_OUTPUT(evnets, <pages>) in the C or fix the name"),
+])
+def test_a_layout_or_ring_buffer_the_c_lacks_is_one_line_not_a_keyerror(change: dict[str, Any], problem: str) -> None:
+    # These reached BCC as a bare KeyError from the loader's layout check or the reader, and stopped
+    # the whole agent.
+    with pytest.raises(declared_maps.DeclarationMismatch) as exc:
+        declared_maps.check(dataclasses.replace(SPEC, **change), tcp_lifecycle_maps())
+    assert problem in str(exc.value) and "\n" not in str(exc.value)
