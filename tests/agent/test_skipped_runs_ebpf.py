@@ -6,10 +6,8 @@ no `conns` entry outlives its socket."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from agent_harness import CgroupIdentity, RunningAgent, started_agent, wait_for
+from bpf_test_run import run_raw
 from neighbour_tracer import neighbour_tracer
 
 from agent.kernel.skipped_runs import recursion_misses
@@ -92,22 +91,6 @@ def test_every_connection_is_counted_next_to_a_neighbour_tracer(tcp_agent: Runni
 
 # --- the repairs, each driven deterministically through BPF_PROG_TEST_RUN on the real program ---
 
-_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
-_BPF_PROG_TEST_RUN = 10
-
-
-def _run_raw(prog_fd: int, *args: int) -> None:
-    """Run a raw tracepoint program once with `args` as its context, as the kernel would on the
-    event, but without the tracepoint program before it: exactly a skipped tracepoint run."""
-    ctx = (ctypes.c_uint64 * len(args))(*args)
-    attr = (ctypes.c_uint8 * 80)()
-    ctypes.c_uint32.from_buffer(attr, 0).value = prog_fd
-    ctypes.c_uint32.from_buffer(attr, 40).value = ctypes.sizeof(ctx)
-    ctypes.c_uint64.from_buffer(attr, 48).value = ctypes.addressof(ctx)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(_BPF_SYSCALL[platform.machine()], _BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-
 
 def _repairs(agent: RunningAgent) -> list[int]:
     table = agent.agent.probes["tcp_lifecycle"].bpf["tcp_skip_repairs"]
@@ -127,13 +110,13 @@ def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
                          what="both ends of the held connection tracked")
         # a retransmit and resets whose tracepoint runs were skipped still reach the span
         conns = bpf["conns"]
-        _run_raw(bpf.funcs[b"bcgov_raw__tcp_retransmit_skb"].fd, socks[0], 0)
+        run_raw(bpf.funcs[b"bcgov_raw__tcp_retransmit_skb"].fd, socks[0], 0)
         assert conns[conns.Key(socks[0])].retransmits == 1 and conns[conns.Key(socks[0])].rtx_ns[0] > 0
-        _run_raw(bpf.funcs[b"bcgov_raw__tcp_receive_reset"].fd, socks[0])
-        _run_raw(bpf.funcs[b"bcgov_raw__tcp_send_reset"].fd, socks[1], 0, 0)
+        run_raw(bpf.funcs[b"bcgov_raw__tcp_receive_reset"].fd, socks[0])
+        run_raw(bpf.funcs[b"bcgov_raw__tcp_send_reset"].fd, socks[1], 0, 0)
         assert conns[conns.Key(socks[0])].flags & 2 and conns[conns.Key(socks[1])].flags & 4  # F_RESET_RECEIVED / _SENT
         for sk in socks:
-            _run_raw(raw, sk, TCP_ESTABLISHED, TCP_CLOSE)
+            run_raw(raw, sk, TCP_ESTABLISHED, TCP_CLOSE)
         assert _conns_of(agent, cgroup.id) == []
         assert _counts(agent, cgroup.id, ACTIVE) == (1, 1) and _counts(agent, cgroup.id, PASSIVE) == (1, 1)
         # finished as the tracepoint program would have: a span each, with the endpoints it last saw
@@ -148,12 +131,12 @@ def test_each_repair_of_a_skipped_run(tcp_agent: RunningAgent, cgroup) -> None:
         holder.wait()
     # An open, an ESTABLISHED and a close all skipped: the raw program tracks, marks and sweeps it.
     fake_sk = 0xDEAD_0000_0000_BEEF  # a key no socket has; the program never dereferences it
-    _run_raw(raw, fake_sk, 0, TCP_SYN_SENT)
+    run_raw(raw, fake_sk, 0, TCP_SYN_SENT)
     entry = bpf["conns"][bpf["conns"].Key(fake_sk)]
     assert entry.direction == ACTIVE and entry.owner.tgid == os.getpid()
-    _run_raw(raw, fake_sk, TCP_SYN_SENT, TCP_ESTABLISHED)
+    run_raw(raw, fake_sk, TCP_SYN_SENT, TCP_ESTABLISHED)
     assert bpf["conns"][bpf["conns"].Key(fake_sk)].flags & 1  # F_ESTABLISHED
-    _run_raw(raw, fake_sk, TCP_ESTABLISHED, TCP_CLOSE)
+    run_raw(raw, fake_sk, TCP_ESTABLISHED, TCP_CLOSE)
     assert bpf["conns"].Key(fake_sk) not in bpf["conns"]
     assert [a - b for a, b in zip(_repairs(agent), before, strict=True)] == [3, 1, 1, 1, 1, 1]
 
@@ -210,9 +193,9 @@ def test_a_skipped_wakeup_marks_the_task_it_learnt(runqueue_agent: RunningAgent)
         fake_task = 0xFFFF_DEAD_0000_1230  # a key only: the program never dereferences it
         bpf["task_pids"][bpf["task_pids"].Key(fake_task)] = bpf["task_pids"].Leaf(sleeper.pid)
         marked0, unknown0 = _wakeup_repairs(runqueue_agent)
-        _run_raw(raw, fake_task)  # the wakeup of a known task, its tracepoint run skipped
+        run_raw(raw, fake_task)  # the wakeup of a known task, its tracepoint run skipped
         assert bpf["tasks"][bpf["tasks"].Key(sleeper.pid)].runnable_since > 0
-        _run_raw(raw, fake_task + 0x40)  # a task never seen: nothing to mark, counted
+        run_raw(raw, fake_task + 0x40)  # a task never seen: nothing to mark, counted
         assert _wakeup_repairs(runqueue_agent) == (marked0 + 1, unknown0 + 1)
     finally:
         sleeper.kill()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from agent_harness import CgroupIdentity, RunningAgent, started_agent, wait_for
+from bpf_test_run import run_raw
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from probes.families import STAT_LOST
@@ -111,27 +112,8 @@ def test_budget_sends_at_most_its_tokens_and_counts_every_record_not_sent(budget
 
 # --- a close the raw program finishes (its tracepoint run skipped) meets the same budget ---------
 
-_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
-_BPF_PROG_TEST_RUN = 10
 TCP_ESTABLISHED, TCP_SYN_SENT, TCP_CLOSE, TCP_LAST_ACK = 1, 2, 7, 9
 ACTIVE = 1
-
-
-def _run_raw(prog_fd: int, *args: int) -> None:
-    """Run the raw tracepoint program once with `args` as its context and no tracepoint run before
-    it: exactly what the kernel does for an event whose tracepoint run it skipped."""
-    import ctypes
-    import os
-    import platform
-
-    ctx = (ctypes.c_uint64 * len(args))(*args)
-    attr = (ctypes.c_uint8 * 80)()
-    ctypes.c_uint32.from_buffer(attr, 0).value = prog_fd
-    ctypes.c_uint32.from_buffer(attr, 40).value = ctypes.sizeof(ctx)
-    ctypes.c_uint64.from_buffer(attr, 48).value = ctypes.addressof(ctx)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(_BPF_SYSCALL[platform.machine()], _BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
 
 def test_a_repaired_close_is_held_to_the_same_budget(budget_agent: RunningAgent) -> None:
@@ -151,7 +133,7 @@ def test_a_repaired_close_is_held_to_the_same_budget(budget_agent: RunningAgent)
     def open_fake(sk: int, port: int) -> int:
         """A connect whose tracepoint run was skipped, with an IPv4 server port to find its span by
         (the endpoints a tracepoint run would have remembered); its owner's cgroup id."""
-        _run_raw(raw, sk, 0, TCP_SYN_SENT)
+        run_raw(raw, sk, 0, TCP_SYN_SENT)
         c = conns[conns.Key(sk)]
         c.family, c.dport = 2, port  # AF_INET
         conns[conns.Key(sk)] = c
@@ -163,14 +145,14 @@ def test_a_repaired_close_is_held_to_the_same_budget(budget_agent: RunningAgent)
     mine = lambda k: k.cgroup_id == cg and k.direction == ACTIVE and k.outcome == 0  # noqa: E731
     counted0 = agent.kernel_count("tcp_lifecycle", "tcp_connections", mine)
     withheld_mine0 = _withheld_by_cgroup(agent).get(cg, 0)
-    _run_raw(raw, normal, TCP_SYN_SENT, TCP_ESTABLISHED)
-    _run_raw(raw, normal, TCP_LAST_ACK, TCP_CLOSE)  # an orderly close: normal, fast
+    run_raw(raw, normal, TCP_SYN_SENT, TCP_ESTABLISHED)
+    run_raw(raw, normal, TCP_LAST_ACK, TCP_CLOSE)  # an orderly close: normal, fast
     # counted, and withheld like a tracepoint-finished close: no token
     assert agent.kernel_count("tcp_lifecycle", "tcp_connections", mine) == counted0 + 1
     assert _withheld_by_cgroup(agent).get(cg, 0) >= withheld_mine0 + 1
     # a connect that never got established (timeout) is always sent, bucket empty or not
     open_fake(timed_out, timed_out_port)
-    _run_raw(raw, timed_out, TCP_SYN_SENT, TCP_CLOSE)
+    run_raw(raw, timed_out, TCP_SYN_SENT, TCP_CLOSE)
     wait_for(lambda: _spans(agent, timed_out_port), what="the timed-out connection's span")
     granted, withheld = sampling.budget_counts()
     assert granted == granted0  # the empty bucket granted nothing
