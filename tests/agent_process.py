@@ -4,13 +4,19 @@ written, a clean exit on SIGTERM. Shared by tests/agent (no node headers) and te
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from servers import poll
@@ -19,6 +25,7 @@ from probes import registry
 
 N_CONNECTIONS = 23  # prime, as BCC's contributing guide asks: a count that cannot happen by accident
 START_TIMEOUT_S = 120.0  # compiling seven probes on a busy 2-core machine
+REPO = Path(__file__).resolve().parents[1]
 
 
 def get(url: str) -> tuple[int, str]:
@@ -43,6 +50,25 @@ def wait_ready(base_url: str, alive: Callable[[], bool], why_not: Callable[[], s
         return body if code == 200 else None
 
     return poll(ready, START_TIMEOUT_S, "the agent's /readyz to answer 200", why_not)
+
+
+@contextlib.contextmanager
+def cli_agent(args: list[str], port: int, stderr: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`bcgov agent run ARGS` as its own process (stdout and stderr into `stderr`, unbuffered),
+    yielded once its /readyz on 127.0.0.1:`port` answers 200. Leaving the block normally sends
+    SIGTERM and requires exit 0; on any failure the process is killed."""
+    with stderr.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "bcgov.cli", "agent", "run", *args], cwd=REPO, stdout=err,
+                                stderr=err, env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", lambda: proc.poll() is None, stderr.read_text)
+        yield proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, stderr.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def probes_up(metrics_text: str) -> dict[str, float]:

@@ -10,9 +10,6 @@ import collections
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import agent_process
@@ -21,7 +18,6 @@ from servers import free_port, poll
 
 pytestmark = pytest.mark.ebpf
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_dropped_spans_are_in_the_json_exit_line(tmp_path: Path) -> None:
@@ -30,14 +26,10 @@ def test_dropped_spans_are_in_the_json_exit_line(tmp_path: Path) -> None:
     cfg.write_text(f"metrics_addr: 127.0.0.1:{port}\nspans_file: /dev/full\nlog_file: {tmp_path / 'events.jsonl'}\n"
                    "probes: [tcp_lifecycle]\nspan_budget_per_second: 0\n")  # identity on, no Kubernetes config
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-    env.update(PYTHONUNBUFFERED="1", HOME=str(tmp_path))  # no ~/.kube/config either
+    env.update(HOME=str(tmp_path))  # no ~/.kube/config either
     stderr = tmp_path / "agent.stderr"
-    with stderr.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "bcgov.cli", "agent", "run", "--config", str(cfg)],
-                                cwd=REPO, stdout=err, stderr=err, env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        agent_process.wait_ready(base, lambda: proc.poll() is None, stderr.read_text)
+    base = f"http://127.0.0.1:{port}"
+    with agent_process.cli_agent(["--config", str(cfg)], port, stderr, env):
         agent_process.make_connections()
 
         def failed_exports() -> float:
@@ -46,12 +38,6 @@ def test_dropped_spans_are_in_the_json_exit_line(tmp_path: Path) -> None:
             return float(m.group(1)) if m and float(m.group(1)) > 0 else 0.0
 
         poll(failed_exports, 60, "spans counted as export_failed", stderr.read_text)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, stderr.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     lines = stderr.read_text().splitlines()
     records = []
     for line in lines:
@@ -76,19 +62,9 @@ def test_the_otel_sdks_export_failures_are_json_lines(tmp_path: Path) -> None:
                    f"log_file: {tmp_path / 'events.jsonl'}\nlogs: local\nprobes: [tcp_lifecycle]\nidentity: false\n"
                    "span_budget_per_second: 0\n")
     stderr = tmp_path / "agent.stderr"
-    with stderr.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "bcgov.cli", "agent", "run", "--config", str(cfg)],
-                                cwd=REPO, stdout=err, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        agent_process.wait_ready(f"http://127.0.0.1:{port}", lambda: proc.poll() is None, stderr.read_text)
+    with agent_process.cli_agent(["--config", str(cfg)], port, stderr):
         agent_process.make_connections()
         poll(lambda: "opentelemetry" in stderr.read_text(), 60, "an OTel SDK log line", stderr.read_text)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, stderr.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     records = []
     for line in stderr.read_text().splitlines():
         try:
@@ -131,35 +107,26 @@ def test_a_dead_collector_and_the_span_budget_are_told_in_a_few_true_lines(tmp_p
                    "otlp_timeout_seconds: 1\nlogs: otlp\nprobes: [tcp_lifecycle]\nidentity: false\n"
                    "span_budget_per_second: 1\n")
     stderr = tmp_path / "agent.stderr"
-    with stderr.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "bcgov.cli", "agent", "run", "--config", str(cfg),
-                                 "--log-file", str(ignored)],
-                                cwd=REPO, stdout=err, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        agent_process.wait_ready(f"http://127.0.0.1:{port}", lambda: proc.poll() is None, stderr.read_text)
-        agent_process.make_connections()  # most of them withheld by the 1/s budget
-        _refused_connections(5)
-        poll(lambda: "unreachable" in stderr.read_text(), 60, "the agent's collector-unreachable line", stderr.read_text)
+        with agent_process.cli_agent(["--config", str(cfg), "--log-file", str(ignored)], port, stderr):
+            agent_process.make_connections()  # most of them withheld by the 1/s budget
+            _refused_connections(5)
+            poll(lambda: "unreachable" in stderr.read_text(), 60, "the agent's collector-unreachable line", stderr.read_text)
 
-        def failed_logs() -> float:
-            text = agent_process.get(f"http://127.0.0.1:{port}/metrics")[1]
-            m = re.search(r'^bcgov_agent_logs_dropped_total\{reason="export_failed"\} (\S+)$', text, re.M)
-            return float(m.group(1)) if m and float(m.group(1)) > 0 else 0.0
+            def failed_logs() -> float:
+                text = agent_process.get(f"http://127.0.0.1:{port}/metrics")[1]
+                m = re.search(r'^bcgov_agent_logs_dropped_total\{reason="export_failed"\} (\S+)$', text, re.M)
+                return float(m.group(1)) if m and float(m.group(1)) > 0 else 0.0
 
-        dropped_while_down = poll(failed_logs, 60, "event lines counted as export_failed", stderr.read_text)
-        collector.start()
+            dropped_while_down = poll(failed_logs, 60, "event lines counted as export_failed", stderr.read_text)
+            collector.start()
 
-        def recovered() -> bool:
-            _refused_connections(1)
-            return "reachable again" in stderr.read_text()
+            def recovered() -> bool:
+                _refused_connections(1)
+                return "reachable again" in stderr.read_text()
 
-        poll(recovered, 60, "the agent's collector-reachable-again line", stderr.read_text)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, stderr.read_text()
+            poll(recovered, 60, "the agent's collector-reachable-again line", stderr.read_text)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         collector.stop()
     records = [json.loads(line) for line in stderr.read_text().splitlines()]
     bodies = [r["body"] for r in records]
