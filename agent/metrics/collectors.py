@@ -56,7 +56,7 @@ class _Drained:
 class ProbeMetrics(Collector):
     """Yields fresh metric families from the loaded probes' maps on every collect().
 
-    `specs`: every probe that may be loaded (their families' state is made up front, so label
+    `specs`: every probe configured (their families' state is made up front, so label
     names are known before any probe loads); `probes`: the loaded ones by name, read at each
     scrape. `known` and `received`: the configured probe names and the records received per
     probe, for the agent's per-probe families (left out when `known` is None). `kinds`: only

@@ -19,7 +19,6 @@ from servers import free_port, poll
 pytestmark = pytest.mark.ebpf
 
 
-
 def test_dropped_spans_are_in_the_json_exit_line(tmp_path: Path) -> None:
     port = free_port()
     cfg = tmp_path / "agent.yaml"
